@@ -1,0 +1,38 @@
+# wdfusb: the two commands README.md documents, and their helpers.
+#   make bench  — set up .venv and run the write benchmark on the built-in virtual device
+#   make test   — set up .venv and run the whole test suite (lint, types, tests, kernel rig)
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: bench test check unit rig asan clean
+
+$(STAMP): pyproject.toml setup.py build_ffi.py $(wildcard csrc/*.c csrc/*.h)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,plot,compare]'
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(PY) -m wdfusb bench virtual:high --json bench-virtual.json --plot bench-virtual.png
+
+check: $(STAMP)
+	$(PY) -m ruff check wdfusb tests examples build_ffi.py
+	$(PY) -m ruff format --check wdfusb tests examples build_ffi.py
+	$(PY) -m mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not kernel" tests
+
+rig: $(STAMP)
+	$(PY) tests/rig/qemu_rig.py lane
+
+test: check unit rig
+
+asan:
+	tests/asan/run.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info wdfusb/_native*.so

@@ -1,0 +1,323 @@
+/*
+ * wdfusb shim: the libusb backend. libusb is loaded at run time (wu_libusb_load)
+ * and every call goes through the table L. A synchronous transfer is libusb's
+ * asynchronous one plus event handling on a completion flag, the way libusb's own
+ * sync.c does it; lengths beyond one libusb transfer continue from the callback.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifndef _WIN32
+#include <sys/time.h>
+#endif
+
+#include "libusb_abi.h"
+#include "shim.h"
+
+#define WU_LIBUSB_CHUNK ((size_t)1 << 30)   /* bytes per libusb transfer (its length is an int) */
+#define WU_DRAIN_NS ((int64_t)5000000000)    /* bound on waiting for cancelled transfers */
+
+static struct {
+#define X(ret, name, args) ret(WU_CALLBACK *name) args;
+    WU_LIBUSB_FUNCTIONS(X)
+#undef X
+} L;
+
+static void *lib_handle;
+static libusb_context *ctx;
+static char lib_path[1024];
+static char lib_version[64];
+static wu_mutex load_lock;
+static wu_once_t load_once = WU_ONCE_INIT;
+static uint8_t zero_byte;
+
+typedef struct {
+    libusb_device_handle *h;
+    int speed;
+} ldev;
+
+#define LD(d) ((ldev *)(d)->impl)
+
+static void init_load_lock(void) { wu_mutex_init(&load_lock); }
+
+int wu_libusb_load(const char *path, char *err, size_t errlen)
+{
+    void *h;
+    int rc;
+    const struct libusb_version *ver;
+    if (err && errlen) err[0] = 0;
+    if (!path) return WU_ERR_INVALID_PARAM;
+    wu_once(&load_once, init_load_lock);
+    wu_mutex_lock(&load_lock);
+    if (lib_handle) {
+        wu_mutex_unlock(&load_lock);
+        return WU_OK;
+    }
+    h = wu_dl_open(path, err, errlen);
+    if (!h) {
+        wu_mutex_unlock(&load_lock);
+        return WU_ERR_NO_LIBUSB;
+    }
+#define X(ret, name, args)                                                              \
+    *(void **)&L.name = wu_dl_sym(h, #name);                                            \
+    if (!L.name) {                                                                      \
+        if (err) snprintf(err, errlen, "not a usable libusb-1.0: %s is missing", #name); \
+        wu_dl_close(h);                                                                 \
+        wu_mutex_unlock(&load_lock);                                                    \
+        return WU_ERR_NO_LIBUSB;                                                        \
+    }
+    WU_LIBUSB_FUNCTIONS(X)
+#undef X
+    rc = L.libusb_init(&ctx);
+    if (rc < 0) {
+        if (err) snprintf(err, errlen, "libusb_init failed (error %d)", rc);
+        wu_dl_close(h);
+        wu_mutex_unlock(&load_lock);
+        return rc;
+    }
+    ver = L.libusb_get_version();
+    snprintf(lib_version, sizeof lib_version, "%u.%u.%u.%u", ver->major, ver->minor, ver->micro, ver->nano);
+    snprintf(lib_path, sizeof lib_path, "%s", path);
+    WU_STORE(&lib_handle, h);
+    wu_mutex_unlock(&load_lock);
+    return WU_OK;
+}
+
+int wu_libusb_loaded(void) { return WU_LOAD(&lib_handle) != NULL; }
+const char *wu_libusb_version(void) { return wu_libusb_loaded() ? lib_version : ""; }
+const char *wu_libusb_path(void) { return wu_libusb_loaded() ? lib_path : ""; }
+
+int wu_sizeof_check(void)
+{
+    return sizeof(struct libusb_device_descriptor) == 18 ? 0 : -1;
+}
+
+/* ---- enumeration --------------------------------------------------------------------- */
+
+static void encode_descriptor(const struct libusb_device_descriptor *s, uint8_t *o)
+{
+    o[0] = s->bLength; o[1] = s->bDescriptorType;
+    o[2] = s->bcdUSB & 0xFF; o[3] = s->bcdUSB >> 8;
+    o[4] = s->bDeviceClass; o[5] = s->bDeviceSubClass; o[6] = s->bDeviceProtocol; o[7] = s->bMaxPacketSize0;
+    o[8] = s->idVendor & 0xFF; o[9] = s->idVendor >> 8;
+    o[10] = s->idProduct & 0xFF; o[11] = s->idProduct >> 8;
+    o[12] = s->bcdDevice & 0xFF; o[13] = s->bcdDevice >> 8;
+    o[14] = s->iManufacturer; o[15] = s->iProduct; o[16] = s->iSerialNumber; o[17] = s->bNumConfigurations;
+}
+
+int wu_libusb_list(wu_devinfo *out, int max)
+{
+    libusb_device **list;
+    long n;
+    if (!wu_libusb_loaded()) return WU_ERR_NO_LIBUSB;
+    n = L.libusb_get_device_list(ctx, &list);
+    if (n < 0) return (int)n;
+    for (long i = 0; i < n && i < max && out; i++) {
+        struct libusb_device_descriptor desc;
+        int ports;
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].bus = L.libusb_get_bus_number(list[i]);
+        out[i].address = L.libusb_get_device_address(list[i]);
+        out[i].speed = (uint8_t)L.libusb_get_device_speed(list[i]);
+        ports = L.libusb_get_port_numbers(list[i], out[i].ports, 8);
+        out[i].port_count = ports > 0 ? (uint8_t)ports : 0;
+        if (L.libusb_get_device_descriptor(list[i], &desc) == 0) encode_descriptor(&desc, out[i].device_descriptor);
+    }
+    L.libusb_free_device_list(list, 1);
+    return (int)n;
+}
+
+int wu_libusb_open(uint8_t bus, uint8_t address, wu_device **out)
+{
+    libusb_device **list;
+    long n;
+    int rc = WU_ERR_NOT_FOUND;
+    if (!out) return WU_ERR_INVALID_PARAM;
+    *out = NULL;
+    if (!wu_libusb_loaded()) return WU_ERR_NO_LIBUSB;
+    n = L.libusb_get_device_list(ctx, &list);
+    if (n < 0) return (int)n;
+    for (long i = 0; i < n; i++) {
+        libusb_device_handle *h;
+        ldev *ld;
+        if (L.libusb_get_bus_number(list[i]) != bus || L.libusb_get_device_address(list[i]) != address) continue;
+        rc = L.libusb_open(list[i], &h);
+        if (rc < 0) break;
+        L.libusb_set_auto_detach_kernel_driver(h, 1);
+        ld = calloc(1, sizeof *ld);
+        if (ld) {
+            ld->h = h;
+            ld->speed = L.libusb_get_device_speed(list[i]);
+            *out = wu_device_alloc(&wu_libusb_backend, ld, 0);
+        }
+        if (!*out) {
+            free(ld);
+            L.libusb_close(h);
+            rc = WU_ERR_NO_MEM;
+        }
+        break;
+    }
+    L.libusb_free_device_list(list, 1);
+    return rc;
+}
+
+/* ---- transfers ----------------------------------------------------------------------- */
+
+static void WU_CALLBACK lu_callback(struct libusb_transfer *t);
+
+/* Submit the next piece of x (from x->actual). */
+static int submit_chunk(wu_xfer *x)
+{
+    struct libusb_transfer *t = x->impl;
+    size_t left = x->len - x->actual, n = left > WU_LIBUSB_CHUNK ? WU_LIBUSB_CHUNK : left;
+    unsigned int timeout_ms = 0;
+    if (x->deadline_ns != WU_NS_FOREVER) {
+        int64_t ns = x->deadline_ns - wu_now_ns();
+        if (ns <= 0) return WU_ERR_TIMEOUT;
+        timeout_ms = (unsigned int)((ns + 999999) / 1000000);
+    }
+    t->dev_handle = LD(x->dev)->h;
+    t->flags = (n == left && (x->flags & WU_XFER_ZLP)) ? LIBUSB_TRANSFER_ADD_ZERO_PACKET : 0;
+    t->endpoint = x->ep;
+    t->type = x->type;
+    t->timeout = timeout_ms;
+    t->length = (int)n;
+    t->actual_length = 0;
+    t->callback = lu_callback;
+    t->user_data = x;
+    t->buffer = x->buf ? x->buf + x->actual : &zero_byte;
+    t->num_iso_packets = 0;
+    return L.libusb_submit_transfer(t);
+}
+
+static int map_status(int status)
+{
+    switch (status) {
+    case LIBUSB_TRANSFER_COMPLETED: return WU_OK;
+    case LIBUSB_TRANSFER_TIMED_OUT: return WU_ERR_TIMEOUT;
+    case LIBUSB_TRANSFER_CANCELLED: return WU_ERR_CANCELLED;
+    case LIBUSB_TRANSFER_STALL: return WU_ERR_PIPE;
+    case LIBUSB_TRANSFER_NO_DEVICE: return WU_ERR_NO_DEVICE;
+    case LIBUSB_TRANSFER_OVERFLOW: return WU_ERR_OVERFLOW;
+    case LIBUSB_TRANSFER_ERROR: return WU_ERR_IO;
+    default: return WU_ERR_OTHER;
+    }
+}
+
+static void WU_CALLBACK lu_callback(struct libusb_transfer *t)
+{
+    wu_xfer *x = t->user_data;
+    wu_device *d = x->dev;
+    int result = map_status(t->status);
+    wu_enter_callback();
+    wu_mutex_lock(&d->lock);
+    x->actual += (size_t)(t->actual_length > 0 ? t->actual_length : 0);
+    if (result == WU_OK && x->actual < x->len && t->actual_length == t->length && !x->cancel_requested) {
+        result = submit_chunk(x);
+        if (result == WU_OK) {
+            wu_mutex_unlock(&d->lock);
+            wu_leave_callback();
+            return;
+        }
+    }
+    x->submitted = 0;
+    wu_xfer_finish(x, result);
+    wu_mutex_unlock(&d->lock);
+    wu_leave_callback();
+}
+
+static int lu_xfer_init(wu_xfer *x)
+{
+    x->impl = L.libusb_alloc_transfer(0);
+    return x->impl ? WU_OK : WU_ERR_NO_MEM;
+}
+
+static void lu_xfer_fini(wu_xfer *x) { L.libusb_free_transfer(x->impl); }
+
+static int lu_submit(wu_xfer *x)
+{
+    wu_device *d = x->dev;
+    int rc;
+    if (!LD(d)->h) return WU_ERR_NO_DEVICE;
+    rc = submit_chunk(x);
+    if (rc != WU_OK) return rc;
+    wu_mutex_lock(&d->lock);
+    if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT) {
+        x->submitted = 1;
+        if (x->cancel_requested) L.libusb_cancel_transfer(x->impl);
+    }
+    wu_mutex_unlock(&d->lock);
+    return WU_OK;
+}
+
+/* Handle libusb events until *completed or until_ns. */
+static void handle_events(int64_t until_ns, int *completed)
+{
+    int64_t left = until_ns == WU_NS_FOREVER ? 100000000 : until_ns - wu_now_ns();
+    struct timeval tv;
+    if (left <= 0) return;
+    if (left > 1000000000) left = 1000000000;
+    tv.tv_sec = (long)(left / 1000000000);
+    tv.tv_usec = (long)((left % 1000000000) / 1000);
+    L.libusb_handle_events_timeout_completed(ctx, &tv, completed);
+}
+
+static int lu_wait(wu_xfer *x, int64_t until_ns)
+{
+    while (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT) {
+        if (until_ns != WU_NS_FOREVER && wu_now_ns() >= until_ns) return WU_PENDING;
+        handle_events(until_ns, &x->completed);
+    }
+    return WU_OK;
+}
+
+static int lu_cancel(wu_xfer *x)
+{
+    if (x->submitted) L.libusb_cancel_transfer(x->impl); /* else lu_submit cancels it once submitted */
+    return WU_OK;
+}
+
+static void lu_drain(wu_device *d)
+{
+    int64_t until = wu_now_ns() + WU_DRAIN_NS;
+    while (wu_device_live_transfers(d) > 0 && wu_now_ns() < until) handle_events(wu_now_ns() + 10000000, NULL);
+}
+
+/* ---- device operations ------------------------------------------------------------------ */
+
+static int lu_speed(wu_device *d) { return LD(d)->speed; }
+
+static int lu_get_descriptor(wu_device *d, uint8_t type, uint8_t index, uint16_t langid, uint8_t *buf, int len)
+{
+    if (len > 0xFFFF) len = 0xFFFF;
+    return L.libusb_control_transfer(LD(d)->h, 0x80, 0x06, (uint16_t)(type << 8 | index), langid, buf,
+                                     (uint16_t)len, 1000);
+}
+
+static int lu_get_configuration(wu_device *d, int *c) { return L.libusb_get_configuration(LD(d)->h, c); }
+static int lu_set_configuration(wu_device *d, int c) { return L.libusb_set_configuration(LD(d)->h, c); }
+static int lu_claim(wu_device *d, int i) { return L.libusb_claim_interface(LD(d)->h, i); }
+static int lu_release(wu_device *d, int i) { return L.libusb_release_interface(LD(d)->h, i); }
+static int lu_set_alt(wu_device *d, int i, int a) { return L.libusb_set_interface_alt_setting(LD(d)->h, i, a); }
+static int lu_clear_halt(wu_device *d, uint8_t ep) { return L.libusb_clear_halt(LD(d)->h, ep); }
+
+static void lu_close(wu_device *d)
+{
+    ldev *ld = LD(d);
+    if (ld->h && wu_device_live_transfers(d) == 0) {
+        L.libusb_close(ld->h);
+        ld->h = NULL;
+    }
+}
+
+static void lu_destroy(wu_device *d)
+{
+    lu_close(d);
+    free(d->impl);
+}
+
+const wu_backend wu_libusb_backend = {
+    lu_xfer_init, lu_xfer_fini, lu_submit, lu_wait, lu_cancel, lu_speed, lu_get_descriptor,
+    lu_get_configuration, lu_set_configuration, lu_claim, lu_release, lu_set_alt, lu_clear_halt,
+    lu_drain, lu_close, lu_destroy,
+};

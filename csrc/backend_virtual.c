@@ -1,0 +1,501 @@
+/*
+ * wdfusb shim: the built-in virtual device, behind the same backend table as libusb.
+ *
+ * Each endpoint keeps a queue of transfers. Time is modelled like the bus: a bulk
+ * endpoint moves `per_frame` packets every `frame_ns` (13 x 512 B per 125 us
+ * micro-frame at high speed), an interrupt endpoint one packet per interval.
+ * Whoever waits on a transfer drives its endpoint forward under the device lock,
+ * so data moves (and is CRC'd) progressively and a cancel, a time-out, a stall or
+ * an unplug ends a transfer with exactly the bytes that had moved by then.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+
+#define V_MAX_EPS 32
+#define V_STEP_NS 1000000 /* move data at least every 1 ms while a transfer runs */
+
+typedef struct {
+    wu_vep_config cfg;
+    wu_xfer *head, *tail;
+    int64_t bus_ns;      /* when the endpoint's last packet finished on the bus */
+    int64_t nak_until;   /* NAK every token until then (WU_NS_FOREVER: for ever) */
+    int halted;
+    int64_t frame_ns;    /* 0: no pacing */
+    int64_t per_frame;   /* packets per frame */
+    uint64_t received, sent, transfers;
+    uint32_t crc;
+} vep;
+
+typedef struct {
+    int speed;
+    int unplugged;
+    int configuration;
+    int n_eps;
+    vep eps[V_MAX_EPS];
+    uint8_t *desc;
+    size_t desc_len;
+    uint8_t *fifo;       /* loopback ring: LOOPBACK_OUT feeds it, LOOPBACK_IN drains it */
+    size_t cap, head, count;
+    uint64_t dropped;
+    uint8_t switch_state;
+    int switch_pending;
+    wu_cond cond;        /* broadcast on every change a waiter may care about */
+} vdev;
+
+#define V(d) ((vdev *)(d)->impl)
+
+static vep *find_ep(vdev *v, uint8_t address)
+{
+    for (int i = 0; i < v->n_eps; i++)
+        if (v->eps[i].cfg.address == address) return &v->eps[i];
+    return NULL;
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Time the bus needs for n packets of this endpoint. */
+static int64_t pkt_time(const vep *e, uint64_t n)
+{
+    if (!e->frame_ns) return 0;
+    return (int64_t)((n * (uint64_t)e->frame_ns + (uint64_t)e->per_frame - 1) / (uint64_t)e->per_frame);
+}
+
+static void set_pacing(vep *e, int speed)
+{
+    int iv = e->cfg.interval ? e->cfg.interval : 1;
+    e->frame_ns = 0;
+    e->per_frame = 1;
+    if (speed == WU_SPEED_NONE) return;
+    if (e->cfg.type == WU_EP_INTERRUPT) {
+        if (speed <= WU_SPEED_FULL) e->frame_ns = (int64_t)iv * 1000000;
+        else e->frame_ns = (int64_t)125000 << (iv > 16 ? 15 : iv - 1);
+        return;
+    }
+    if (speed <= WU_SPEED_FULL) { e->frame_ns = 1000000; e->per_frame = 19; }
+    else if (speed == WU_SPEED_HIGH) { e->frame_ns = 125000; e->per_frame = 13; }
+    else { e->frame_ns = 125000; e->per_frame = speed == WU_SPEED_SUPER ? 60 : 120; }
+}
+
+/* ---- loopback ring --------------------------------------------------------------- */
+
+static void fifo_push(vdev *v, const uint8_t *p, size_t n)
+{
+    size_t tail, first;
+    if (!v->cap || !n) return;
+    if (n >= v->cap) {
+        v->dropped += v->count + (n - v->cap);
+        memcpy(v->fifo, p + (n - v->cap), v->cap);
+        v->head = 0;
+        v->count = v->cap;
+        return;
+    }
+    if (v->count + n > v->cap) {
+        size_t over = v->count + n - v->cap;
+        v->head = (v->head + over) % v->cap;
+        v->count -= over;
+        v->dropped += over;
+    }
+    tail = (v->head + v->count) % v->cap;
+    first = min64((int64_t)n, (int64_t)(v->cap - tail));
+    memcpy(v->fifo + tail, p, first);
+    memcpy(v->fifo, p + first, n - first);
+    v->count += n;
+}
+
+static void fifo_pop(vdev *v, uint8_t *p, size_t n)
+{
+    size_t first = min64((int64_t)n, (int64_t)(v->cap - v->head));
+    memcpy(p, v->fifo + v->head, first);
+    memcpy(p + first, v->fifo, n - first);
+    v->head = (v->head + n) % v->cap;
+    v->count -= n;
+}
+
+/* ---- the endpoint model ------------------------------------------------------------- */
+
+static void unlink_xfer(vep *e, wu_xfer *x)
+{
+    wu_xfer **pp = &e->head, *prev = NULL;
+    while (*pp && *pp != x) {
+        prev = *pp;
+        pp = &(*pp)->qnext;
+    }
+    if (!*pp) return;
+    *pp = x->qnext;
+    if (e->tail == x) e->tail = prev;
+    x->qnext = NULL;
+}
+
+static void complete(vdev *v, vep *e, wu_xfer *x, int result)
+{
+    unlink_xfer(e, x);
+    x->started = 0;
+    if (result == WU_OK) e->transfers++;
+    wu_xfer_finish(x, result);
+    wu_cond_broadcast(&v->cond);
+}
+
+/* Move the OUT data of packets [x->pkts, due). Returns 1 when the transfer is complete. */
+static int move_out(vdev *v, vep *e, wu_xfer *x, uint64_t due)
+{
+    uint64_t upto = due < x->total_pkts ? due : x->total_pkts;
+    size_t end;
+    if (upto <= x->pkts) return 0;
+    end = (size_t)min64((int64_t)x->len, (int64_t)(upto * e->cfg.max_packet));
+    if (end > x->actual) {
+        size_t n = end - x->actual;
+        e->crc = wu_crc32(e->crc, x->buf + x->actual, n);
+        e->received += n;
+        if (e->cfg.role == WU_ROLE_LOOPBACK_OUT) {
+            fifo_push(v, x->buf + x->actual, n);
+            wu_cond_broadcast(&v->cond);
+        }
+        x->actual = end;
+    }
+    x->pkts = upto;
+    return x->pkts == x->total_pkts;
+}
+
+/* Move IN data for packets up to `due`. Returns 1 complete, 0 more to come, -1 NAK. */
+static int move_in(vdev *v, vep *e, wu_xfer *x, uint64_t due)
+{
+    size_t want, take, maxp = e->cfg.max_packet;
+    if (x->len == 0) return 1;
+    if (e->cfg.role == WU_ROLE_SWITCH) {
+        if (!v->switch_pending) return x->actual ? 1 : -1;
+        if (due <= x->pkts) return 0;
+        x->buf[x->actual++] = v->switch_state;
+        v->switch_pending = 0;
+        e->sent++;
+        x->pkts++;
+        return x->actual == x->len || maxp > 1;
+    }
+    if (e->cfg.role != WU_ROLE_LOOPBACK_IN || (v->count == 0 && x->actual == 0)) return -1;
+    if (due <= x->pkts) return 0;
+    want = x->len - x->actual;
+    if (due - x->pkts < (want + maxp - 1) / maxp) want = (size_t)((due - x->pkts) * maxp);
+    take = want < v->count ? want : v->count;
+    fifo_pop(v, x->buf + x->actual, take);
+    x->actual += take;
+    e->sent += take;
+    x->pkts += take ? (take + maxp - 1) / maxp : 1;
+    return take < want || x->actual == x->len; /* the ring ran dry: a short packet ends it */
+}
+
+/* Drive the endpoint's queue to `now`. Returns when it next needs attention. */
+static int64_t ep_advance(vdev *v, vep *e, int64_t now)
+{
+    for (;;) {
+        wu_xfer *x = e->head;
+        int64_t limit = now, start;
+        uint64_t due;
+        int r, timed_out;
+        if (!x) return WU_NS_FOREVER;
+        if (v->unplugged) { complete(v, e, x, WU_ERR_NO_DEVICE); continue; }
+        if (e->halted) { complete(v, e, x, WU_ERR_PIPE); continue; }
+        timed_out = x->deadline_ns <= now;
+        if (timed_out) limit = x->deadline_ns;
+        if (e->nak_until > limit) {               /* the device NAKs: nothing moves */
+            x->started = 0;
+            if (timed_out) { complete(v, e, x, WU_ERR_TIMEOUT); continue; }
+            return min64(e->nak_until, x->deadline_ns);
+        }
+        if (!x->started) {
+            x->started = 1;
+            x->pkt_base = x->pkts;
+            x->start_ns = max64(max64(x->start_ns, e->bus_ns), e->nak_until);
+            if (x->start_ns > limit) x->start_ns = limit;
+        }
+        start = x->start_ns;
+        due = e->frame_ns ? x->pkt_base + (uint64_t)((limit - start) * e->per_frame / e->frame_ns) : UINT64_MAX;
+        r = e->cfg.address & 0x80 ? move_in(v, e, x, due) : move_out(v, e, x, due);
+        if (r == 1) {
+            e->bus_ns = start + pkt_time(e, x->pkts - x->pkt_base);
+            complete(v, e, x, WU_OK);
+            continue;
+        }
+        if (timed_out) { complete(v, e, x, WU_ERR_TIMEOUT); continue; }
+        if (r < 0) {                               /* IN with nothing to send: NAK */
+            x->started = 0;
+            x->start_ns = now;
+            return x->deadline_ns;
+        }
+        if (x->total_pkts) return min64(start + pkt_time(e, x->total_pkts - x->pkt_base), now + V_STEP_NS);
+        return min64(start + pkt_time(e, x->pkts - x->pkt_base + 1), now + V_STEP_NS);
+    }
+}
+
+static void advance_all(vdev *v)
+{
+    int64_t now = wu_now_ns();
+    for (int i = 0; i < v->n_eps; i++) ep_advance(v, &v->eps[i], now);
+}
+
+/* ---- transfers ------------------------------------------------------------------------ */
+
+static int v_xfer_init(wu_xfer *x) { (void)x; return WU_OK; }
+static void v_xfer_fini(wu_xfer *x) { (void)x; }
+
+static int v_submit(wu_xfer *x)
+{
+    wu_device *d = x->dev;
+    vdev *v = V(d);
+    vep *e;
+    int rc = WU_OK;
+    wu_mutex_lock(&d->lock);
+    e = find_ep(v, x->ep);
+    if (v->unplugged) rc = WU_ERR_NO_DEVICE;
+    else if (!e) rc = WU_ERR_NOT_FOUND;
+    else if (e->cfg.type != x->type) rc = WU_ERR_INVALID_PARAM;
+    if (rc == WU_OK) {
+        uint64_t maxp = e->cfg.max_packet;
+        x->total_pkts = 0;
+        if (!(x->ep & 0x80)) {
+            x->total_pkts = x->len ? (x->len + maxp - 1) / maxp : 1;
+            if ((x->flags & WU_XFER_ZLP) && x->len && x->len % maxp == 0) x->total_pkts++;
+        }
+        x->pkts = x->pkt_base = 0;
+        x->started = 0;
+        x->start_ns = wu_now_ns();
+        x->qnext = NULL;
+        if (e->tail) e->tail->qnext = x; else e->head = x;
+        e->tail = x;
+    }
+    wu_mutex_unlock(&d->lock);
+    return rc;
+}
+
+static int v_wait(wu_xfer *x, int64_t until_ns)
+{
+    wu_device *d = x->dev;
+    vdev *v = V(d);
+    vep *e;
+    wu_mutex_lock(&d->lock);
+    e = find_ep(v, x->ep);
+    while (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT) {
+        int64_t now = wu_now_ns(), next = ep_advance(v, e, now);
+        if (WU_LOAD(&x->state) != WU_XFER_IN_FLIGHT) break;
+        if (x->deadline_ns <= now) { complete(v, e, x, WU_ERR_TIMEOUT); break; }
+        if (now >= until_ns) {
+            wu_mutex_unlock(&d->lock);
+            return WU_PENDING;
+        }
+        wu_cond_wait_until(&v->cond, &d->lock, min64(min64(next, until_ns), x->deadline_ns));
+    }
+    wu_mutex_unlock(&d->lock);
+    return WU_OK;
+}
+
+static int v_cancel(wu_xfer *x)
+{
+    vdev *v = V(x->dev);
+    vep *e = find_ep(v, x->ep);
+    if (!e) return WU_ERR_NOT_FOUND;
+    ep_advance(v, e, wu_now_ns());
+    if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT) complete(v, e, x, WU_ERR_CANCELLED);
+    return WU_OK;
+}
+
+/* ---- device operations ------------------------------------------------------------------ */
+
+static int v_speed(wu_device *d) { return V(d)->speed; }
+
+static int v_get_descriptor(wu_device *d, uint8_t type, uint8_t index, uint16_t langid, uint8_t *buf, int len)
+{
+    vdev *v = V(d);
+    size_t i = 0;
+    (void)langid;
+    if (v->unplugged) return WU_ERR_NO_DEVICE;
+    while (i + 4 <= v->desc_len) {
+        size_t n = v->desc[i + 2] | (size_t)v->desc[i + 3] << 8;
+        if (i + 4 + n > v->desc_len) break;
+        if (v->desc[i] == type && v->desc[i + 1] == index) {
+            size_t m = (size_t)len < n ? (size_t)len : n;
+            memcpy(buf, v->desc + i + 4, m);
+            return (int)m;
+        }
+        i += 4 + n;
+    }
+    return WU_ERR_PIPE; /* a real device stalls a request for a descriptor it lacks */
+}
+
+static int v_get_configuration(wu_device *d, int *config)
+{
+    if (V(d)->unplugged) return WU_ERR_NO_DEVICE;
+    *config = V(d)->configuration;
+    return WU_OK;
+}
+
+static int v_set_configuration(wu_device *d, int config)
+{
+    if (V(d)->unplugged) return WU_ERR_NO_DEVICE;
+    if (config != 0 && config != 1) return WU_ERR_NOT_FOUND;
+    V(d)->configuration = config;
+    return WU_OK;
+}
+
+static int v_claim(wu_device *d, int iface)
+{
+    if (V(d)->unplugged) return WU_ERR_NO_DEVICE;
+    return iface == 0 ? WU_OK : WU_ERR_NOT_FOUND;
+}
+
+static int v_set_alt(wu_device *d, int iface, int alt)
+{
+    if (V(d)->unplugged) return WU_ERR_NO_DEVICE;
+    return iface == 0 && alt == 0 ? WU_OK : WU_ERR_NOT_FOUND;
+}
+
+static int v_clear_halt(wu_device *d, uint8_t ep)
+{
+    vdev *v = V(d);
+    vep *e;
+    int rc = WU_OK;
+    wu_mutex_lock(&d->lock);
+    e = find_ep(v, ep);
+    if (v->unplugged) rc = WU_ERR_NO_DEVICE;
+    else if (!e) rc = WU_ERR_NOT_FOUND;
+    else e->halted = 0;
+    wu_mutex_unlock(&d->lock);
+    return rc;
+}
+
+static void v_drain(wu_device *d) { (void)d; /* cancel completes virtual transfers at once */ }
+static void v_close(wu_device *d) { (void)d; }
+
+static void v_destroy_state(vdev *v)
+{
+    wu_cond_destroy(&v->cond);
+    free(v->fifo);
+    free(v->desc);
+    free(v);
+}
+
+static void v_destroy(wu_device *d) { v_destroy_state(V(d)); }
+
+const wu_backend wu_virtual_backend = {
+    v_xfer_init, v_xfer_fini, v_submit, v_wait, v_cancel, v_speed, v_get_descriptor,
+    v_get_configuration, v_set_configuration, v_claim, v_claim, v_set_alt, v_clear_halt,
+    v_drain, v_close, v_destroy,
+};
+
+/* ---- creation, faults and statistics --------------------------------------------------- */
+
+int wu_virtual_create(const wu_vdev_config *c, wu_device **out)
+{
+    vdev *v;
+    if (!c || !out || c->n_endpoints < 0 || c->n_endpoints > V_MAX_EPS) return WU_ERR_INVALID_PARAM;
+    if (c->n_endpoints && !c->endpoints) return WU_ERR_INVALID_PARAM;
+    if (c->speed < WU_SPEED_NONE || c->speed > WU_SPEED_SUPER_PLUS) return WU_ERR_INVALID_PARAM;
+    for (int i = 0; i < c->n_endpoints; i++) {
+        const wu_vep_config *ep = &c->endpoints[i];
+        if (ep->type == WU_EP_CONTROL || ep->max_packet == 0 || ep->max_packet > 1024) return WU_ERR_INVALID_PARAM;
+        for (int j = 0; j < i; j++)
+            if (c->endpoints[j].address == ep->address) return WU_ERR_INVALID_PARAM;
+    }
+    v = calloc(1, sizeof *v);
+    if (!v) return WU_ERR_NO_MEM;
+    v->speed = c->speed;
+    v->n_eps = c->n_endpoints;
+    v->switch_pending = 1;
+    for (int i = 0; i < v->n_eps; i++) {
+        v->eps[i].cfg = c->endpoints[i];
+        set_pacing(&v->eps[i], c->speed);
+    }
+    v->cap = c->loopback_capacity;
+    v->fifo = v->cap ? malloc(v->cap) : NULL;
+    v->desc_len = c->descriptors_len;
+    v->desc = v->desc_len ? malloc(v->desc_len) : NULL;
+    if ((v->cap && !v->fifo) || (v->desc_len && !v->desc)) {
+        free(v->fifo);
+        free(v->desc);
+        free(v);
+        return WU_ERR_NO_MEM;
+    }
+    if (v->desc_len) memcpy(v->desc, c->descriptors, v->desc_len);
+    wu_cond_init(&v->cond);
+    *out = wu_device_alloc(&wu_virtual_backend, v, 1);
+    if (!*out) {
+        v_destroy_state(v);
+        return WU_ERR_NO_MEM;
+    }
+    return WU_OK;
+}
+
+/* Run body with e = endpoint ep of virtual device d, under the device lock. */
+#define WITH_EP(d, ep, body)                                                   \
+    do {                                                                       \
+        vdev *v;                                                               \
+        vep *e;                                                                \
+        int rc = WU_OK;                                                        \
+        if (!(d) || !(d)->virtual_device) return WU_ERR_INVALID_PARAM;         \
+        v = V(d);                                                              \
+        wu_mutex_lock(&(d)->lock);                                             \
+        e = find_ep(v, (ep));                                                  \
+        if (!e) rc = WU_ERR_NOT_FOUND;                                         \
+        else { body }                                                          \
+        wu_mutex_unlock(&(d)->lock);                                           \
+        return rc;                                                             \
+    } while (0)
+
+int wu_virtual_ep_stats(wu_device *d, uint8_t ep, wu_vep_stats *out)
+{
+    if (!out) return WU_ERR_INVALID_PARAM;
+    WITH_EP(d, ep, {
+        out->received_bytes = e->received;
+        out->sent_bytes = e->sent;
+        out->transfers = e->transfers;
+        out->crc32 = e->crc;
+        out->halted = (uint32_t)e->halted;
+        out->loopback_dropped = v->dropped;
+    });
+}
+
+int wu_virtual_stall(wu_device *d, uint8_t ep)
+{
+    WITH_EP(d, ep, {
+        ep_advance(v, e, wu_now_ns());
+        e->halted = 1;
+        ep_advance(v, e, wu_now_ns());
+        wu_cond_broadcast(&v->cond);
+    });
+}
+
+int wu_virtual_nak(wu_device *d, uint8_t ep, double seconds)
+{
+    if (isnan(seconds) || seconds < 0) return WU_ERR_INVALID_PARAM;
+    WITH_EP(d, ep, {
+        int64_t now = wu_now_ns();
+        ep_advance(v, e, now);
+        e->nak_until = seconds >= 9e9 ? WU_NS_FOREVER : now + (int64_t)(seconds * 1e9);
+        if (e->head) e->head->started = 0;
+        wu_cond_broadcast(&v->cond);
+    });
+}
+
+int wu_virtual_unplug(wu_device *d)
+{
+    if (!d || !d->virtual_device) return WU_ERR_INVALID_PARAM;
+    wu_mutex_lock(&d->lock);
+    advance_all(V(d));
+    V(d)->unplugged = 1;
+    advance_all(V(d));
+    wu_cond_broadcast(&V(d)->cond);
+    wu_mutex_unlock(&d->lock);
+    return WU_OK;
+}
+
+int wu_virtual_set_switch(wu_device *d, uint8_t value)
+{
+    if (!d || !d->virtual_device) return WU_ERR_INVALID_PARAM;
+    wu_mutex_lock(&d->lock);
+    if (V(d)->switch_state != value) V(d)->switch_pending = 1;
+    V(d)->switch_state = value;
+    wu_cond_broadcast(&V(d)->cond);
+    wu_mutex_unlock(&d->lock);
+    return WU_OK;
+}

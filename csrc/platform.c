@@ -1,0 +1,118 @@
+/* wdfusb shim: the operating-system layer (see platform.h). */
+#include "platform.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifdef _WIN32
+
+void wu_mutex_init(wu_mutex *m) { InitializeCriticalSection(m); }
+void wu_mutex_destroy(wu_mutex *m) { DeleteCriticalSection(m); }
+void wu_mutex_lock(wu_mutex *m) { EnterCriticalSection(m); }
+void wu_mutex_unlock(wu_mutex *m) { LeaveCriticalSection(m); }
+void wu_cond_init(wu_cond *c) { InitializeConditionVariable(c); }
+void wu_cond_destroy(wu_cond *c) { (void)c; }
+void wu_cond_broadcast(wu_cond *c) { WakeAllConditionVariable(c); }
+
+void wu_cond_wait_until(wu_cond *c, wu_mutex *m, int64_t until_ns)
+{
+    DWORD ms = INFINITE;
+    if (until_ns != WU_NS_FOREVER) {
+        int64_t left = until_ns - wu_now_ns();
+        ms = left <= 0 ? 0 : (DWORD)((left + 999999) / 1000000);
+    }
+    SleepConditionVariableCS(c, m, ms);
+}
+
+static BOOL CALLBACK once_trampoline(PINIT_ONCE once, PVOID fn, PVOID *ctx)
+{
+    (void)once; (void)ctx;
+    ((void (*)(void))fn)();
+    return TRUE;
+}
+
+void wu_once(wu_once_t *once, void (*fn)(void)) { InitOnceExecuteOnce(once, once_trampoline, (PVOID)fn, NULL); }
+
+int64_t wu_now_ns(void)
+{
+    static LARGE_INTEGER freq;
+    LARGE_INTEGER now;
+    if (!freq.QuadPart) QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&now);
+    return (int64_t)((double)now.QuadPart * 1e9 / (double)freq.QuadPart);
+}
+
+void *wu_dl_open(const char *path, char *err, size_t errlen)
+{
+    HMODULE h = LoadLibraryA(path);
+    if (!h && err) snprintf(err, errlen, "LoadLibrary failed (error %lu)", GetLastError());
+    return (void *)h;
+}
+
+void *wu_dl_sym(void *lib, const char *name) { return (void *)GetProcAddress((HMODULE)lib, name); }
+void wu_dl_close(void *lib) { FreeLibrary((HMODULE)lib); }
+
+#else
+
+#include <dlfcn.h>
+#include <time.h>
+
+void wu_mutex_init(wu_mutex *m) { pthread_mutex_init(m, NULL); }
+void wu_mutex_destroy(wu_mutex *m) { pthread_mutex_destroy(m); }
+void wu_mutex_lock(wu_mutex *m) { pthread_mutex_lock(m); }
+void wu_mutex_unlock(wu_mutex *m) { pthread_mutex_unlock(m); }
+
+void wu_cond_init(wu_cond *c)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+#ifndef __APPLE__
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+#endif
+    pthread_cond_init(c, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+void wu_cond_destroy(wu_cond *c) { pthread_cond_destroy(c); }
+void wu_cond_broadcast(wu_cond *c) { pthread_cond_broadcast(c); }
+
+void wu_cond_wait_until(wu_cond *c, wu_mutex *m, int64_t until_ns)
+{
+    struct timespec ts;
+    if (until_ns == WU_NS_FOREVER) {
+        pthread_cond_wait(c, m);
+        return;
+    }
+#ifdef __APPLE__
+    int64_t left = until_ns - wu_now_ns();
+    if (left < 0) left = 0;
+    ts.tv_sec = (time_t)(left / 1000000000);
+    ts.tv_nsec = (long)(left % 1000000000);
+    pthread_cond_timedwait_relative_np(c, m, &ts);
+#else
+    ts.tv_sec = (time_t)(until_ns / 1000000000);
+    ts.tv_nsec = (long)(until_ns % 1000000000);
+    pthread_cond_timedwait(c, m, &ts);
+#endif
+}
+
+void wu_once(wu_once_t *once, void (*fn)(void)) { pthread_once(once, fn); }
+
+int64_t wu_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void *wu_dl_open(const char *path, char *err, size_t errlen)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h && err) snprintf(err, errlen, "%s", dlerror());
+    return h;
+}
+
+void *wu_dl_sym(void *lib, const char *name) { return dlsym(lib, name); }
+void wu_dl_close(void *lib) { dlclose(lib); }
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * wdfusb shim internals: the device and transfer objects and the backend table
+ * that the libusb backend and the virtual device both implement.
+ */
+#ifndef WU_SHIM_H
+#define WU_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "platform.h"
+#include "wdfusb_shim.h"
+
+typedef struct wu_backend {
+    /* transfers: submit starts x (fields filled, state IN_FLIGHT); wait drives it until
+       it is DONE or the clock reaches until_ns (then WU_PENDING); cancel is asynchronous and
+       is called with dev->lock held */
+    int (*xfer_init)(wu_xfer *x);
+    void (*xfer_fini)(wu_xfer *x);
+    int (*submit)(wu_xfer *x);
+    int (*wait)(wu_xfer *x, int64_t until_ns);
+    int (*cancel)(wu_xfer *x);
+    /* device operations */
+    int (*speed)(wu_device *d);
+    int (*get_descriptor)(wu_device *d, uint8_t type, uint8_t index, uint16_t langid, uint8_t *buf, int len);
+    int (*get_configuration)(wu_device *d, int *config);
+    int (*set_configuration)(wu_device *d, int config);
+    int (*claim_interface)(wu_device *d, int iface);
+    int (*release_interface)(wu_device *d, int iface);
+    int (*set_altsetting)(wu_device *d, int iface, int alt);
+    int (*clear_halt)(wu_device *d, uint8_t ep);
+    /* wait until no transfer of d is in flight (after they were cancelled) */
+    void (*drain)(wu_device *d);
+    void (*close)(wu_device *d);    /* release the backend's hold on the device */
+    void (*destroy)(wu_device *d);  /* free the backend state (last reference gone) */
+} wu_backend;
+
+struct wu_device {
+    const wu_backend *be;
+    wu_mutex lock;     /* guards refs, closed, the transfer list and backend state */
+    int refs;          /* the owner's, plus one per transfer */
+    int closed;
+    int virtual_device;
+    wu_xfer *xfers;    /* every transfer of this device */
+    void *impl;
+};
+
+struct wu_xfer {
+    wu_device *dev;
+    wu_xfer *next, *prev;        /* in dev->xfers */
+    int state;                   /* enum wu_xfer_state, read with WU_LOAD */
+    int completed;               /* libusb's completion flag */
+    int cancel_requested;
+    int timed_out;
+    int submitted;
+    uint8_t ep, type;
+    unsigned flags;
+    uint8_t *buf;
+    size_t len, actual;
+    int64_t deadline_ns;         /* WU_NS_FOREVER: none */
+    int result;
+    void *impl;                  /* backend's per-transfer object */
+    /* virtual device: queue link and pacing */
+    wu_xfer *qnext;
+    int started;
+    int64_t start_ns;
+    uint64_t pkt_base, pkts, total_pkts;
+};
+
+extern const wu_backend wu_libusb_backend;
+extern const wu_backend wu_virtual_backend;
+
+wu_device *wu_device_alloc(const wu_backend *be, void *impl, int is_virtual);
+void wu_xfer_finish(wu_xfer *x, int result);   /* caller holds x->dev->lock */
+int wu_in_callback(void);                      /* inside a completion / event thread */
+void wu_enter_callback(void);
+void wu_leave_callback(void);
+void wu_live_add(int delta);
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * wdfusb C shim: the public interface of the native transfer engine.
+ *
+ * This file is both the C header the shim is compiled with and the cffi
+ * `cdef` (build_ffi.py reads it verbatim), so the two cannot drift. It must
+ * therefore stay free of preprocessor lines and of anything cffi cannot parse.
+ *
+ * One engine, two backends behind one table: libusb (real devices) and the
+ * built-in virtual device. Callers never see which one they talk to.
+ */
+
+/* ---- status codes: libusb's error numbers, plus the shim's own ---------- */
+enum wu_status {
+    WU_OK = 0,
+    WU_PENDING = 1,               /* wait slice ended; transfer still in flight */
+    WU_ERR_IO = -1,
+    WU_ERR_INVALID_PARAM = -2,
+    WU_ERR_ACCESS = -3,
+    WU_ERR_NO_DEVICE = -4,
+    WU_ERR_NOT_FOUND = -5,
+    WU_ERR_BUSY = -6,
+    WU_ERR_TIMEOUT = -7,
+    WU_ERR_OVERFLOW = -8,
+    WU_ERR_PIPE = -9,             /* endpoint halted (stall) */
+    WU_ERR_INTERRUPTED = -10,
+    WU_ERR_NO_MEM = -11,
+    WU_ERR_NOT_SUPPORTED = -12,
+    WU_ERR_OTHER = -99,
+    WU_ERR_CANCELLED = -100,      /* cancelled by wu_xfer_cancel / abort */
+    WU_ERR_WRONG_CONTEXT = -101,  /* called from the event thread or a completion */
+    WU_ERR_NO_LIBUSB = -102,      /* no libusb loaded */
+    WU_ERR_IN_FLIGHT = -103       /* the transfer object is already submitted */
+};
+
+/* USB endpoint transfer types (bmAttributes & 3) */
+enum wu_ep_type { WU_EP_CONTROL = 0, WU_EP_ISOCHRONOUS = 1, WU_EP_BULK = 2, WU_EP_INTERRUPT = 3 };
+
+/* bus speeds, numbered as libusb numbers them; NONE = virtual device without pacing */
+enum wu_speed { WU_SPEED_NONE = 0, WU_SPEED_LOW = 1, WU_SPEED_FULL = 2, WU_SPEED_HIGH = 3,
+                WU_SPEED_SUPER = 4, WU_SPEED_SUPER_PLUS = 5 };
+
+/* transfer flags */
+enum wu_xfer_flag { WU_XFER_ZLP = 1 };   /* OUT: end a max-packet multiple with a ZLP */
+
+/* transfer states */
+enum wu_xfer_state { WU_XFER_IDLE = 0, WU_XFER_IN_FLIGHT = 1, WU_XFER_DONE = 2 };
+
+typedef struct wu_device wu_device;
+typedef struct wu_xfer wu_xfer;
+
+/* ---- build identity ------------------------------------------------------ */
+const char *wu_shim_version(void);          /* the package version compiled in */
+int wu_sizeof_check(void);                  /* 0 when the ABI assumptions hold */
+
+/* ---- libusb loading ------------------------------------------------------ */
+int wu_libusb_load(const char *path, char *err, size_t errlen);
+int wu_libusb_loaded(void);
+const char *wu_libusb_version(void);        /* "major.minor.micro.nano" or "" */
+const char *wu_libusb_path(void);
+
+/* ---- enumeration (libusb) ------------------------------------------------ */
+typedef struct {
+    uint8_t bus;
+    uint8_t address;
+    uint8_t speed;                /* enum wu_speed */
+    uint8_t port_count;
+    uint8_t ports[8];
+    uint8_t device_descriptor[18];
+} wu_devinfo;
+
+int wu_libusb_list(wu_devinfo *out, int max);     /* count (may exceed max) or error */
+int wu_libusb_open(uint8_t bus, uint8_t address, wu_device **out);
+
+/* ---- the virtual device -------------------------------------------------- */
+/* SINK takes data; LOOPBACK_OUT takes data and feeds LOOPBACK_IN, which returns it in
+   order; SWITCH reports a one-byte switch state each time it changes */
+enum wu_vep_role { WU_ROLE_SINK = 0, WU_ROLE_LOOPBACK_OUT = 1, WU_ROLE_LOOPBACK_IN = 2,
+                   WU_ROLE_SWITCH = 3 };
+
+typedef struct {
+    uint8_t address;              /* bit 7 = IN */
+    uint8_t type;                 /* enum wu_ep_type */
+    uint16_t max_packet;
+    uint8_t interval;             /* bInterval as in the descriptor */
+    uint8_t role;                 /* enum wu_vep_role */
+} wu_vep_config;
+
+typedef struct {
+    int speed;                    /* enum wu_speed; WU_SPEED_NONE = no pacing */
+    const wu_vep_config *endpoints;
+    int n_endpoints;
+    size_t loopback_capacity;     /* bytes the OUT sink keeps for the IN loopback */
+    const uint8_t *descriptors;   /* records: type u8, index u8, length u16 (LE), bytes */
+    size_t descriptors_len;
+} wu_vdev_config;
+
+typedef struct {
+    uint64_t received_bytes;      /* OUT: bytes taken from the host */
+    uint64_t sent_bytes;          /* IN: bytes given to the host */
+    uint64_t transfers;           /* transfers completed on this endpoint */
+    uint32_t crc32;               /* zlib CRC-32 of every byte received */
+    uint32_t halted;
+    uint64_t loopback_dropped;    /* bytes dropped because the loopback was full */
+} wu_vep_stats;
+
+int wu_virtual_create(const wu_vdev_config *config, wu_device **out);
+int wu_virtual_ep_stats(wu_device *dev, uint8_t ep, wu_vep_stats *out);
+int wu_virtual_stall(wu_device *dev, uint8_t ep);
+int wu_virtual_nak(wu_device *dev, uint8_t ep, double seconds);
+int wu_virtual_unplug(wu_device *dev);
+int wu_virtual_set_switch(wu_device *dev, uint8_t value);
+
+/* ---- device operations (either backend) ---------------------------------- */
+int wu_device_is_virtual(wu_device *dev);
+int wu_device_speed(wu_device *dev);
+int wu_device_get_descriptor(wu_device *dev, uint8_t type, uint8_t index, uint16_t langid,
+                             uint8_t *buf, int len);          /* length or error */
+int wu_device_get_configuration(wu_device *dev, int *config);
+int wu_device_set_configuration(wu_device *dev, int config);
+int wu_device_claim_interface(wu_device *dev, int iface);
+int wu_device_release_interface(wu_device *dev, int iface);
+int wu_device_set_altsetting(wu_device *dev, int iface, int alt);
+int wu_device_clear_halt(wu_device *dev, uint8_t ep);
+int wu_device_abort(wu_device *dev, uint8_t ep);    /* cancel and drain every transfer on ep */
+int wu_device_live_transfers(wu_device *dev);       /* transfers in flight */
+void wu_device_close(wu_device *dev);              /* cancel, drain, release; then unusable */
+
+/* ---- transfers ----------------------------------------------------------- */
+wu_xfer *wu_xfer_new(wu_device *dev);
+int wu_xfer_free(wu_xfer *x);                 /* WU_ERR_IN_FLIGHT while submitted */
+int wu_xfer_state(wu_xfer *x);
+int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len,
+                   unsigned flags, int64_t timeout_us);   /* timeout_us <= 0: none */
+int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual);  /* WU_PENDING or final */
+int wu_xfer_run(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len,
+                unsigned flags, int64_t timeout_us, int64_t slice_us, size_t *actual);
+int wu_xfer_cancel(wu_xfer *x);               /* any thread; asynchronous */
+int wu_xfer_reap(wu_xfer *x, size_t *actual); /* cancel, then wait until it is back */
+int wu_live_objects(void);                    /* devices + transfers not yet freed */
+
+/* ---- helpers ------------------------------------------------------------- */
+uint32_t wu_crc32(uint32_t crc, const uint8_t *buf, size_t len);
+int wu_bench_loop(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len,
+                  uint64_t count, int64_t timeout_us, double *seconds);

@@ -1,0 +1,35 @@
+"""Shared fixtures: virtual devices and the devices opened on them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import wdfusb
+from wdfusb import _engine
+
+
+@pytest.fixture
+def vdev() -> Iterator[wdfusb.VirtualDevice]:
+    """An unpaced virtual device (pure software cost)."""
+    v = wdfusb.VirtualDevice(speed=None)
+    yield v
+    v.close()
+
+
+@pytest.fixture
+def dev(vdev: wdfusb.VirtualDevice) -> Iterator[wdfusb.Device]:
+    with wdfusb.open(vdev) as d:
+        yield d
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Every test leaves no native transfer behind."""
+    before = _engine.Transfer.live
+    yield
+    import gc
+
+    gc.collect()
+    assert _engine.Transfer.live <= before, "a test leaked native transfers"

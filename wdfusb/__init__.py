@@ -1,0 +1,51 @@
+"""wdfusb: the Windows Driver Framework's USB I/O-target model for host-side Python, over libusb.
+
+Two layers:
+
+* :mod:`wdfusb` — the Pythonic API: :func:`open`, :func:`find_device`, :func:`list_devices`,
+  :class:`VirtualDevice`, :class:`Device` and :class:`Pipe`; seconds, context managers and
+  exceptions rooted in :class:`OSError`.
+* :mod:`wdfusb.wdf` — the WDF names one-to-one (``WdfUsbTargetPipeWriteSynchronously`` ...),
+  returning NTSTATUS values, so driver code ports line by line.
+"""
+
+__version__ = "0.1.0"
+
+from .device import Device, Pipe, UsbDeviceInfo, find_device, list_devices, open  # noqa: E402
+from .errors import (  # noqa: E402
+    DeviceGoneError,
+    DeviceNotFoundError,
+    LibusbNotFoundError,
+    UsbAccessError,
+    UsbBusyError,
+    UsbCancelledError,
+    UsbError,
+    UsbIOError,
+    UsbOverflowError,
+    UsbStallError,
+    UsbTimeoutError,
+)
+from .virtual import VirtualDevice, VirtualEndpoint  # noqa: E402
+
+__all__ = [
+    "Device",
+    "DeviceGoneError",
+    "DeviceNotFoundError",
+    "LibusbNotFoundError",
+    "Pipe",
+    "UsbAccessError",
+    "UsbBusyError",
+    "UsbCancelledError",
+    "UsbDeviceInfo",
+    "UsbError",
+    "UsbIOError",
+    "UsbOverflowError",
+    "UsbStallError",
+    "UsbTimeoutError",
+    "VirtualDevice",
+    "VirtualEndpoint",
+    "__version__",
+    "find_device",
+    "list_devices",
+    "open",
+]

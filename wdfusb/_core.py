@@ -1,0 +1,178 @@
+"""The device and pipe model both layers share: an open device, its configuration, its pipes.
+
+``CoreDevice`` opens a source (a :class:`~wdfusb.virtual.VirtualDevice` or a
+:class:`~wdfusb.device.UsbDeviceInfo`), parses its configuration and, once a
+configuration is selected, owns one ``CorePipe`` per configured endpoint. The WDF
+layer (``wdfusb.wdf``) and the Pythonic layer (``wdfusb.Device``) are both thin
+validators over ``CorePipe.transfer``: one engine, one place per concept.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import _engine
+from ._descriptors import DT_CONFIG, DT_DEVICE, ConfigInfo, EndpointInfo, parse_config
+from ._engine import NativeDevice, Transfer
+
+if TYPE_CHECKING:
+    pass
+
+MAX_TRANSFER_SIZE = 0xFFFFFFFF  # the engine moves any ULONG length in one request
+
+
+class Source(Protocol):
+    """Anything a device can be opened from."""
+
+    def _open_native(self) -> tuple[int, NativeDevice | None, bool]:
+        """Returns (engine_code, device, owned): owned devices are closed with the CoreDevice."""
+        ...
+
+
+class CorePipe:
+    """One configured endpoint of an open device."""
+
+    def __init__(self, device: CoreDevice, interface_number: int, setting_index: int, ep: EndpointInfo) -> None:
+        self.device = device
+        self.interface_number = interface_number
+        self.setting_index = setting_index
+        self.endpoint = ep
+        self.address = ep.address
+        self.type = ep.type
+        self.max_packet = ep.max_packet
+        self.interval = ep.interval
+        self.is_in = ep.is_in
+        self.maximum_transfer_size = MAX_TRANSFER_SIZE
+        self._pool: list[Transfer] = []
+        self._pool_lock = threading.Lock()
+
+    def new_transfer(self) -> Transfer:
+        """A native transfer on this pipe's device (for a request object)."""
+        return self.device.new_transfer()
+
+    def transfer(
+        self, buf: Any, length: int, timeout_us: int = 0, flags: int = 0, xfer: Transfer | None = None
+    ) -> tuple[int, int]:
+        """Move ``length`` bytes of ``buf`` (a pinned cdata, or None for a ZLP). Returns (code, actual).
+
+        With ``xfer=None`` an internal pooled transfer is used (it cannot be cancelled
+        by the caller, like WDF's internal request object).
+        """
+        if self.device.closed:
+            return _engine.lib.WU_ERR_NO_DEVICE, 0
+        if xfer is not None:
+            return xfer.run(self.address, self.type, buf, length, flags, timeout_us)
+        with self._pool_lock:
+            x = self._pool.pop() if self._pool else None
+        if x is None:
+            x = self.device.new_transfer()
+        try:
+            return x.run(self.address, self.type, buf, length, flags, timeout_us)
+        finally:
+            with self._pool_lock:
+                self._pool.append(x)
+
+    def reset(self) -> int:
+        """Clear a halt (stall) on the endpoint and its data toggle."""
+        return self.device.native.clear_halt(self.address)
+
+    def abort(self) -> int:
+        """Cancel every transfer in flight on this pipe and wait until they are back."""
+        return self.device.native.abort(self.address)
+
+    def release(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, []
+        for x in pool:
+            x.free()
+
+
+class CoreDevice:
+    """An open device: descriptors, configuration, claimed interfaces and pipes."""
+
+    def __init__(self, native: NativeDevice, owned: bool) -> None:
+        self.native = native
+        self._owned = owned
+        self._lock = threading.Lock()
+        self._pipes: dict[int, list[CorePipe]] = {}
+        self._transfers: list[Transfer] = []
+        self.closed = False
+        self.stack_size = 1 if native.is_virtual else 2
+        rc, self.device_descriptor = native.get_descriptor(DT_DEVICE, 0, 0, 18)
+        rc2, head = native.get_descriptor(DT_CONFIG, 0, 0, 9)
+        total = int.from_bytes(head[2:4], "little") if rc2 == 0 and len(head) >= 4 else 0
+        rc3, blob = native.get_descriptor(DT_CONFIG, 0, 0, max(total, 9)) if total else (rc2, b"")
+        self.open_status = rc if rc != 0 else (rc3 if rc3 != 0 else 0)
+        self.config: ConfigInfo = parse_config(blob)
+        self.speed = native.speed()
+
+    @classmethod
+    def open(cls, source: Source) -> tuple[int, CoreDevice | None]:
+        rc, native, owned = source._open_native()
+        if native is None:
+            return rc, None
+        dev = cls(native, owned)
+        if dev.open_status != 0:
+            dev.close()
+            return dev.open_status, None
+        return 0, dev
+
+    def new_transfer(self) -> Transfer:
+        x = Transfer(self.native)
+        with self._lock:
+            self._transfers = [t for t in self._transfers if t._x is not None]
+            self._transfers.append(x)
+        return x
+
+    def select_configuration(self, settings: dict[int, int]) -> int:
+        """Select the configuration with interface number -> alternate setting; create the pipes."""
+        if self.closed:
+            return _engine.lib.WU_ERR_NO_DEVICE
+        rc, current = self.native.get_configuration()
+        if rc == 0 and current != self.config.value:
+            rc = self.native.set_configuration(self.config.value)
+        if rc != 0:
+            return rc
+        for number, alt in settings.items():
+            iface = self.config.interface(number)
+            setting = iface.setting(alt) if iface else None
+            if setting is None:
+                return _engine.lib.WU_ERR_NOT_FOUND
+            rc = self.native.claim_interface(number)
+            if rc == 0 and (alt != 0 or len(iface.settings) > 1 if iface else False):
+                rc = self.native.set_altsetting(number, alt)
+            if rc != 0:
+                return rc
+            for old in self._pipes.get(number, []):
+                old.release()
+            self._pipes[number] = [CorePipe(self, number, alt, ep) for ep in setting.endpoints]
+        return 0
+
+    def interfaces_claimed(self) -> list[int]:
+        return sorted(self._pipes)
+
+    def pipes(self, interface_number: int) -> list[CorePipe]:
+        return list(self._pipes.get(interface_number, []))
+
+    def all_pipes(self) -> list[CorePipe]:
+        return [p for n in sorted(self._pipes) for p in self._pipes[n]]
+
+    def close(self) -> None:
+        """Cancel and drain every transfer on every pipe, release interfaces; idempotent."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        for pipe in self.all_pipes():
+            pipe.abort()
+            pipe.release()
+        for number in list(self._pipes):
+            self.native.release_interface(number)
+        self._pipes.clear()
+        if self._owned:
+            self.native.close()
+        with self._lock:
+            transfers, self._transfers = self._transfers, []
+        for x in transfers:
+            x.free()

@@ -1,0 +1,317 @@
+"""The Pythonic layer: find a device, open it, write and read its pipes.
+
+``wdfusb.open(...)`` returns a :class:`Device` (a context manager) whose pipes are
+:class:`Pipe` objects. Every method names the WDF function it corresponds to; all
+of them run on the same engine as :mod:`wdfusb.wdf`. Timeouts are in seconds on a
+monotonic clock (``None`` = wait for ever, ``0`` = do not wait), as in pyserial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from . import _engine
+from ._core import CoreDevice, CorePipe
+from ._descriptors import DT_STRING, TYPE_NAMES, DeviceDescriptor
+from ._engine import DevInfo, NativeDevice
+from .errors import DeviceNotFoundError, UsbError, error_for
+from .virtual import VirtualDevice
+
+SPEED_LABELS = {0: "unknown", 1: "low", 2: "full", 3: "high", 4: "super", 5: "super_plus"}
+
+
+def timeout_us(timeout: float | None) -> int:
+    """Seconds (``None`` = for ever, ``0`` = do not wait) as the engine's microseconds."""
+    if timeout is None:
+        return 0
+    if timeout != timeout or timeout < 0:
+        raise ValueError("timeout must be None or a number of seconds >= 0")
+    return max(1, round(timeout * 1e6))
+
+
+def read_string(native: NativeDevice, index: int) -> str | None:
+    """A string descriptor (first language), or None."""
+    if not index:
+        return None
+    rc, langs = native.get_descriptor(DT_STRING, 0, 0, 255)
+    lang = int.from_bytes(langs[2:4], "little") if rc == 0 and len(langs) >= 4 else 0x0409
+    rc, blob = native.get_descriptor(DT_STRING, index, lang, 255)
+    if rc != 0 or len(blob) < 2:
+        return None
+    return blob[2 : blob[0]].decode("utf-16-le", errors="replace")
+
+
+@dataclass
+class UsbDeviceInfo:
+    """A device libusb sees (not opened). What :func:`find_device` and :func:`list_devices` return."""
+
+    bus: int
+    address: int
+    vid: int
+    pid: int
+    speed: str
+    ports: tuple[int, ...] = ()
+    descriptor: DeviceDescriptor | None = None
+    _strings: dict[str, str | None] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_devinfo(cls, d: DevInfo) -> UsbDeviceInfo:
+        desc = DeviceDescriptor.parse(d.device_descriptor)
+        return cls(d.bus, d.address, desc.vid, desc.pid, SPEED_LABELS.get(d.speed, "unknown"), d.ports, desc)
+
+    def _open_native(self) -> tuple[int, NativeDevice | None, bool]:
+        rc, native = NativeDevice.open_libusb(self.bus, self.address)
+        return rc, native, True
+
+    def strings(self) -> dict[str, str | None]:
+        """Manufacturer, product and serial (opens the device briefly; None where unreadable)."""
+        if not self._strings and self.descriptor is not None:
+            rc, native = NativeDevice.open_libusb(self.bus, self.address)
+            names = {"manufacturer": None, "product": None, "serial": None}
+            if native is not None:
+                try:
+                    d = self.descriptor
+                    names = {
+                        "manufacturer": read_string(native, d.i_manufacturer),
+                        "product": read_string(native, d.i_product),
+                        "serial": read_string(native, d.i_serial),
+                    }
+                finally:
+                    native.close()
+            self._strings = names
+        return self._strings
+
+    @property
+    def serial(self) -> str | None:
+        return self.strings()["serial"]
+
+    def __str__(self) -> str:
+        return f"{self.vid:04x}:{self.pid:04x} bus {self.bus} address {self.address} ({self.speed} speed)"
+
+
+def list_devices() -> list[UsbDeviceInfo]:
+    """Every USB device libusb sees (raises :class:`LibusbNotFoundError` without libusb)."""
+    return [UsbDeviceInfo.from_devinfo(d) for d in _engine.libusb_list()]
+
+
+def find_device(
+    vid: int | None = None,
+    pid: int | None = None,
+    serial: str | None = None,
+    bus: int | None = None,
+    address: int | None = None,
+) -> UsbDeviceInfo:
+    """The first device matching every criterion given; :class:`DeviceNotFoundError` lists what is attached."""
+    devices = list_devices()
+    for d in devices:
+        if vid is not None and d.vid != vid:
+            continue
+        if pid is not None and d.pid != pid:
+            continue
+        if bus is not None and d.bus != bus:
+            continue
+        if address is not None and d.address != address:
+            continue
+        if serial is not None and d.serial != serial:
+            continue
+        return d
+    want = ", ".join(
+        f"{k}={v:#06x}" if isinstance(v, int) and k in ("vid", "pid") else f"{k}={v!r}"
+        for k, v in (("vid", vid), ("pid", pid), ("serial", serial), ("bus", bus), ("address", address))
+        if v is not None
+    )
+    attached = "\n".join(f"  {d}" for d in devices) or "  (none)"
+    raise DeviceNotFoundError(f"no USB device matches {want or 'anything'}; attached:\n{attached}", 0xC000000E)
+
+
+class Pipe:
+    """One configured endpoint of an open :class:`Device` (a WDFUSBPIPE)."""
+
+    def __init__(self, device: Device, core: CorePipe) -> None:
+        self.device = device
+        self._core = core
+        self.address = core.address
+        self.type = TYPE_NAMES[core.type]
+        self.max_packet = core.max_packet
+        self.interval = core.interval
+        self.interface = core.interface_number
+        self.is_in = core.is_in
+        self.is_out = not core.is_in
+
+    def _ready(self, want_in: bool, verb: str) -> None:
+        if self.is_in != want_in:
+            raise ValueError(f"cannot {verb} pipe 0x{self.address:02X}: it is an {'IN' if self.is_in else 'OUT'} pipe")
+        if self._core.type not in (_engine.EP_BULK, _engine.EP_INTERRUPT):
+            raise ValueError(f"cannot {verb} pipe 0x{self.address:02X}: {self.type} pipes are not supported")
+
+    def write(self, data: Any, timeout: float | None = None, *, zlp: bool = False) -> int:
+        """Write all of ``data`` (any buffer: bytes, bytearray, memoryview, numpy, mmap, array).
+
+        No copy is made. Returns the bytes written; on failure raises a :class:`UsbError`
+        whose ``bytes_transferred`` says how many arrived. ``zlp=True`` ends a transfer
+        whose length is a multiple of the packet size with a zero-length packet.
+        Mirrors ``WdfUsbTargetPipeWriteSynchronously``.
+        """
+        self._ready(False, "write to")
+        buf = _as_buffer(data, writable=False)
+        rc, actual = self._core.transfer(buf, len(buf), timeout_us(timeout), _engine.ZLP if zlp else 0)
+        if rc != 0:
+            raise error_for(rc, actual, f"write to pipe 0x{self.address:02X}")
+        return actual
+
+    @overload
+    def read(self, size_or_buffer: int, timeout: float | None = None) -> bytes: ...
+    @overload
+    def read(self, size_or_buffer: Any, timeout: float | None = None) -> int: ...
+
+    def read(self, size_or_buffer: Any, timeout: float | None = None) -> bytes | int:
+        """Read up to ``size`` bytes (returns ``bytes``) or into a writable buffer (returns the count).
+
+        Mirrors ``WdfUsbTargetPipeReadSynchronously``; see also :meth:`readinto`.
+        """
+        if isinstance(size_or_buffer, int):
+            if size_or_buffer < 0:
+                raise ValueError("size must be >= 0")
+            out = bytearray(size_or_buffer)
+            n = self.readinto(out, timeout)
+            return bytes(out[:n])
+        return self.readinto(size_or_buffer, timeout)
+
+    def readinto(self, buffer: Any, timeout: float | None = None) -> int:
+        """Read into a writable, contiguous buffer without copying; returns the bytes read."""
+        self._ready(True, "read from")
+        buf = _as_buffer(buffer, writable=True)
+        rc, actual = self._core.transfer(buf, len(buf), timeout_us(timeout))
+        if rc != 0:
+            raise error_for(rc, actual, f"read from pipe 0x{self.address:02X}")
+        return actual
+
+    def reset(self) -> None:
+        """Clear a stall (``WdfUsbTargetPipeResetSynchronously``)."""
+        rc = self._core.reset()
+        if rc != 0:
+            raise error_for(rc, 0, f"reset pipe 0x{self.address:02X}")
+
+    def abort(self) -> None:
+        """Cancel every transfer in flight on the pipe (``WdfUsbTargetPipeAbortSynchronously``)."""
+        rc = self._core.abort()
+        if rc != 0:
+            raise error_for(rc, 0, f"abort pipe 0x{self.address:02X}")
+
+    def __repr__(self) -> str:
+        return f"<Pipe 0x{self.address:02X} {self.type} {'IN' if self.is_in else 'OUT'} max_packet={self.max_packet}>"
+
+
+def _as_buffer(obj: Any, writable: bool) -> Any:
+    """A zero-copy view of ``obj`` for the engine, with clear errors for what cannot be used."""
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not {type(obj).__name__!r}") from None
+    if not view.contiguous:
+        raise ValueError("the buffer is not contiguous; pass a contiguous copy (e.g. numpy.ascontiguousarray)")
+    if writable and view.readonly:
+        raise TypeError(f"cannot read into a read-only buffer ({type(obj).__name__})")
+    return _engine.pin(obj, writable)
+
+
+class Device:
+    """An open USB device (a WDFUSBDEVICE with its configuration selected). Use as a context manager."""
+
+    def __init__(self, core: CoreDevice, source: Any) -> None:
+        self._core = core
+        self.source = source
+        desc = DeviceDescriptor.parse(core.device_descriptor)
+        self.vid, self.pid = desc.vid, desc.pid
+        self.descriptor = desc
+        self.speed = SPEED_LABELS.get(core.speed, "unknown") if core.speed else "unpaced"
+        self.pipes = [Pipe(self, p) for p in core.all_pipes()]
+
+    def pipe(self, address: int) -> Pipe:
+        """The pipe of endpoint ``address`` (e.g. ``0x06``)."""
+        for p in self.pipes:
+            if p.address == address:
+                return p
+        have = ", ".join(f"0x{p.address:02X}" for p in self.pipes)
+        raise KeyError(f"no pipe 0x{address:02X} (configured pipes: {have})")
+
+    def __iter__(self) -> Iterator[Pipe]:
+        return iter(self.pipes)
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    def close(self) -> None:
+        """Cancel and drain every transfer, release the interfaces and the device. Idempotent."""
+        self._core.close()
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self.pipes)} pipes"
+        return f"<Device {self.vid:04x}:{self.pid:04x} {self.speed} {state}>"
+
+
+def parse_target(text: str) -> Any:
+    """``virtual[:full|high|super|none]``, ``VID:PID[:SERIAL]`` (hex) or ``BUS/ADDR`` -> a source."""
+    if text == "virtual" or text.startswith("virtual:"):
+        speed = text.partition(":")[2] or "high"
+        return VirtualDevice(None if speed in ("none", "unpaced") else speed)
+    if "/" in text:
+        bus, _, addr = text.partition("/")
+        return find_device(bus=int(bus), address=int(addr))
+    parts = text.split(":")
+    if len(parts) in (2, 3):
+        return find_device(int(parts[0], 16), int(parts[1], 16), parts[2] if len(parts) == 3 else None)
+    raise ValueError(f"not a device: {text!r} (use VID:PID[:SERIAL], BUS/ADDR or virtual[:speed])")
+
+
+def open(  # noqa: A001 - wdfusb.open, like io.open
+    target: Any = None,
+    *,
+    vid: int | None = None,
+    pid: int | None = None,
+    serial: str | None = None,
+    bus: int | None = None,
+    address: int | None = None,
+    interfaces: dict[int, int] | None = None,
+) -> Device:
+    """Open a device and select its configuration; returns a :class:`Device`.
+
+    ``target`` is a :class:`VirtualDevice`, a :class:`UsbDeviceInfo`, or a string
+    (``"virtual:high"``, ``"0525:a4a0"``, ``"1/4"``); otherwise the keyword criteria
+    go to :func:`find_device`. ``interfaces`` maps interface number to alternate
+    setting (default: every interface, setting 0), as ``WdfUsbTargetDeviceSelectConfig``.
+    """
+    if target is None:
+        target = find_device(vid, pid, serial, bus, address)
+    elif isinstance(target, str):
+        target = parse_target(target)
+    rc, core = CoreDevice.open(target)
+    if core is None:
+        raise error_for(rc, 0, f"open {target}")
+    try:
+        settings = interfaces if interfaces is not None else {i.number: 0 for i in core.config.interfaces}
+        rc = core.select_configuration(settings)
+        if rc != 0:
+            raise error_for(rc, 0, f"select the configuration of {target}")
+    except BaseException:
+        core.close()
+        raise
+    return Device(core, target)
+
+
+__all__ = ["Device", "Pipe", "UsbDeviceInfo", "UsbError", "find_device", "list_devices", "open", "parse_target"]

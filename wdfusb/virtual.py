@@ -1,0 +1,207 @@
+"""The built-in virtual USB device: every path of wdfusb with no hardware.
+
+It lives in-process behind the same C transfer engine as libusb. The default
+profile (one configuration, interface 0, alternate setting 0):
+
+========  ===============  ==========  =====================================
+endpoint  type             max packet  role
+========  ===============  ==========  =====================================
+0x06      bulk OUT         512         sink; feeds the loopback
+0x88      bulk IN          512         returns what 0x06 received, in order
+0x02      interrupt OUT    64          sink
+0x81      interrupt IN     1           switch state (reported on change)
+0x03      isochronous OUT  1024        exists so type checks can be exercised
+========  ===============  ==========  =====================================
+
+Bulk packets are 64 B at full speed and 1024 B at super speed. ``speed`` paces
+transfers like the bus (full: 19 x 64 B per 1 ms frame; high: 13 x 512 B per
+125 us micro-frame = 53.248 MB/s; super: 60 x 1024 B per 125 us = 491.52 MB/s);
+``speed=None`` moves data as fast as the engine can (pure software cost).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from . import _descriptors as D
+from ._engine import SPEED_NAMES, SPEEDS, NativeDevice
+
+ROLES = {"sink": 0, "loopback_out": 1, "loopback_in": 2, "switch": 3}
+DEFAULT_VID, DEFAULT_PID = 0x1209, 0x0001  # pid.codes test VID:PID
+BULK_PACKET = {None: 512, "low": 8, "full": 64, "high": 512, "super": 1024, "super_plus": 1024}
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One endpoint of a virtual device profile."""
+
+    address: int
+    type: str  # "bulk", "interrupt", "isochronous"
+    max_packet: int
+    interval: int = 0
+    role: str = "sink"
+
+
+def default_profile(speed: str | None = "high") -> list[EndpointSpec]:
+    bulk = BULK_PACKET[speed]
+    return [
+        EndpointSpec(0x06, "bulk", bulk, 0, "loopback_out"),
+        EndpointSpec(0x88, "bulk", bulk, 0, "loopback_in"),
+        EndpointSpec(0x02, "interrupt", 64 if speed != "low" else 8, 1, "sink"),
+        EndpointSpec(0x81, "interrupt", 1, 1, "switch"),
+        EndpointSpec(0x03, "isochronous", 1024 if speed != "full" else 1023, 1, "sink"),
+    ]
+
+
+class VirtualEndpoint:
+    """Live counters and fault injection for one endpoint of a :class:`VirtualDevice`."""
+
+    def __init__(self, device: VirtualDevice, spec: EndpointSpec) -> None:
+        self._device = device
+        self.spec = spec
+        self.address = spec.address
+
+    def _stats(self) -> dict[str, int]:
+        return self._device._native.ep_stats(self.address)
+
+    @property
+    def received_bytes(self) -> int:
+        """Bytes this (OUT) endpoint took from the host."""
+        return self._stats()["received_bytes"]
+
+    @property
+    def sent_bytes(self) -> int:
+        """Bytes this (IN) endpoint gave the host."""
+        return self._stats()["sent_bytes"]
+
+    @property
+    def transfers(self) -> int:
+        """Transfers that completed successfully on this endpoint."""
+        return self._stats()["transfers"]
+
+    @property
+    def crc32(self) -> int:
+        """zlib CRC-32 of every byte received (compare with ``zlib.crc32`` of what was sent)."""
+        return self._stats()["crc32"]
+
+    @property
+    def halted(self) -> bool:
+        return bool(self._stats()["halted"])
+
+    @property
+    def loopback_dropped(self) -> int:
+        """Bytes the loopback dropped because nobody read them in time."""
+        return self._stats()["loopback_dropped"]
+
+    def stall(self) -> None:
+        """Halt the endpoint: transfers fail with a stall until the pipe is reset."""
+        self._device._check(self._device._native.stall(self.address))
+
+    def nak(self, seconds: float) -> None:
+        """NAK every token for ``seconds`` (``math.inf``: for ever; 0 ends it)."""
+        if math.isnan(seconds) or seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        self._device._check(self._device._native.nak(self.address, min(seconds, 1e10)))
+
+    def __repr__(self) -> str:
+        return f"<VirtualEndpoint 0x{self.address:02X} {self.spec.type} {self.spec.role}>"
+
+
+class VirtualDevice:
+    """A USB device inside the process, driven by the same C engine as libusb.
+
+    ``VirtualDevice(speed="high")`` (``"full"``, ``"super"``, or ``None`` for no pacing).
+    ``endpoints`` replaces the default profile with other :class:`EndpointSpec` s.
+    """
+
+    def __init__(
+        self,
+        speed: str | None = "high",
+        *,
+        endpoints: list[EndpointSpec] | None = None,
+        vid: int = DEFAULT_VID,
+        pid: int = DEFAULT_PID,
+        manufacturer: str = "wdfusb",
+        product: str = "wdfusb virtual device",
+        serial: str = "wdfusb-virtual",
+        loopback_capacity: int = 16 << 20,
+    ) -> None:
+        if speed is not None and speed not in SPEEDS:
+            raise ValueError(f"speed must be None or one of {sorted(k for k in SPEEDS if k != 'none')}")
+        if loopback_capacity < 0:
+            raise ValueError("loopback_capacity must be >= 0")
+        self.speed = speed
+        self.vid, self.pid = vid, pid
+        self.manufacturer, self.product, self.serial = manufacturer, product, serial
+        self.specs = list(endpoints) if endpoints is not None else default_profile(speed)
+        infos = []
+        for s in self.specs:
+            if s.type not in D.TYPE_CODES or s.type == "control":
+                raise ValueError(f"endpoint 0x{s.address:02X}: type must be bulk, interrupt or isochronous")
+            if s.role not in ROLES:
+                raise ValueError(f"endpoint 0x{s.address:02X}: role must be one of {sorted(ROLES)}")
+            infos.append(D.EndpointInfo(s.address, D.TYPE_CODES[s.type], s.max_packet, s.interval))
+        bcd = {None: 0x0200, "low": 0x0110, "full": 0x0110, "high": 0x0200}.get(speed, 0x0320)
+        table = D.records(
+            [
+                (D.DT_DEVICE, 0, D.build_device(vid, pid, bcd, 9 if bcd >= 0x0300 else 64)),
+                (D.DT_CONFIG, 0, D.build_config(infos)),
+                (D.DT_STRING, 0, bytes([4, D.DT_STRING, 0x09, 0x04])),
+                (D.DT_STRING, 1, D.build_string(manufacturer)),
+                (D.DT_STRING, 2, D.build_string(product)),
+                (D.DT_STRING, 3, D.build_string(serial)),
+            ]
+        )
+        eps = [(i.address, i.type, i.max_packet, i.interval, ROLES[s.role]) for i, s in zip(infos, self.specs)]
+        self._native = NativeDevice.create_virtual(SPEEDS[speed or "none"], eps, loopback_capacity, table)
+        self._endpoints = {s.address: VirtualEndpoint(self, s) for s in self.specs}
+
+    def _open_native(self) -> tuple[int, NativeDevice | None, bool]:
+        """The engine device (shared by every open of this virtual device; not owned by them)."""
+        if self._native.closed:
+            return -4, None, False
+        return 0, self._native, False
+
+    def _check(self, rc: int) -> None:
+        if rc != 0:
+            from .errors import error_for
+
+            raise error_for(rc, context="virtual device")
+
+    def endpoint(self, address: int) -> VirtualEndpoint:
+        """Counters and faults of one endpoint."""
+        try:
+            return self._endpoints[address]
+        except KeyError:
+            raise KeyError(f"the virtual device has no endpoint 0x{address:02X}") from None
+
+    @property
+    def endpoints(self) -> list[VirtualEndpoint]:
+        return list(self._endpoints.values())
+
+    def unplug(self) -> None:
+        """Surprise removal: every transfer in flight ends with a device-gone status."""
+        self._check(self._native.unplug())
+
+    def set_switch(self, value: int) -> None:
+        """Set the switch state that interrupt IN 0x81 reports (once per change)."""
+        self._check(self._native.set_switch(value & 0xFF))
+
+    def close(self) -> None:
+        """Release the native device (cancels and drains anything in flight)."""
+        self._native.close()
+
+    def __enter__(self) -> VirtualDevice:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<VirtualDevice {self.vid:04x}:{self.pid:04x} speed={self.speed!r}>"
+
+    @property
+    def speed_name(self) -> str:
+        return SPEED_NAMES[SPEEDS[self.speed or "none"]]
