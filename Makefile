@@ -23,8 +23,10 @@ check: $(STAMP)
 	$(PY) -m ruff format --check wdfusb tests examples build_ffi.py
 	$(PY) -m mypy
 
+# pytest exits 5 when it collected no test: that is a failure here, said out loud.
 unit: $(STAMP)
-	$(PY) -m pytest -q -m "not kernel" tests
+	$(PY) -m pytest -q -m "not kernel" tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "unit: pytest collected no test"; fi; exit $$rc
 
 rig: $(STAMP)
 	$(PY) tests/rig/qemu_rig.py lane

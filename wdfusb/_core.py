@@ -44,8 +44,9 @@ class CorePipe:
         self.interval = ep.interval
         self.is_in = ep.is_in
         self.maximum_transfer_size = MAX_TRANSFER_SIZE
-        self._pool: list[Transfer] = []
-        self._pool_lock = threading.Lock()
+        self._local = threading.local()  # each thread's internal transfer
+        self._owned: list[Transfer] = []
+        self._owned_lock = threading.Lock()
 
     def new_transfer(self) -> Transfer:
         """A native transfer on this pipe's device (for a request object)."""
@@ -56,22 +57,18 @@ class CorePipe:
     ) -> tuple[int, int]:
         """Move ``length`` bytes of ``buf`` (a pinned cdata, or None for a ZLP). Returns (code, actual).
 
-        With ``xfer=None`` an internal pooled transfer is used (it cannot be cancelled
-        by the caller, like WDF's internal request object).
+        With ``xfer=None`` the calling thread's internal transfer is used (it cannot be
+        cancelled by the caller, like WDF's internal request object).
         """
         if self.device.closed:
             return _engine.lib.WU_ERR_NO_DEVICE, 0
-        if xfer is not None:
-            return xfer.run(self.address, self.type, buf, length, flags, timeout_us)
-        with self._pool_lock:
-            x = self._pool.pop() if self._pool else None
-        if x is None:
-            x = self.device.new_transfer()
-        try:
-            return x.run(self.address, self.type, buf, length, flags, timeout_us)
-        finally:
-            with self._pool_lock:
-                self._pool.append(x)
+        if xfer is None:
+            xfer = getattr(self._local, "xfer", None)
+            if xfer is None:
+                xfer = self._local.xfer = self.device.new_transfer()
+                with self._owned_lock:
+                    self._owned.append(xfer)
+        return xfer.run(self.address, self.type, buf, length, flags, timeout_us)
 
     def reset(self) -> int:
         """Clear a halt (stall) on the endpoint and its data toggle."""
@@ -82,9 +79,9 @@ class CorePipe:
         return self.device.native.abort(self.address)
 
     def release(self) -> None:
-        with self._pool_lock:
-            pool, self._pool = self._pool, []
-        for x in pool:
+        with self._owned_lock:
+            owned, self._owned = self._owned, []
+        for x in owned:
             x.free()
 
 

@@ -36,6 +36,9 @@ if lib.wu_sizeof_check() != 0:  # pragma: no cover - a platform the shim does no
     raise ImportError("wdfusb native module: the libusb ABI assumptions do not hold on this platform")
 
 SLICE_US = 50_000  # wait slice: bounds the Ctrl-C latency
+_xfer_run, _xfer_wait, _xfer_reap = lib.wu_xfer_run, lib.wu_xfer_wait, lib.wu_xfer_reap
+_NULL = ffi.NULL
+_WU_ERR_NO_DEVICE = lib.WU_ERR_NO_DEVICE
 CData = Any  # cffi's cdata objects are not typed
 
 WU_OK = lib.WU_OK
@@ -330,21 +333,19 @@ class Transfer:
         """Submit and wait. Returns ``(engine_status, actual_length)``."""
         x = self._x
         if x is None:
-            return lib.WU_ERR_NO_DEVICE, 0
-        self._actual[0] = 0
-        ptr = ffi.NULL if buf is None else buf
+            return _WU_ERR_NO_DEVICE, 0
+        actual = self._actual
+        self._pinned = buf
         try:
-            self._pinned = buf
-            rc = lib.wu_xfer_run(x, ep, ep_type, ptr, length, flags, timeout_us, SLICE_US, self._actual)
+            rc = _xfer_run(x, ep, ep_type, _NULL if buf is None else buf, length, flags, timeout_us, SLICE_US, actual)
             while rc == WU_PENDING:
-                rc = lib.wu_xfer_wait(x, SLICE_US, self._actual)
+                rc = _xfer_wait(x, SLICE_US, actual)
         except BaseException:
-            lib.wu_xfer_reap(x, self._actual)
+            _xfer_reap(x, actual)  # Ctrl-C or any error: cancel and wait until the transfer is back
+            self._pinned = None
             raise
-        finally:
-            if lib.wu_xfer_state(x) != lib.WU_XFER_IN_FLIGHT:
-                self._pinned = None
-        return int(rc), int(self._actual[0])
+        self._pinned = None
+        return rc, actual[0]
 
     def cancel(self) -> bool:
         """Cancel the transfer in flight, if any (any thread). True if one was."""

@@ -139,8 +139,11 @@ class Pipe:
         self.interface = core.interface_number
         self.is_in = core.is_in
         self.is_out = not core.is_in
+        supported = core.type in (_engine.EP_BULK, _engine.EP_INTERRUPT)
+        self._can_write = supported and self.is_out
+        self._can_read = supported and self.is_in
 
-    def _ready(self, want_in: bool, verb: str) -> None:
+    def _refuse(self, want_in: bool, verb: str) -> None:
         if self.is_in != want_in:
             raise ValueError(f"cannot {verb} pipe 0x{self.address:02X}: it is an {'IN' if self.is_in else 'OUT'} pipe")
         if self._core.type not in (_engine.EP_BULK, _engine.EP_INTERRUPT):
@@ -154,9 +157,13 @@ class Pipe:
         whose length is a multiple of the packet size with a zero-length packet.
         Mirrors ``WdfUsbTargetPipeWriteSynchronously``.
         """
-        self._ready(False, "write to")
-        buf = _as_buffer(data, writable=False)
-        rc, actual = self._core.transfer(buf, len(buf), timeout_us(timeout), _engine.ZLP if zlp else 0)
+        if not self._can_write:
+            self._refuse(False, "write to")
+        kind = type(data)
+        buf = _pin(data) if kind is bytes or kind is bytearray else _as_buffer(data, writable=False)
+        rc, actual = self._core.transfer(
+            buf, len(buf), 0 if timeout is None else timeout_us(timeout), _engine.ZLP if zlp else 0
+        )
         if rc != 0:
             raise error_for(rc, actual, f"write to pipe 0x{self.address:02X}")
         return actual
@@ -181,7 +188,8 @@ class Pipe:
 
     def readinto(self, buffer: Any, timeout: float | None = None) -> int:
         """Read into a writable, contiguous buffer without copying; returns the bytes read."""
-        self._ready(True, "read from")
+        if not self._can_read:
+            self._refuse(True, "read from")
         buf = _as_buffer(buffer, writable=True)
         rc, actual = self._core.transfer(buf, len(buf), timeout_us(timeout))
         if rc != 0:
@@ -202,6 +210,9 @@ class Pipe:
 
     def __repr__(self) -> str:
         return f"<Pipe 0x{self.address:02X} {self.type} {'IN' if self.is_in else 'OUT'} max_packet={self.max_packet}>"
+
+
+_pin = _engine.pin
 
 
 def _as_buffer(obj: Any, writable: bool) -> Any:
