@@ -30,6 +30,7 @@ static char lib_version[64];
 static wu_mutex load_lock;
 static wu_once_t load_once = WU_ONCE_INIT;
 static uint8_t zero_byte;
+static struct wu_thread *event_thread;  /* runs for the life of the process once started */
 
 typedef struct {
     libusb_device_handle *h;
@@ -283,6 +284,26 @@ static void lu_drain(wu_device *d)
     while (wu_device_live_transfers(d) > 0 && wu_now_ns() < until) handle_events(wu_now_ns() + 10000000, NULL);
 }
 
+/* The event thread: completes asynchronous transfers with nobody waiting on them. */
+static void *event_main(void *arg)
+{
+    (void)arg;
+    wu_set_completion_context(1);
+    for (;;) handle_events(wu_now_ns() + 100000000, NULL);
+    return NULL;
+}
+
+static int lu_start_events(wu_device *d)
+{
+    int rc = WU_OK;
+    (void)d;
+    wu_mutex_lock(&load_lock);
+    if (!event_thread) event_thread = wu_thread_start(event_main, NULL);
+    if (!event_thread) rc = WU_ERR_NO_MEM;
+    wu_mutex_unlock(&load_lock);
+    return rc;
+}
+
 /* ---- device operations ------------------------------------------------------------------ */
 
 static int lu_speed(wu_device *d) { return LD(d)->speed; }
@@ -319,5 +340,5 @@ static void lu_destroy(wu_device *d)
 const wu_backend wu_libusb_backend = {
     lu_xfer_init, lu_xfer_fini, lu_submit, lu_wait, lu_cancel, lu_speed, lu_get_descriptor,
     lu_get_configuration, lu_set_configuration, lu_claim, lu_release, lu_set_alt, lu_clear_halt,
-    lu_drain, lu_close, lu_destroy,
+    lu_start_events, lu_drain, lu_close, lu_destroy,
 };

@@ -43,6 +43,8 @@ typedef struct {
     uint8_t switch_state;
     int switch_pending;
     wu_cond cond;        /* broadcast on every change a waiter may care about */
+    struct wu_thread *events;  /* drives every endpoint once asynchronous transfers exist */
+    int events_stop;
 } vdev;
 
 #define V(d) ((vdev *)(d)->impl)
@@ -186,8 +188,30 @@ static int move_in(vdev *v, vep *e, wu_xfer *x, uint64_t due)
     return take < want || x->actual == x->len; /* the ring ran dry: a short packet ends it */
 }
 
+/* Time out transfers queued behind the head; returns the earliest deadline left. */
+static int64_t expire_queued(vdev *v, vep *e, int64_t now)
+{
+    int64_t next = WU_NS_FOREVER;
+    wu_xfer *x = e->head ? e->head->qnext : NULL;
+    while (x) {
+        wu_xfer *after = x->qnext;
+        if (x->deadline_ns <= now) complete(v, e, x, WU_ERR_TIMEOUT);
+        else next = min64(next, x->deadline_ns);
+        x = after;
+    }
+    return next;
+}
+
+static int64_t head_advance(vdev *v, vep *e, int64_t now);
+
 /* Drive the endpoint's queue to `now`. Returns when it next needs attention. */
 static int64_t ep_advance(vdev *v, vep *e, int64_t now)
+{
+    int64_t next = head_advance(v, e, now);
+    return min64(next, expire_queued(v, e, now));
+}
+
+static int64_t head_advance(vdev *v, vep *e, int64_t now)
 {
     for (;;) {
         wu_xfer *x = e->head;
@@ -264,6 +288,7 @@ static int v_submit(wu_xfer *x)
         x->qnext = NULL;
         if (e->tail) e->tail->qnext = x; else e->head = x;
         e->tail = x;
+        if (v->events) wu_cond_broadcast(&v->cond);
     }
     wu_mutex_unlock(&d->lock);
     return rc;
@@ -364,8 +389,47 @@ static int v_clear_halt(wu_device *d, uint8_t ep)
     return rc;
 }
 
+/* The device's event thread: moves every endpoint along the modelled bus time. */
+static void *v_events_main(void *arg)
+{
+    wu_device *d = arg;
+    vdev *v = V(d);
+    wu_set_completion_context(1);
+    wu_mutex_lock(&d->lock);
+    while (!v->events_stop) {
+        int64_t now = wu_now_ns(), next = WU_NS_FOREVER;
+        for (int i = 0; i < v->n_eps; i++) next = min64(next, ep_advance(v, &v->eps[i], now));
+        wu_cond_wait_until(&v->cond, &d->lock, next);
+    }
+    wu_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+static int v_start_events(wu_device *d)
+{
+    vdev *v = V(d);
+    int rc = WU_OK;
+    wu_mutex_lock(&d->lock);
+    if (!v->events && !v->events_stop) v->events = wu_thread_start(v_events_main, d);
+    if (!v->events) rc = WU_ERR_NO_MEM;
+    wu_mutex_unlock(&d->lock);
+    return rc;
+}
+
 static void v_drain(wu_device *d) { (void)d; /* cancel completes virtual transfers at once */ }
-static void v_close(wu_device *d) { (void)d; }
+
+static void v_close(wu_device *d)
+{
+    vdev *v = V(d);
+    struct wu_thread *t;
+    wu_mutex_lock(&d->lock);
+    v->events_stop = 1;
+    t = v->events;
+    v->events = NULL;
+    wu_cond_broadcast(&v->cond);
+    wu_mutex_unlock(&d->lock);
+    wu_thread_join(t);
+}
 
 static void v_destroy_state(vdev *v)
 {
@@ -375,12 +439,16 @@ static void v_destroy_state(vdev *v)
     free(v);
 }
 
-static void v_destroy(wu_device *d) { v_destroy_state(V(d)); }
+static void v_destroy(wu_device *d)
+{
+    v_close(d);
+    v_destroy_state(V(d));
+}
 
 const wu_backend wu_virtual_backend = {
     v_xfer_init, v_xfer_fini, v_submit, v_wait, v_cancel, v_speed, v_get_descriptor,
     v_get_configuration, v_set_configuration, v_claim, v_claim, v_set_alt, v_clear_halt,
-    v_drain, v_close, v_destroy,
+    v_start_events, v_drain, v_close, v_destroy,
 };
 
 /* ---- creation, faults and statistics --------------------------------------------------- */

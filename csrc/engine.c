@@ -22,6 +22,82 @@ void wu_live_add(int delta) { WU_ADD(&live_objects, delta); }
 int wu_in_callback(void) { return callback_depth > 0; }
 void wu_enter_callback(void) { callback_depth++; }
 void wu_leave_callback(void) { callback_depth--; }
+void wu_set_completion_context(int on) { on ? wu_enter_callback() : wu_leave_callback(); }
+int wu_in_completion_context(void) { return wu_in_callback(); }
+
+/* ---- the completion queue: asynchronous transfers that are back ------------------ */
+
+static struct {
+    wu_mutex lock;
+    wu_cond cond;
+    wu_xfer *head, *tail;
+    int wake;
+} cq;
+static wu_once_t cq_once = WU_ONCE_INIT;
+
+static void cq_init(void)
+{
+    wu_mutex_init(&cq.lock);
+    wu_cond_init(&cq.cond);
+}
+
+static void cq_push(wu_xfer *x)
+{
+    wu_once(&cq_once, cq_init);
+    wu_mutex_lock(&cq.lock);
+    x->cq_next = NULL;
+    x->queued = 1;
+    if (cq.tail) cq.tail->cq_next = x; else cq.head = x;
+    cq.tail = x;
+    wu_cond_broadcast(&cq.cond);
+    wu_mutex_unlock(&cq.lock);
+}
+
+void wu_cq_remove(wu_xfer *x)
+{
+    wu_xfer **pp, *prev = NULL;
+    wu_once(&cq_once, cq_init);
+    wu_mutex_lock(&cq.lock);
+    for (pp = &cq.head; *pp && *pp != x; pp = &(*pp)->cq_next) prev = *pp;
+    if (*pp) {
+        *pp = x->cq_next;
+        if (cq.tail == x) cq.tail = prev;
+        x->queued = 0;
+    }
+    wu_mutex_unlock(&cq.lock);
+}
+
+int wu_cq_wait(int64_t timeout_us, wu_completion *out, int max)
+{
+    int n = 0;
+    int64_t until = timeout_us < 0 ? WU_NS_FOREVER : wu_now_ns() + timeout_us * 1000;
+    if (!out || max <= 0) return WU_ERR_INVALID_PARAM;
+    wu_once(&cq_once, cq_init);
+    wu_mutex_lock(&cq.lock);
+    while (!cq.head && !cq.wake && wu_now_ns() < until) wu_cond_wait_until(&cq.cond, &cq.lock, until);
+    cq.wake = 0;
+    while (cq.head && n < max) {
+        wu_xfer *x = cq.head;
+        cq.head = x->cq_next;
+        if (!cq.head) cq.tail = NULL;
+        x->queued = 0;
+        out[n].tag = x->tag;
+        out[n].status = x->result;
+        out[n].actual = x->actual;
+        n++;
+    }
+    wu_mutex_unlock(&cq.lock);
+    return n;
+}
+
+void wu_cq_wake(void)
+{
+    wu_once(&cq_once, cq_init);
+    wu_mutex_lock(&cq.lock);
+    cq.wake = 1;
+    wu_cond_broadcast(&cq.cond);
+    wu_mutex_unlock(&cq.lock);
+}
 
 wu_device *wu_device_alloc(const wu_backend *be, void *impl, int is_virtual)
 {
@@ -163,6 +239,7 @@ int wu_xfer_free(wu_xfer *x)
     if (x->prev) x->prev->next = x->next; else d->xfers = x->next;
     if (x->next) x->next->prev = x->prev;
     wu_mutex_unlock(&d->lock);
+    if (x->queued) wu_cq_remove(x);
     d->be->xfer_fini(x);
     free(x);
     wu_live_add(-1);
@@ -177,15 +254,16 @@ void wu_xfer_finish(wu_xfer *x, int result)
     x->result = result;
     x->completed = 1;
     WU_STORE(&x->state, WU_XFER_DONE);
+    if (x->tag) cq_push(x);
 }
 
-int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
-                   int64_t timeout_us)
+static int submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
+                  int64_t timeout_us, uint64_t tag)
 {
     wu_device *d;
     int rc;
     if (!x) return WU_ERR_INVALID_PARAM;
-    if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT;
+    if (!tag && wu_in_callback()) return WU_ERR_WRONG_CONTEXT; /* a synchronous send would deadlock */
     if (type != WU_EP_BULK && type != WU_EP_INTERRUPT) return WU_ERR_NOT_SUPPORTED;
     if (!buf && len) return WU_ERR_INVALID_PARAM;
     if (flags & ~(unsigned)WU_XFER_ZLP) return WU_ERR_INVALID_PARAM;
@@ -211,16 +289,32 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
     x->timed_out = 0;
     x->submitted = 0;
     x->deadline_ns = timeout_us > 0 ? wu_now_ns() + timeout_us * 1000 : WU_NS_FOREVER;
+    x->tag = tag;
     WU_STORE(&x->state, WU_XFER_IN_FLIGHT);
     wu_mutex_unlock(&d->lock);
-    rc = d->be->submit(x);
+    rc = tag ? d->be->start_events(d) : WU_OK;
+    if (rc == WU_OK) rc = d->be->submit(x);
     if (rc != WU_OK) {
         wu_mutex_lock(&d->lock);
         x->result = rc;
+        x->tag = 0;
         WU_STORE(&x->state, WU_XFER_IDLE);
         wu_mutex_unlock(&d->lock);
     }
     return rc;
+}
+
+int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
+                   int64_t timeout_us)
+{
+    return submit(x, ep, type, buf, len, flags, timeout_us, 0);
+}
+
+int wu_xfer_submit_async(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
+                         int64_t timeout_us, uint64_t tag)
+{
+    if (!tag) return WU_ERR_INVALID_PARAM;
+    return submit(x, ep, type, buf, len, flags, timeout_us, tag);
 }
 
 int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual)

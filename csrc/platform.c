@@ -2,6 +2,7 @@
 #include "platform.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef _WIN32
@@ -51,6 +52,41 @@ void *wu_dl_open(const char *path, char *err, size_t errlen)
 
 void *wu_dl_sym(void *lib, const char *name) { return (void *)GetProcAddress((HMODULE)lib, name); }
 void wu_dl_close(void *lib) { FreeLibrary((HMODULE)lib); }
+
+struct wu_thread {
+    HANDLE h;
+    void *(*fn)(void *);
+    void *arg;
+};
+
+static DWORD WINAPI thread_trampoline(LPVOID p)
+{
+    struct wu_thread *t = p;
+    t->fn(t->arg);
+    return 0;
+}
+
+struct wu_thread *wu_thread_start(void *(*fn)(void *), void *arg)
+{
+    struct wu_thread *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->h = CreateThread(NULL, 0, thread_trampoline, t, 0, NULL);
+    if (!t->h) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void wu_thread_join(struct wu_thread *t)
+{
+    if (!t) return;
+    WaitForSingleObject(t->h, INFINITE);
+    CloseHandle(t->h);
+    free(t);
+}
 
 #else
 
@@ -114,5 +150,27 @@ void *wu_dl_open(const char *path, char *err, size_t errlen)
 
 void *wu_dl_sym(void *lib, const char *name) { return dlsym(lib, name); }
 void wu_dl_close(void *lib) { dlclose(lib); }
+
+struct wu_thread {
+    pthread_t t;
+};
+
+struct wu_thread *wu_thread_start(void *(*fn)(void *), void *arg)
+{
+    struct wu_thread *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    if (pthread_create(&t->t, NULL, fn, arg) != 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void wu_thread_join(struct wu_thread *t)
+{
+    if (!t) return;
+    pthread_join(t->t, NULL);
+    free(t);
+}
 
 #endif

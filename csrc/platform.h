@@ -57,4 +57,9 @@ void *wu_dl_open(const char *path, char *err, size_t errlen);
 void *wu_dl_sym(void *lib, const char *name);
 void wu_dl_close(void *lib);
 
+/* Threads: started joinable; wu_thread_join waits and frees. */
+struct wu_thread;
+struct wu_thread *wu_thread_start(void *(*fn)(void *), void *arg);
+void wu_thread_join(struct wu_thread *t);
+
 #endif

@@ -29,6 +29,8 @@ typedef struct wu_backend {
     int (*release_interface)(wu_device *d, int iface);
     int (*set_altsetting)(wu_device *d, int iface, int alt);
     int (*clear_halt)(wu_device *d, uint8_t ep);
+    /* make transfers progress with nobody waiting (first asynchronous submit) */
+    int (*start_events)(wu_device *d);
     /* wait until no transfer of d is in flight (after they were cancelled) */
     void (*drain)(wu_device *d);
     void (*close)(wu_device *d);    /* release the backend's hold on the device */
@@ -60,6 +62,9 @@ struct wu_xfer {
     int64_t deadline_ns;         /* WU_NS_FOREVER: none */
     int result;
     void *impl;                  /* backend's per-transfer object */
+    uint64_t tag;                /* != 0: asynchronous, completion goes to the queue */
+    int queued;                  /* on the completion queue */
+    wu_xfer *cq_next;
     /* virtual device: queue link and pacing */
     wu_xfer *qnext;
     int started;
@@ -76,5 +81,6 @@ int wu_in_callback(void);                      /* inside a completion / event th
 void wu_enter_callback(void);
 void wu_leave_callback(void);
 void wu_live_add(int delta);
+void wu_cq_remove(wu_xfer *x);
 
 #endif

@@ -138,6 +138,22 @@ int wu_xfer_cancel(wu_xfer *x);               /* any thread; asynchronous */
 int wu_xfer_reap(wu_xfer *x, size_t *actual); /* cancel, then wait until it is back */
 int wu_live_objects(void);                    /* devices + transfers not yet freed */
 
+/* ---- asynchronous transfers: completions go to one queue ----------------- */
+typedef struct {
+    uint64_t tag;                 /* what the submitter passed */
+    int status;                   /* engine result */
+    size_t actual;
+} wu_completion;
+
+/* Like wu_xfer_submit, but when the transfer is back its completion is queued for
+   wu_cq_wait; an event thread makes it progress with nobody waiting. tag != 0. */
+int wu_xfer_submit_async(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len,
+                         unsigned flags, int64_t timeout_us, uint64_t tag);
+int wu_cq_wait(int64_t timeout_us, wu_completion *out, int max); /* count; 0 = none in time */
+void wu_cq_wake(void);                        /* make one wu_cq_wait return now */
+void wu_set_completion_context(int on);       /* this thread runs completions: refuse sync calls */
+int wu_in_completion_context(void);
+
 /* ---- helpers ------------------------------------------------------------- */
 uint32_t wu_crc32(uint32_t crc, const uint8_t *buf, size_t len);
 int wu_bench_loop(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len,

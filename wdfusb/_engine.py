@@ -347,6 +347,53 @@ class Transfer:
         self._pinned = None
         return rc, actual[0]
 
+    def submit(
+        self, ep: int, ep_type: int, buf: CData, length: int, flags: int = 0, timeout_us: int = 0, tag: int = 0
+    ) -> int:
+        """Start a transfer and return at once (engine status of the submit).
+
+        With ``tag=0`` nobody but :meth:`wait` makes it progress; with a tag its
+        completion goes to the completion queue (see :mod:`wdfusb._dispatch`). The
+        buffer stays referenced until the transfer is back.
+        """
+        x = self._x
+        if x is None:
+            return _WU_ERR_NO_DEVICE
+        self._pinned = buf
+        ptr = _NULL if buf is None else buf
+        if tag:
+            rc = lib.wu_xfer_submit_async(x, ep, ep_type, ptr, length, flags, timeout_us, tag)
+        else:
+            rc = lib.wu_xfer_submit(x, ep, ep_type, ptr, length, flags, timeout_us)
+        if rc != WU_OK:
+            self._pinned = None
+        return int(rc)
+
+    def wait(self, slice_us: int = SLICE_US) -> tuple[int, int]:
+        """Wait for a submitted transfer: ``(WU_PENDING, moved)`` while the slice runs out,
+        else ``(status, actual)``. Run it in a loop so Ctrl-C is seen between slices."""
+        x = self._x
+        if x is None:
+            return _WU_ERR_NO_DEVICE, 0
+        rc = _xfer_wait(x, slice_us, self._actual)
+        if rc != WU_PENDING:
+            self._pinned = None
+        return int(rc), int(self._actual[0])
+
+    def reap(self) -> tuple[int, int]:
+        """Cancel (if in flight) and wait until the transfer is back, uninterruptibly."""
+        x = self._x
+        if x is None:
+            return _WU_ERR_NO_DEVICE, 0
+        rc = _xfer_reap(x, self._actual)
+        self._pinned = None
+        return int(rc), int(self._actual[0])
+
+    def release_buffer(self) -> None:
+        """Drop the buffer reference once the completion queue reported the transfer back."""
+        if not self.in_flight:
+            self._pinned = None
+
     def cancel(self) -> bool:
         """Cancel the transfer in flight, if any (any thread). True if one was."""
         with self._lock:
