@@ -320,6 +320,8 @@ class Transfer:
         self._lock = threading.Lock()
         self._actual = ffi.new("size_t *")
         self._pinned: Any = None
+        self.dispatch_tag = 0  # set while the completion dispatcher owes a callback
+        self._free_requested = False
         Transfer.live += 1
 
     @property
@@ -389,10 +391,16 @@ class Transfer:
         self._pinned = None
         return int(rc), int(self._actual[0])
 
-    def release_buffer(self) -> None:
-        """Drop the buffer reference once the completion queue reported the transfer back."""
-        if not self.in_flight:
+    def dispatched(self) -> None:
+        """The dispatcher ran this transfer's callback: drop the buffer, do a deferred free."""
+        with self._lock:
+            if self.in_flight:
+                return  # the routine sent it again
+            self.dispatch_tag = 0
             self._pinned = None
+            deferred = self._free_requested
+        if deferred:
+            self.free()
 
     def cancel(self) -> bool:
         """Cancel the transfer in flight, if any (any thread). True if one was."""
@@ -402,8 +410,15 @@ class Transfer:
             return bool(lib.wu_xfer_cancel(self._x) == WU_OK)
 
     def free(self) -> None:
-        """Release the native transfer; reaps first if (impossibly) still in flight."""
+        """Release the native transfer; reaps first if still in flight.
+
+        While the completion dispatcher still owes this transfer a callback, the free
+        is deferred until that callback has run (so no completion is ever lost).
+        """
         with self._lock:
+            if self.dispatch_tag:
+                self._free_requested = True
+                return
             x, self._x = self._x, None
         if x is None:
             return
