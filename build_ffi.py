@@ -30,7 +30,12 @@ def package_version() -> str:
     return match.group(1)
 
 
-def make_ffi() -> FFI:
+def make_ffi(absolute: bool = False) -> FFI:
+    """The builder; ``absolute=True`` for ``ffi.compile()`` (which runs in its temporary directory)."""
+
+    def path(p: Path) -> str:
+        return str(p) if absolute else str(p.relative_to(HERE))
+
     ffi = FFI()
     ffi.cdef((CSRC / "wdfusb_shim.h").read_text())
     extra_compile = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"]
@@ -44,8 +49,8 @@ def make_ffi() -> FFI:
     ffi.set_source(
         "wdfusb._native",
         '#include "shim.h"\n',
-        sources=[str((CSRC / s).relative_to(HERE)) for s in SOURCES],
-        include_dirs=[str(CSRC.relative_to(HERE))],
+        sources=[path(CSRC / s) for s in SOURCES],
+        include_dirs=[path(CSRC)],
         define_macros=[("WU_VERSION", f'"{package_version()}"')],
         extra_compile_args=extra_compile,
         extra_link_args=shlex.split(os.environ.get("WDFUSB_LDFLAGS", "")),
@@ -57,5 +62,4 @@ def make_ffi() -> FFI:
 ffibuilder = make_ffi()
 
 if __name__ == "__main__":
-    os.chdir(HERE)
-    ffibuilder.compile(verbose=True)
+    make_ffi(absolute=True).compile(tmpdir=str(HERE / "build" / "ffi"), verbose=True)

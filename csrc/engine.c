@@ -232,7 +232,7 @@ int wu_xfer_free(wu_xfer *x)
     if (!x) return WU_OK;
     d = x->dev;
     wu_mutex_lock(&d->lock);
-    if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT) {
+    if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT || x->waiters) {
         wu_mutex_unlock(&d->lock);
         return WU_ERR_IN_FLIGHT;
     }
@@ -317,6 +317,13 @@ int wu_xfer_submit_async(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, siz
     return submit(x, ep, type, buf, len, flags, timeout_us, tag);
 }
 
+static void waiters_add(wu_xfer *x, int delta)
+{
+    wu_mutex_lock(&x->dev->lock);
+    x->waiters += delta;
+    wu_mutex_unlock(&x->dev->lock);
+}
+
 int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual)
 {
     int state;
@@ -324,8 +331,12 @@ int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual)
     state = WU_LOAD(&x->state);
     if (state == WU_XFER_IN_FLIGHT) {
         int64_t until = slice_us > 0 ? wu_now_ns() + slice_us * 1000 : WU_NS_FOREVER;
+        int rc;
         if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT;
-        if (x->dev->be->wait(x, until) == WU_PENDING) {
+        waiters_add(x, 1);
+        rc = x->dev->be->wait(x, until);
+        waiters_add(x, -1);
+        if (rc == WU_PENDING) {
             if (actual) *actual = x->actual;
             return WU_PENDING;
         }
@@ -366,8 +377,10 @@ int wu_xfer_reap(wu_xfer *x, size_t *actual)
     if (!x) return WU_ERR_INVALID_PARAM;
     if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT) {
         wu_xfer_cancel(x);
+        waiters_add(x, 1);
         while (x->dev->be->wait(x, WU_NS_FOREVER) == WU_PENDING) {
         }
+        waiters_add(x, -1);
     }
     if (actual) *actual = x->actual;
     return x->result;

@@ -55,6 +55,7 @@ struct wu_xfer {
     int cancel_requested;
     int timed_out;
     int submitted;
+    int waiters;                 /* threads inside wu_xfer_wait / wu_xfer_reap */
     uint8_t ep, type;
     unsigned flags;
     uint8_t *buf;

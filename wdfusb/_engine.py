@@ -322,6 +322,7 @@ class Transfer:
         self._pinned: Any = None
         self.dispatch_tag = 0  # set while the completion dispatcher owes a callback
         self._free_requested = False
+        self._users = 0  # threads inside run/wait/reap: a free waits for them
         Transfer.live += 1
 
     @property
@@ -329,11 +330,24 @@ class Transfer:
         x = self._x
         return x is not None and lib.wu_xfer_state(x) == lib.WU_XFER_IN_FLIGHT
 
+    def _enter(self) -> CData | None:
+        with self._lock:
+            if self._x is not None:
+                self._users += 1
+            return self._x
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._users -= 1
+            deferred = self._free_requested and not self._users and not self.dispatch_tag
+        if deferred:
+            self.free()
+
     def run(
         self, ep: int, ep_type: int, buf: CData, length: int, flags: int = 0, timeout_us: int = 0
     ) -> tuple[int, int]:
         """Submit and wait. Returns ``(engine_status, actual_length)``."""
-        x = self._x
+        x = self._enter()
         if x is None:
             return _WU_ERR_NO_DEVICE, 0
         actual = self._actual
@@ -344,9 +358,10 @@ class Transfer:
                 rc = _xfer_wait(x, SLICE_US, actual)
         except BaseException:
             _xfer_reap(x, actual)  # Ctrl-C or any error: cancel and wait until the transfer is back
-            self._pinned = None
             raise
-        self._pinned = None
+        finally:
+            self._pinned = None
+            self._leave()
         return rc, actual[0]
 
     def submit(
@@ -358,7 +373,7 @@ class Transfer:
         completion goes to the completion queue (see :mod:`wdfusb._dispatch`). The
         buffer stays referenced until the transfer is back.
         """
-        x = self._x
+        x = self._enter()
         if x is None:
             return _WU_ERR_NO_DEVICE
         self._pinned = buf
@@ -367,6 +382,7 @@ class Transfer:
             rc = lib.wu_xfer_submit_async(x, ep, ep_type, ptr, length, flags, timeout_us, tag)
         else:
             rc = lib.wu_xfer_submit(x, ep, ep_type, ptr, length, flags, timeout_us)
+        self._leave()
         if rc != WU_OK:
             self._pinned = None
         return int(rc)
@@ -374,20 +390,26 @@ class Transfer:
     def wait(self, slice_us: int = SLICE_US) -> tuple[int, int]:
         """Wait for a submitted transfer: ``(WU_PENDING, moved)`` while the slice runs out,
         else ``(status, actual)``. Run it in a loop so Ctrl-C is seen between slices."""
-        x = self._x
+        x = self._enter()
         if x is None:
             return _WU_ERR_NO_DEVICE, 0
-        rc = _xfer_wait(x, slice_us, self._actual)
+        try:
+            rc = _xfer_wait(x, slice_us, self._actual)
+        finally:
+            self._leave()
         if rc != WU_PENDING:
             self._pinned = None
         return int(rc), int(self._actual[0])
 
     def reap(self) -> tuple[int, int]:
         """Cancel (if in flight) and wait until the transfer is back, uninterruptibly."""
-        x = self._x
+        x = self._enter()
         if x is None:
             return _WU_ERR_NO_DEVICE, 0
-        rc = _xfer_reap(x, self._actual)
+        try:
+            rc = _xfer_reap(x, self._actual)
+        finally:
+            self._leave()
         self._pinned = None
         return int(rc), int(self._actual[0])
 
@@ -416,7 +438,7 @@ class Transfer:
         is deferred until that callback has run (so no completion is ever lost).
         """
         with self._lock:
-            if self.dispatch_tag:
+            if self.dispatch_tag or self._users:
                 self._free_requested = True
                 return
             x, self._x = self._x, None
