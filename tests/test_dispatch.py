@@ -103,7 +103,9 @@ def test_async_timeout_and_cancel_complete_with_status() -> None:
         p = dev.pipe(0x06)._core
         results: list[tuple[int, int]] = []
         a, b = dev._core.new_transfer(), dev._core.new_transfer()
-        _dispatch.submit(a, p.address, p.type, _engine.pin(bytes(64)), 64, 0, 100_000, lambda s, n: results.append((s, n)))
+        _dispatch.submit(
+            a, p.address, p.type, _engine.pin(bytes(64)), 64, 0, 100_000, lambda s, n: results.append((s, n))
+        )
         _dispatch.submit(b, p.address, p.type, _engine.pin(bytes(64)), 64, 0, 0, lambda s, n: results.append((s, n)))
         assert not _dispatch.wait_idle(0.3)  # b waits for ever
         assert results == [(_engine.lib.WU_ERR_TIMEOUT, 0)]

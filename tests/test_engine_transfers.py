@@ -182,7 +182,10 @@ def test_threads_on_different_pipes_at_once() -> None:
         def w(name: str, addr: int, data: bytes, chunk: int) -> None:
             results[name] = sum(dev.pipe(addr).write(data[i : i + chunk]) for i in range(0, len(data), chunk))
 
-        ts = [threading.Thread(target=w, args=("bulk", 0x06, bulk, 65536)), threading.Thread(target=w, args=("int", 0x02, intr, 64))]
+        ts = [
+            threading.Thread(target=w, args=("bulk", 0x06, bulk, 65536)),
+            threading.Thread(target=w, args=("int", 0x02, intr, 64)),
+        ]
         for t in ts:
             t.start()
         for t in ts:

@@ -110,10 +110,18 @@ def test_profiles_follow_speed() -> None:
 def test_custom_profile() -> None:
     from wdfusb.virtual import EndpointSpec
 
-    v = wdfusb.VirtualDevice(speed=None, endpoints=[EndpointSpec(0x01, "bulk", 64), EndpointSpec(0x83, "interrupt", 8, 4)], vid=0x1234, pid=0x5678)
+    v = wdfusb.VirtualDevice(
+        speed=None,
+        endpoints=[EndpointSpec(0x01, "bulk", 64), EndpointSpec(0x83, "interrupt", 8, 4)],
+        vid=0x1234,
+        pid=0x5678,
+    )
     with v, wdfusb.open(v) as d:
         assert (d.vid, d.pid) == (0x1234, 0x5678)
-        assert [(p.address, p.type, p.max_packet, p.interval) for p in d.pipes] == [(0x01, "bulk", 64, 0), (0x83, "interrupt", 8, 4)]
+        assert [(p.address, p.type, p.max_packet, p.interval) for p in d.pipes] == [
+            (0x01, "bulk", 64, 0),
+            (0x83, "interrupt", 8, 4),
+        ]
         assert d.pipe(0x01).write(bytes(1000)) == 1000
     with pytest.raises(ValueError, match="role"):
         wdfusb.VirtualDevice(endpoints=[EndpointSpec(0x01, "bulk", 64, role="mystery")])

@@ -11,8 +11,8 @@ Two layers:
 
 __version__ = "0.1.0"
 
-from .device import Device, Pipe, UsbDeviceInfo, find_device, list_devices, open  # noqa: E402
-from .errors import (  # noqa: E402
+from .device import Device, Pipe, UsbDeviceInfo, find_device, list_devices, open
+from .errors import (
     DeviceGoneError,
     DeviceNotFoundError,
     LibusbNotFoundError,
@@ -25,7 +25,7 @@ from .errors import (  # noqa: E402
     UsbStallError,
     UsbTimeoutError,
 )
-from .virtual import VirtualDevice, VirtualEndpoint  # noqa: E402
+from .virtual import VirtualDevice, VirtualEndpoint
 
 __all__ = [
     "Device",

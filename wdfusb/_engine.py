@@ -68,7 +68,7 @@ def libusb_candidates() -> list[str]:
         path = libusb_package.get_library_path()
         if path:
             paths.append(str(path))
-    except Exception:  # noqa: BLE001 - a missing or broken wheel only removes a candidate
+    except Exception:  # noqa: BLE001, S110 - a missing or broken wheel only removes a candidate
         pass
     found = ctypes.util.find_library("usb-1.0")
     if found:
@@ -456,7 +456,9 @@ class Transfer:
         except Exception:  # noqa: BLE001, S110 - interpreter shutdown
             pass
 
-    def bench_loop(self, ep: int, ep_type: int, buf: CData, length: int, count: int, timeout_us: int = 0) -> tuple[int, float]:
+    def bench_loop(
+        self, ep: int, ep_type: int, buf: CData, length: int, count: int, timeout_us: int = 0
+    ) -> tuple[int, float]:
         """The same transfer ``count`` times in a C loop (benchmark reference)."""
         x = self._x
         assert x is not None

@@ -27,12 +27,12 @@ class NTSTATUS(int):
     __str__ = __repr__
 
 
-def NT_SUCCESS(status: int) -> bool:  # noqa: N802 - the WDF macro's name
+def NT_SUCCESS(status: int) -> bool:
     """True for success and informational values (the top bit clear), as in ntdef.h."""
     return (int(status) & 0x80000000) == 0
 
 
-class USBD_STATUS(int):  # noqa: N801 - the WDK type's name
+class USBD_STATUS(int):
     """A USBD_STATUS value (usb.h), with its name in repr."""
 
     def __new__(cls, value: int = 0) -> USBD_STATUS:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from . import _engine
 from ._core import CoreDevice, CorePipe
@@ -18,6 +18,9 @@ from ._descriptors import DT_STRING, TYPE_NAMES, DeviceDescriptor
 from ._engine import DevInfo, NativeDevice
 from .errors import DeviceNotFoundError, UsbError, error_for
 from .virtual import VirtualDevice
+
+if TYPE_CHECKING:
+    from .stream import StreamWriter, ZlpPolicy
 
 SPEED_LABELS = {0: "unknown", 1: "low", 2: "full", 3: "high", 4: "super", 5: "super_plus"}
 
@@ -68,8 +71,8 @@ class UsbDeviceInfo:
     def strings(self) -> dict[str, str | None]:
         """Manufacturer, product and serial (opens the device briefly; None where unreadable)."""
         if not self._strings and self.descriptor is not None:
-            rc, native = NativeDevice.open_libusb(self.bus, self.address)
-            names = {"manufacturer": None, "product": None, "serial": None}
+            _, native = NativeDevice.open_libusb(self.bus, self.address)
+            names: dict[str, str | None] = {"manufacturer": None, "product": None, "serial": None}
             if native is not None:
                 try:
                     d = self.descriptor
@@ -196,6 +199,16 @@ class Pipe:
             raise error_for(rc, actual, f"read from pipe 0x{self.address:02X}")
         return actual
 
+    def writer(
+        self, *, depth: int = 8, chunk: int = 65536, timeout: float | None = None, zlp: ZlpPolicy = "never"
+    ) -> StreamWriter:
+        """A :class:`~wdfusb.stream.StreamWriter` keeping ``depth`` requests of ``chunk`` bytes in
+        flight on this OUT pipe (``timeout`` per request; ``zlp``: ``"never"``, ``"end"``,
+        ``"always"``). Use it as a context manager; see :mod:`wdfusb.stream`."""
+        from .stream import StreamWriter
+
+        return StreamWriter(self, depth=depth, chunk=chunk, timeout=timeout, zlp=zlp)
+
     def reset(self) -> None:
         """Clear a stall (``WdfUsbTargetPipeResetSynchronously``)."""
         rc = self._core.reset()
@@ -290,7 +303,7 @@ def parse_target(text: str) -> Any:
     raise ValueError(f"not a device: {text!r} (use VID:PID[:SERIAL], BUS/ADDR or virtual[:speed])")
 
 
-def open(  # noqa: A001 - wdfusb.open, like io.open
+def open(
     target: Any = None,
     *,
     vid: int | None = None,

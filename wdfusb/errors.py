@@ -30,10 +30,7 @@ class UsbError(OSError):
         self.bytes_transferred = bytes_transferred
 
     def __str__(self) -> str:
-        return (
-            f"{self.strerror} [{self.status!r}, {self.usbd_status!r}, "
-            f"{self.bytes_transferred} bytes transferred]"
-        )
+        return f"{self.strerror} [{self.status!r}, {self.usbd_status!r}, {self.bytes_transferred} bytes transferred]"
 
 
 class UsbIOError(UsbError):

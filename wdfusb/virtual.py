@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from . import _descriptors as D
+from . import _descriptors as desc
 from ._engine import SPEED_NAMES, SPEEDS, NativeDevice
 
 ROLES = {"sink": 0, "loopback_out": 1, "loopback_in": 2, "switch": 3}
@@ -138,23 +138,25 @@ class VirtualDevice:
         self.specs = list(endpoints) if endpoints is not None else default_profile(speed)
         infos = []
         for s in self.specs:
-            if s.type not in D.TYPE_CODES or s.type == "control":
+            if s.type not in desc.TYPE_CODES or s.type == "control":
                 raise ValueError(f"endpoint 0x{s.address:02X}: type must be bulk, interrupt or isochronous")
             if s.role not in ROLES:
                 raise ValueError(f"endpoint 0x{s.address:02X}: role must be one of {sorted(ROLES)}")
-            infos.append(D.EndpointInfo(s.address, D.TYPE_CODES[s.type], s.max_packet, s.interval))
+            infos.append(desc.EndpointInfo(s.address, desc.TYPE_CODES[s.type], s.max_packet, s.interval))
         bcd = {None: 0x0200, "low": 0x0110, "full": 0x0110, "high": 0x0200}.get(speed, 0x0320)
-        table = D.records(
+        table = desc.records(
             [
-                (D.DT_DEVICE, 0, D.build_device(vid, pid, bcd, 9 if bcd >= 0x0300 else 64)),
-                (D.DT_CONFIG, 0, D.build_config(infos)),
-                (D.DT_STRING, 0, bytes([4, D.DT_STRING, 0x09, 0x04])),
-                (D.DT_STRING, 1, D.build_string(manufacturer)),
-                (D.DT_STRING, 2, D.build_string(product)),
-                (D.DT_STRING, 3, D.build_string(serial)),
+                (desc.DT_DEVICE, 0, desc.build_device(vid, pid, bcd, 9 if bcd >= 0x0300 else 64)),
+                (desc.DT_CONFIG, 0, desc.build_config(infos)),
+                (desc.DT_STRING, 0, bytes([4, desc.DT_STRING, 0x09, 0x04])),
+                (desc.DT_STRING, 1, desc.build_string(manufacturer)),
+                (desc.DT_STRING, 2, desc.build_string(product)),
+                (desc.DT_STRING, 3, desc.build_string(serial)),
             ]
         )
-        eps = [(i.address, i.type, i.max_packet, i.interval, ROLES[s.role]) for i, s in zip(infos, self.specs)]
+        eps = [
+            (i.address, i.type, i.max_packet, i.interval, ROLES[s.role]) for i, s in zip(infos, self.specs, strict=True)
+        ]
         self._native = NativeDevice.create_virtual(SPEEDS[speed or "none"], eps, loopback_capacity, table)
         self._endpoints = {s.address: VirtualEndpoint(self, s) for s in self.specs}
 

@@ -1,0 +1,54 @@
+"""The host's analogue of "IRQL above PASSIVE_LEVEL": completion routines and the event thread.
+
+A WDF driver may not block at DISPATCH_LEVEL; the synchronous sends check
+``FxVerifierCheckIrqlLevel(PASSIVE_LEVEL)`` and return
+``STATUS_INVALID_DEVICE_REQUEST``. Here the equivalent is a thread that runs a
+WDF completion routine (the future completion dispatcher wraps every call in
+:func:`completion_routine_context`) or the thread marked as the event-handling
+thread (:func:`mark_event_thread`): blocking there would deadlock the engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .. import _dispatch
+
+_tls = threading.local()
+_event_threads: set[int] = set()
+_lock = threading.Lock()
+
+
+@contextmanager
+def completion_routine_context() -> Iterator[None]:
+    """Mark the current thread as running a WDF completion routine (nests)."""
+    depth = getattr(_tls, "completion_depth", 0)
+    _tls.completion_depth = depth + 1
+    try:
+        yield
+    finally:
+        _tls.completion_depth = depth
+
+
+def mark_event_thread(thread: threading.Thread | None = None, on: bool = True) -> None:
+    """Mark (or unmark) ``thread`` (default: the current one) as the event-handling thread."""
+    ident = (thread or threading.current_thread()).ident
+    if ident is None:
+        return
+    with _lock:
+        if on:
+            _event_threads.add(ident)
+        else:
+            _event_threads.discard(ident)
+
+
+def in_completion_routine() -> bool:
+    """True inside a WDF completion routine on this thread (or on wdfusb's completion thread)."""
+    return getattr(_tls, "completion_depth", 0) > 0 or _dispatch.in_completion_routine()
+
+
+def at_passive_level() -> bool:
+    """False where a synchronous (blocking) WDF call must be refused."""
+    return not in_completion_routine() and threading.get_ident() not in _event_threads

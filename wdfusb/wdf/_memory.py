@@ -1,0 +1,462 @@
+"""WDFMEMORY, WDFMEMORY_OFFSET, the MDL stand-in and WDF_MEMORY_DESCRIPTOR.
+
+Memory objects wrap a numpy ``uint8`` array (``WdfMemoryCreate``) or any caller
+buffer without copying (``WdfMemoryCreatePreallocated``). Each is pinned once with
+cffi (:func:`wdfusb._engine.pin`) and the pin lives as long as the object, so a
+transfer never sees freed memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._engine import ffi, pin
+from ._handles import SIZE_T, WDFOBJECT, FxObject, get_object, required, store, validate_attributes
+from ._ntstatus import (
+    NT_SUCCESS,
+    NTSTATUS,
+    STATUS_ACCESS_VIOLATION,
+    STATUS_BUFFER_TOO_SMALL,
+    STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_BUFFER_SIZE,
+    STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_PARAMETER,
+    STATUS_SUCCESS,
+)
+
+ULONG_MAX = 0xFFFFFFFF
+
+# WDF_MEMORY_DESCRIPTOR_TYPE (wdfmemory.h)
+WdfMemoryDescriptorTypeInvalid = 0
+WdfMemoryDescriptorTypeBuffer = 1
+WdfMemoryDescriptorTypeMdl = 2
+WdfMemoryDescriptorTypeHandle = 3
+
+
+def _byte_view(buffer: Any) -> np.ndarray:
+    """A flat uint8 numpy view of any buffer-protocol object, no copy (read-only if the buffer is)."""
+    if isinstance(buffer, np.ndarray):
+        if not buffer.flags.c_contiguous:
+            raise ValueError("a non-contiguous array cannot be used as a buffer")
+        return buffer.reshape(-1).view(np.uint8)
+    mv = memoryview(buffer)
+    if not mv.c_contiguous:
+        raise ValueError("a non-contiguous buffer cannot be used as a buffer")
+    return np.frombuffer(mv.cast("B") if mv.ndim != 1 or mv.format != "B" else mv, dtype=np.uint8)
+
+
+class FxMemory(FxObject):
+    """A WDFMEMORY: a buffer, its size and its pin."""
+
+    HANDLE_TYPE = "WDFMEMORY"
+
+    def __init__(self, array: np.ndarray, parent: FxObject | None, attributes: Any, owner: Any = None) -> None:
+        super().__init__(parent, attributes)
+        self.array = array  # exactly the memory's bytes
+        self.size = int(array.size)
+        self.readonly = not array.flags.writeable
+        self.cdata = pin(array, writable=not self.readonly)
+        self._owner = owner  # the caller's object (preallocated), kept alive
+
+    def _dispose(self) -> None:
+        self.cdata = None
+        self._owner = None
+
+
+class WDFMEMORY(WDFOBJECT):
+    """Handle box for a WDFMEMORY."""
+
+    _OBJECT = FxMemory
+
+
+def WdfMemoryCreate(
+    Attributes: Any,
+    PoolType: int,
+    PoolTag: int,
+    BufferSize: int,
+    Memory: WDFMEMORY,
+    Buffer: Any = None,
+) -> NTSTATUS:
+    """WdfMemoryCreate: allocate ``BufferSize`` bytes (a numpy uint8 array) as a WDFMEMORY.
+
+    ``Buffer``, if given, is an out-box (any object with a ``.value``) that receives the
+    numpy array, like the C ``PVOID* Buffer``.
+    """
+    required(Memory, "Memory")
+    status, parent = validate_attributes(Attributes)
+    if int(BufferSize) <= 0:
+        return STATUS_INVALID_PARAMETER
+    Memory.value = None
+    if not NT_SUCCESS(status):
+        return status
+    try:
+        mem = FxMemory(np.zeros(int(BufferSize), dtype=np.uint8), parent, Attributes)
+    except (MemoryError, ValueError, OverflowError):
+        return STATUS_INSUFFICIENT_RESOURCES
+    store(Memory, "Memory", mem, WDFMEMORY)
+    if Buffer is not None:
+        Buffer.value = mem.array
+    return STATUS_SUCCESS
+
+
+def WdfMemoryCreatePreallocated(
+    Attributes: Any,
+    Buffer: Any,
+    BufferSize: int,
+    Memory: WDFMEMORY,
+) -> NTSTATUS:
+    """WdfMemoryCreatePreallocated: a WDFMEMORY over the caller's buffer, without copying.
+
+    Any buffer-protocol object works; a read-only one (``bytes``) gives read-only
+    memory (it can be written to a device, not read into). ``BufferSize`` larger than
+    the buffer, or a non-contiguous buffer, is ``STATUS_INVALID_PARAMETER`` (C cannot
+    tell; Python can).
+    """
+    required(Buffer, "Buffer")
+    required(Memory, "Memory")
+    status, parent = validate_attributes(Attributes)
+    if int(BufferSize) == 0:
+        return STATUS_INVALID_PARAMETER
+    Memory.value = None
+    if not NT_SUCCESS(status):
+        return status
+    try:
+        view = _byte_view(Buffer)
+    except (TypeError, ValueError, BufferError):
+        return STATUS_INVALID_PARAMETER
+    if int(BufferSize) < 0 or int(BufferSize) > view.size:
+        return STATUS_INVALID_PARAMETER
+    try:
+        mem = FxMemory(view[: int(BufferSize)], parent, Attributes, owner=Buffer)
+    except MemoryError:
+        return STATUS_INSUFFICIENT_RESOURCES
+    store(Memory, "Memory", mem, WDFMEMORY)
+    return STATUS_SUCCESS
+
+
+def WdfMemoryGetBuffer(Memory: Any, BufferSize: SIZE_T | None = None) -> np.ndarray:
+    """WdfMemoryGetBuffer: the memory's bytes as a numpy uint8 view (no copy; writable unless read-only)."""
+    mem = get_object(Memory, FxMemory)
+    if BufferSize is not None:
+        BufferSize.value = mem.size
+    return mem.array
+
+
+class WDFMEMORY_OFFSET:
+    """WDFMEMORY_OFFSET: BufferOffset, BufferLength (size_t each; sizeof 16)."""
+
+    def __init__(self, BufferOffset: int = 0, BufferLength: int = 0) -> None:
+        self.BufferOffset = BufferOffset
+        self.BufferLength = BufferLength
+
+    def __repr__(self) -> str:
+        return f"WDFMEMORY_OFFSET(BufferOffset={self.BufferOffset}, BufferLength={self.BufferLength})"
+
+
+def _copy(src: np.ndarray, src_off: int, dst: np.ndarray, dst_off: int, dst_len: int) -> NTSTATUS:
+    """IFxMemory::_CopyPtrToPtr's checks, then the copy."""
+    src_size, copy_len = src.size, dst.size
+    if src_off:
+        if src_off >= src_size:
+            return STATUS_BUFFER_TOO_SMALL
+        src_size -= src_off
+    if dst_off:
+        if dst_off >= copy_len:
+            return STATUS_INVALID_BUFFER_SIZE
+        copy_len -= dst_off
+    if dst_len:
+        if dst_len > copy_len:
+            return STATUS_INVALID_BUFFER_SIZE
+        copy_len = dst_len
+    if copy_len > src_size:
+        return STATUS_BUFFER_TOO_SMALL
+    dst[dst_off : dst_off + copy_len] = src[src_off : src_off + copy_len]
+    return STATUS_SUCCESS
+
+
+def WdfMemoryCopyFromBuffer(
+    DestinationMemory: Any, DestinationOffset: int, Buffer: Any, NumBytesToCopyFrom: int
+) -> NTSTATUS:
+    """WdfMemoryCopyFromBuffer: copy ``NumBytesToCopyFrom`` bytes of ``Buffer`` into the memory at an offset."""
+    mem = get_object(DestinationMemory, FxMemory)
+    required(Buffer, "Buffer")
+    n = int(NumBytesToCopyFrom)
+    if n <= 0:
+        return STATUS_INVALID_PARAMETER
+    if mem.readonly:
+        return STATUS_ACCESS_VIOLATION
+    try:
+        src = _byte_view(Buffer)
+    except (TypeError, ValueError, BufferError):
+        return STATUS_INVALID_PARAMETER
+    if src.size < n:  # C would read past the caller's buffer
+        return STATUS_BUFFER_TOO_SMALL
+    return _copy(src[:n], 0, mem.array, int(DestinationOffset), n)
+
+
+def WdfMemoryCopyToBuffer(SourceMemory: Any, SourceOffset: int, Buffer: Any, NumBytesToCopyTo: int) -> NTSTATUS:
+    """WdfMemoryCopyToBuffer: copy ``NumBytesToCopyTo`` bytes from the memory at an offset into ``Buffer``."""
+    mem = get_object(SourceMemory, FxMemory)
+    required(Buffer, "Buffer")
+    n = int(NumBytesToCopyTo)
+    if n <= 0:
+        return STATUS_INVALID_PARAMETER
+    try:
+        dst = _byte_view(Buffer)
+    except (TypeError, ValueError, BufferError):
+        return STATUS_INVALID_PARAMETER
+    if not dst.flags.writeable or dst.size < n:  # C would write past (or into read-only) memory
+        return STATUS_INVALID_PARAMETER
+    return _copy(mem.array, int(SourceOffset), dst[:n], 0, n)
+
+
+# ---- MDL -----------------------------------------------------------------------------
+
+
+class MDL:
+    """A memory descriptor list entry over any buffer: ``MDL(buffer, offset=0, length=None)``.
+
+    Like IoAllocateMdl, it describes ``length`` bytes starting ``offset`` bytes into
+    ``buffer`` without copying; ``Next`` chains entries (a chained MDL is transferred
+    as the concatenation of its entries, in order).
+    """
+
+    def __init__(self, buffer: Any, offset: int = 0, length: int | None = None) -> None:
+        view = _byte_view(buffer)
+        if offset < 0 or offset > view.size:
+            raise ValueError(f"MDL offset {offset} outside a buffer of {view.size} bytes")
+        if length is None:
+            length = view.size - offset
+        if length < 0 or offset + length > view.size:
+            raise ValueError(f"MDL of {length} bytes at {offset} exceeds a buffer of {view.size} bytes")
+        self.Next: MDL | None = None
+        self.ByteOffset = offset
+        self.ByteCount = length
+        self.array = view[offset : offset + length]
+        self._owner = buffer
+        self.freed = False
+
+    def __repr__(self) -> str:
+        return f"<MDL {self.ByteCount} bytes at +{self.ByteOffset}{' ->' if self.Next else ''}>"
+
+    def chain(self) -> list[MDL]:
+        out: list[MDL] = []
+        m: MDL | None = self
+        while m is not None:
+            if m in out:
+                raise ValueError("the MDL chain loops")
+            out.append(m)
+            m = m.Next
+        return out
+
+
+def IoAllocateMdl(
+    VirtualAddress: Any, Length: int, SecondaryBuffer: bool = False, ChargeQuota: bool = False, Irp: Any = None
+) -> MDL | None:
+    """IoAllocateMdl: an MDL for the first ``Length`` bytes of ``VirtualAddress`` (a buffer); None on failure."""
+    try:
+        return MDL(VirtualAddress, 0, Length)
+    except (TypeError, ValueError, BufferError):
+        return None
+
+
+def IoFreeMdl(Mdl: MDL) -> None:
+    """IoFreeMdl: release the MDL (it no longer keeps its buffer)."""
+    Mdl.freed = True
+
+
+def MmBuildMdlForNonPagedPool(MemoryDescriptorList: MDL) -> None:
+    """MmBuildMdlForNonPagedPool: nothing to do for a host buffer."""
+
+
+def MmGetMdlByteCount(Mdl: MDL) -> int:
+    """MmGetMdlByteCount: the bytes this entry describes."""
+    return Mdl.ByteCount
+
+
+def MmGetMdlByteOffset(Mdl: MDL) -> int:
+    """MmGetMdlByteOffset: the entry's offset into its buffer."""
+    return Mdl.ByteOffset
+
+
+def MmGetMdlVirtualAddress(Mdl: MDL) -> np.ndarray:
+    """MmGetMdlVirtualAddress: the described bytes (a numpy uint8 view, no copy)."""
+    return Mdl.array
+
+
+def MmGetSystemAddressForMdlSafe(Mdl: MDL, Priority: int = 0) -> np.ndarray:
+    """MmGetSystemAddressForMdlSafe: the described bytes (a numpy uint8 view, no copy)."""
+    return Mdl.array
+
+
+# ---- WDF_MEMORY_DESCRIPTOR -----------------------------------------------------------------
+
+
+class _BufferType:
+    def __init__(self) -> None:
+        self.Buffer: Any = None
+        self.Length = 0
+
+
+class _MdlType:
+    def __init__(self) -> None:
+        self.Mdl: MDL | None = None
+        self.BufferLength = 0
+
+
+class _HandleType:
+    def __init__(self) -> None:
+        self.Memory: Any = None
+        self.Offsets: WDFMEMORY_OFFSET | None = None
+
+
+class _DescriptorUnion:
+    def __init__(self) -> None:
+        self.BufferType = _BufferType()
+        self.MdlType = _MdlType()
+        self.HandleType = _HandleType()
+
+
+class WDF_MEMORY_DESCRIPTOR:
+    """WDF_MEMORY_DESCRIPTOR: Type and u.BufferType / u.MdlType / u.HandleType (sizeof 24 on x64)."""
+
+    def __init__(self) -> None:
+        self.Type = WdfMemoryDescriptorTypeInvalid
+        self.u = _DescriptorUnion()
+
+
+def WDF_MEMORY_DESCRIPTOR_INIT_BUFFER(Descriptor: WDF_MEMORY_DESCRIPTOR, Buffer: Any, BufferLength: int) -> None:
+    """WDF_MEMORY_DESCRIPTOR_INIT_BUFFER: describe ``BufferLength`` bytes of any buffer-protocol object."""
+    Descriptor.__init__()  # type: ignore[misc]
+    Descriptor.Type = WdfMemoryDescriptorTypeBuffer
+    Descriptor.u.BufferType.Buffer = Buffer
+    Descriptor.u.BufferType.Length = BufferLength
+
+
+def WDF_MEMORY_DESCRIPTOR_INIT_HANDLE(
+    Descriptor: WDF_MEMORY_DESCRIPTOR, Memory: Any, Offsets: WDFMEMORY_OFFSET | None
+) -> None:
+    """WDF_MEMORY_DESCRIPTOR_INIT_HANDLE: describe a WDFMEMORY, optionally a WDFMEMORY_OFFSET window of it."""
+    Descriptor.__init__()  # type: ignore[misc]
+    Descriptor.Type = WdfMemoryDescriptorTypeHandle
+    Descriptor.u.HandleType.Memory = Memory
+    Descriptor.u.HandleType.Offsets = Offsets
+
+
+def WDF_MEMORY_DESCRIPTOR_INIT_MDL(Descriptor: WDF_MEMORY_DESCRIPTOR, Mdl: MDL | None, BufferLength: int) -> None:
+    """WDF_MEMORY_DESCRIPTOR_INIT_MDL: describe ``BufferLength`` bytes of an MDL (chain)."""
+    Descriptor.__init__()  # type: ignore[misc]
+    Descriptor.Type = WdfMemoryDescriptorTypeMdl
+    Descriptor.u.MdlType.Mdl = Mdl
+    Descriptor.u.MdlType.BufferLength = BufferLength
+
+
+class RequestBuffer:
+    """FxRequestBuffer: what a validated descriptor resolves to.
+
+    ``cdata``/``offset``/``length`` are what the engine moves; ``memory`` (a WDFMEMORY
+    to reference) and ``mem_offset`` feed the completion parameters; ``pieces`` is set
+    for a chained MDL (gathered before a write, scattered after a read).
+    """
+
+    __slots__ = ("array", "cdata", "keep", "length", "mem_offset", "memory", "offset", "pieces", "readonly")
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+        self.cdata: Any = None
+        self.offset = 0
+        self.length = 0
+        self.memory: FxMemory | None = None
+        self.mem_offset = 0
+        self.pieces: list[np.ndarray] | None = None
+        self.readonly = False
+        self.keep: Any = None
+
+    def pointer(self) -> Any:
+        """The engine's buffer argument: None, the pinned cdata, or a pointer into it."""
+        if self.cdata is None:
+            return None
+        return self.cdata if self.offset == 0 else ffi.cast("uint8_t *", self.cdata) + self.offset
+
+
+def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
+    """FxRequestBuffer::ValidateMemoryDescriptor (flags 0): check a descriptor and resolve it.
+
+    NULL buffer/MDL/handle with a length, or an unknown Type -> STATUS_INVALID_PARAMETER
+    (a NULL one without a length too: WDF passes flags 0; a zero-length packet is MemoryDescriptor=None);
+    an invalid WDFMEMORY handle -> bug check; a length larger than what the buffer, the MDL
+    chain or the WDFMEMORY (with its offsets) holds -> STATUS_INVALID_DEVICE_REQUEST.
+    """
+    rb = RequestBuffer()
+    if not isinstance(desc, WDF_MEMORY_DESCRIPTOR):
+        return STATUS_INVALID_PARAMETER, rb
+    kind = desc.Type
+    if kind == WdfMemoryDescriptorTypeBuffer:
+        buf, length = desc.u.BufferType.Buffer, desc.u.BufferType.Length
+        if not isinstance(length, int) or length < 0 or length > ULONG_MAX:
+            return STATUS_INVALID_PARAMETER, rb
+        if buf is None:
+            return STATUS_INVALID_PARAMETER, rb  # with or without a length (WDF's flags are 0)
+        try:
+            view = _byte_view(buf)
+        except (TypeError, ValueError, BufferError):
+            return STATUS_INVALID_PARAMETER, rb
+        if length > view.size:
+            return STATUS_INVALID_DEVICE_REQUEST, rb
+        rb.array, rb.length, rb.keep = view, length, buf
+        rb.readonly = not view.flags.writeable
+        return STATUS_SUCCESS, rb
+    if kind == WdfMemoryDescriptorTypeMdl:
+        mdl, length = desc.u.MdlType.Mdl, desc.u.MdlType.BufferLength
+        if not isinstance(length, int) or length < 0 or length > ULONG_MAX:
+            return STATUS_INVALID_PARAMETER, rb
+        if mdl is None or not isinstance(mdl, MDL) or mdl.freed:
+            return STATUS_INVALID_PARAMETER, rb
+        try:
+            chain = mdl.chain()
+        except ValueError:
+            return STATUS_INVALID_PARAMETER, rb
+        if length > sum(m.ByteCount for m in chain):
+            return STATUS_INVALID_DEVICE_REQUEST, rb
+        rb.length, rb.keep = length, chain
+        rb.readonly = any(not m.array.flags.writeable for m in chain)
+        if len(chain) == 1 or length <= chain[0].ByteCount:
+            rb.array = chain[0].array
+        else:
+            rb.pieces = [m.array for m in chain]
+        return STATUS_SUCCESS, rb
+    if kind == WdfMemoryDescriptorTypeHandle:
+        if desc.u.HandleType.Memory is None:
+            return STATUS_INVALID_PARAMETER, rb
+        mem = get_object(desc.u.HandleType.Memory, FxMemory)
+        status, offset, length = memory_window(mem, desc.u.HandleType.Offsets)
+        if not NT_SUCCESS(status):
+            return status, rb
+        rb.array, rb.cdata, rb.offset, rb.length = mem.array, mem.cdata, offset, length
+        rb.memory, rb.mem_offset, rb.readonly = mem, offset, mem.readonly
+        return STATUS_SUCCESS, rb
+    return STATUS_INVALID_PARAMETER, rb
+
+
+def memory_window(mem: FxMemory, offsets: WDFMEMORY_OFFSET | None) -> tuple[NTSTATUS, int, int]:
+    """IFxMemory::ValidateMemoryOffsets + FxRequestBuffer::GetBufferLength: (status, offset, length).
+
+    No offsets, or both zero: the whole memory; BufferLength zero: from BufferOffset to the
+    end; else BufferLength bytes at BufferOffset. Offset + length beyond the memory is
+    ``STATUS_INVALID_DEVICE_REQUEST`` (WDF itself returns STATUS_INTEGER_OVERFLOW here; the
+    project contract makes every too-long descriptor STATUS_INVALID_DEVICE_REQUEST).
+    """
+    if offsets is None:
+        return STATUS_SUCCESS, 0, mem.size
+    if not isinstance(offsets, WDFMEMORY_OFFSET):
+        return STATUS_INVALID_PARAMETER, 0, 0
+    off, length = int(offsets.BufferOffset), int(offsets.BufferLength)
+    if off < 0 or length < 0:
+        return STATUS_INVALID_PARAMETER, 0, 0
+    if off + length > mem.size:
+        return STATUS_INVALID_DEVICE_REQUEST, 0, 0
+    if length == 0:
+        length = mem.size - off
+    return STATUS_SUCCESS, off, length

@@ -1,0 +1,296 @@
+"""The synchronous pipe calls: WdfUsbTargetPipeWrite/ReadSynchronously, Reset, Abort.
+
+``_send_transfer`` follows ``FxUsbPipe::_SendTransfer`` step by step:
+
+1. handles (bug check if bad); ``BytesTransferred`` = 0;
+2. "IRQL" (inside a completion routine or on the event thread) -> STATUS_INVALID_DEVICE_REQUEST;
+3. ``FxValidateRequestOptions``: Size != 16 -> STATUS_INFO_LENGTH_MISMATCH; unknown flags, or
+   SEND_AND_FORGET with another flag -> STATUS_INVALID_PARAMETER;
+4. the memory descriptor (:func:`resolve_descriptor`); None = zero-length packet;
+5. ``FormatTransferRequest``: pipe type bulk/interrupt, length fits a ULONG, direction, read
+   length a multiple of MaximumPacketSize (unless switched off) -> STATUS_INVALID_BUFFER_SIZE,
+   a read-only buffer for a read -> STATUS_INVALID_DEVICE_REQUEST, request already pending ->
+   STATUS_INVALID_DEVICE_REQUEST, ``ValidateTarget`` (stack depth) -> STATUS_REQUEST_NOT_ACCEPTED,
+   allocation failure -> STATUS_INSUFFICIENT_RESOURCES;
+6. submit and wait (time-out: the transfer is cancelled, then STATUS_IO_TIMEOUT); the byte count
+   is written even on error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._engine import pin
+from .._status import outcome
+from ._context import at_passive_level
+from ._handles import ULONG, get_object
+from ._memory import RequestBuffer, resolve_descriptor
+from ._ntstatus import (
+    NT_SUCCESS,
+    NTSTATUS,
+    STATUS_CANCELLED,
+    STATUS_INFO_LENGTH_MISMATCH,
+    STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INTEGER_OVERFLOW,
+    STATUS_INVALID_BUFFER_SIZE,
+    STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_PARAMETER,
+    STATUS_SUCCESS,
+    USBD_STATUS,
+    USBD_STATUS_CANCELED,
+    USBD_STATUS_SUCCESS,
+)
+from ._request import FxRequest
+from ._structs import (
+    WDF_REQUEST_SEND_OPTION_SEND_AND_FORGET,
+    WDF_REQUEST_SEND_OPTION_TIMEOUT,
+    WDF_REQUEST_SEND_OPTIONS,
+    WDF_REQUEST_SEND_OPTIONS_VALID_FLAGS,
+    WdfUsbPipeTypeBulk,
+    WdfUsbPipeTypeInterrupt,
+    WdfUsbRequestTypePipeAbort,
+    WdfUsbRequestTypePipeRead,
+    WdfUsbRequestTypePipeReset,
+    WdfUsbRequestTypePipeWrite,
+    timeout_to_seconds,
+)
+from ._usbpipe import FxUsbPipe
+
+ULONG_MAX = 0xFFFFFFFF
+WU_ERR_TIMEOUT = -7
+
+
+def validate_request_options(options: Any) -> NTSTATUS:
+    """FxValidateRequestOptions (kernel-mode rules)."""
+    if options is None:
+        return STATUS_SUCCESS
+    if not isinstance(options, WDF_REQUEST_SEND_OPTIONS):
+        return STATUS_INVALID_PARAMETER
+    if options.Size != WDF_REQUEST_SEND_OPTIONS.SIZEOF:
+        return STATUS_INFO_LENGTH_MISMATCH
+    flags = int(options.Flags)
+    if flags & ~WDF_REQUEST_SEND_OPTIONS_VALID_FLAGS:
+        return STATUS_INVALID_PARAMETER
+    if flags & WDF_REQUEST_SEND_OPTION_SEND_AND_FORGET and flags & ~WDF_REQUEST_SEND_OPTION_SEND_AND_FORGET:
+        return STATUS_INVALID_PARAMETER
+    return STATUS_SUCCESS
+
+
+def _timeout_us(options: WDF_REQUEST_SEND_OPTIONS | None) -> int:
+    """The engine's time-out: 0 = none. WDF: TIMEOUT flag with Timeout 0 waits for ever."""
+    if options is None or not options.Flags & WDF_REQUEST_SEND_OPTION_TIMEOUT or options.Timeout == 0:
+        return 0
+    seconds = timeout_to_seconds(int(options.Timeout))
+    if seconds is None:
+        return 0
+    return max(1, int(seconds * 1e6))  # an absolute time already past still cancels at once
+
+
+def _prepare_buffer(rb: RequestBuffer, read: bool) -> tuple[Any, Any]:
+    """Pin the buffer for the engine: (pointer argument, gather/scatter scratch or None)."""
+    if rb.length == 0:
+        return None, None
+    if rb.pieces is not None:  # a chained MDL: one contiguous scratch buffer
+        if read:
+            scratch = np.empty(rb.length, dtype=np.uint8)
+        else:
+            scratch = np.concatenate(rb.pieces)[: rb.length]
+        return pin(scratch, writable=read), scratch
+    if rb.cdata is None:
+        assert rb.array is not None
+        rb.cdata = pin(rb.array, writable=read)
+    return rb.pointer(), None
+
+
+def _scatter(rb: RequestBuffer, scratch: np.ndarray, actual: int) -> None:
+    pos = 0
+    for piece in rb.pieces or []:
+        n = min(piece.size, actual - pos)
+        if n <= 0:
+            break
+        piece[:n] = scratch[pos : pos + n]
+        pos += n
+
+
+def check_transfer(pipe: FxUsbPipe, rb: RequestBuffer, read: bool) -> NTSTATUS:
+    """FxUsbPipe::FormatTransferRequest's checks of the pipe and the buffer."""
+    if pipe.pipe_type not in (WdfUsbPipeTypeBulk, WdfUsbPipeTypeInterrupt):
+        return STATUS_INVALID_DEVICE_REQUEST
+    if rb.length > ULONG_MAX:
+        return STATUS_INTEGER_OVERFLOW
+    if read:
+        if not pipe.is_in:
+            return STATUS_INVALID_DEVICE_REQUEST
+        mps = pipe.core.max_packet
+        if pipe.check_packet_size and mps and rb.length % mps:
+            return STATUS_INVALID_BUFFER_SIZE
+        if rb.readonly and rb.length:
+            return STATUS_INVALID_DEVICE_REQUEST  # cannot lock a read-only buffer for IoWriteAccess
+    elif pipe.is_in:
+        return STATUS_INVALID_DEVICE_REQUEST
+    return STATUS_SUCCESS
+
+
+def format_request(pipe: FxUsbPipe, req: FxRequest, rb: RequestBuffer, read: bool) -> NTSTATUS:
+    """Format ``req`` for a pipe transfer: target (stack depth), memory reference, USB parameters."""
+    status = req.validate_target(pipe)
+    if not NT_SUCCESS(status):
+        return status
+    req.set_memory(rb)
+    usb = req.usb
+    usb.Type = WdfUsbRequestTypePipeRead if read else WdfUsbRequestTypePipeWrite
+    usb.UsbdStatus = USBD_STATUS(0)
+    usb.Parameters.PipeWrite.Buffer = rb.memory
+    usb.Parameters.PipeWrite.Length = rb.length
+    usb.Parameters.PipeWrite.Offset = rb.mem_offset
+    req.formatted_usb = True
+    req.pipe_format = (pipe, rb, read)
+    return STATUS_SUCCESS
+
+
+def _format(pipe: FxUsbPipe, req: FxRequest | None, rb: RequestBuffer, read: bool) -> NTSTATUS:
+    """Checks, then (with a request) mark it sent and format it."""
+    status = check_transfer(pipe, rb, read)
+    if not NT_SUCCESS(status) or req is None:
+        return status
+    if not req.begin():
+        return STATUS_INVALID_DEVICE_REQUEST  # already pending at a target
+    status = format_request(pipe, req, rb, read)
+    if not NT_SUCCESS(status):
+        req.abandon()
+    return status
+
+
+def _send_transfer(
+    Pipe: Any, Request: Any, RequestOptions: Any, MemoryDescriptor: Any, BytesTransferred: ULONG | None, read: bool
+) -> NTSTATUS:
+    pipe = get_object(Pipe, FxUsbPipe)
+    req = get_object(Request, FxRequest) if Request is not None else None
+    if BytesTransferred is not None:
+        BytesTransferred.value = 0
+    if not at_passive_level():
+        return STATUS_INVALID_DEVICE_REQUEST
+    status = validate_request_options(RequestOptions)
+    if not NT_SUCCESS(status):
+        return status
+    if MemoryDescriptor is not None:
+        status, rb = resolve_descriptor(MemoryDescriptor)
+        if not NT_SUCCESS(status):
+            return status
+    else:
+        rb = RequestBuffer()
+    status = _format(pipe, req, rb, read)
+    if not NT_SUCCESS(status):
+        return status
+    try:
+        ptr, scratch = _prepare_buffer(rb, read)
+    except MemoryError:
+        if req is not None:
+            req.abandon()
+        return STATUS_INSUFFICIENT_RESOURCES
+    except (TypeError, ValueError, BufferError):
+        if req is not None:
+            req.abandon()
+        return STATUS_INVALID_PARAMETER
+    timeout_us = _timeout_us(RequestOptions)
+    if req is None:
+        code, actual = pipe.core.transfer(ptr, rb.length, timeout_us)
+    else:
+        with req.lock:
+            canceled = req.canceled
+        if canceled:  # WdfRequestCancelSentRequest (or a time-out) since the last WdfRequestReuse
+            req.end(STATUS_CANCELLED, 0, USBD_STATUS_SUCCESS)
+            return STATUS_CANCELLED
+        code, actual = pipe.core.transfer(ptr, rb.length, timeout_us, 0, xfer=req.transfer)
+    if scratch is not None and read and actual:
+        _scatter(rb, scratch, actual)
+    result = outcome(code)
+    if BytesTransferred is not None:
+        BytesTransferred.value = actual
+    if req is not None:
+        if code == WU_ERR_TIMEOUT:
+            with req.lock:
+                req.canceled = True  # WDF cancels the request on a time-out (FX_REQUEST_CANCELLED_FROM_TIMER)
+        req.end(result.status, actual, result.usbd_status)
+    return result.status
+
+
+def WdfUsbTargetPipeWriteSynchronously(
+    Pipe: Any,
+    Request: Any = None,
+    RequestOptions: WDF_REQUEST_SEND_OPTIONS | None = None,
+    MemoryDescriptor: Any = None,
+    BytesWritten: ULONG | None = None,
+) -> NTSTATUS:
+    """WdfUsbTargetPipeWriteSynchronously: write to a bulk or interrupt OUT pipe and wait.
+
+    ``Request`` None uses an internal request (it cannot be cancelled); a WDFREQUEST can be
+    cancelled from another thread with WdfRequestCancelSentRequest. ``MemoryDescriptor`` None
+    sends a zero-length packet. ``BytesWritten`` (a ``ULONG()`` box) is zeroed first and set to
+    the bytes moved even on error. Returns the completion NTSTATUS or one of the seed's codes.
+    """
+    return _send_transfer(Pipe, Request, RequestOptions, MemoryDescriptor, BytesWritten, read=False)
+
+
+def WdfUsbTargetPipeReadSynchronously(
+    Pipe: Any,
+    Request: Any = None,
+    RequestOptions: WDF_REQUEST_SEND_OPTIONS | None = None,
+    MemoryDescriptor: Any = None,
+    BytesRead: ULONG | None = None,
+) -> NTSTATUS:
+    """WdfUsbTargetPipeReadSynchronously: read from a bulk or interrupt IN pipe and wait (short reads are OK).
+
+    The length must be a multiple of the pipe's MaximumPacketSize unless
+    WdfUsbTargetPipeSetNoMaximumPacketSizeCheck was called (else STATUS_INVALID_BUFFER_SIZE).
+    """
+    return _send_transfer(Pipe, Request, RequestOptions, MemoryDescriptor, BytesRead, read=True)
+
+
+def _pipe_control(Pipe: Any, Request: Any, RequestOptions: Any, reset: bool) -> NTSTATUS:
+    pipe = get_object(Pipe, FxUsbPipe)
+    req = get_object(Request, FxRequest) if Request is not None else None
+    if not at_passive_level():
+        return STATUS_INVALID_DEVICE_REQUEST
+    status = validate_request_options(RequestOptions)
+    if not NT_SUCCESS(status):
+        return status
+    if req is not None:
+        if not req.begin():
+            return STATUS_INVALID_DEVICE_REQUEST
+        status = req.validate_target(pipe)
+        if not NT_SUCCESS(status):
+            req.abandon()
+            return status
+        req.usb.Type = WdfUsbRequestTypePipeReset if reset else WdfUsbRequestTypePipeAbort
+        req.formatted_usb = True
+        with req.lock:
+            canceled = req.canceled
+        if canceled:
+            req.end(STATUS_CANCELLED, 0, USBD_STATUS_CANCELED)
+            return STATUS_CANCELLED
+    if reset:
+        pipe.core.abort()  # CancelSentIo, then the reset (clear halt)
+        code = pipe.core.reset()
+    else:
+        code = pipe.core.abort()
+    result = outcome(code)
+    if req is not None:
+        req.end(result.status, 0, result.usbd_status)
+    return result.status
+
+
+def WdfUsbTargetPipeResetSynchronously(
+    Pipe: Any, Request: Any = None, RequestOptions: WDF_REQUEST_SEND_OPTIONS | None = None
+) -> NTSTATUS:
+    """WdfUsbTargetPipeResetSynchronously: cancel the pipe's I/O, then clear the halt (stall) and data toggle."""
+    return _pipe_control(Pipe, Request, RequestOptions, reset=True)
+
+
+def WdfUsbTargetPipeAbortSynchronously(
+    Pipe: Any, Request: Any = None, RequestOptions: WDF_REQUEST_SEND_OPTIONS | None = None
+) -> NTSTATUS:
+    """WdfUsbTargetPipeAbortSynchronously: cancel every transfer on the pipe and wait until they are back."""
+    return _pipe_control(Pipe, Request, RequestOptions, reset=False)

@@ -1,0 +1,267 @@
+"""WDFUSBDEVICE and WDFUSBINTERFACE: from a device to its configured pipes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._core import CoreDevice
+from .._descriptors import InterfaceInfo
+from .._engine import Transfer
+from .._status import outcome
+from ._context import at_passive_level
+from ._handles import (
+    WDF_INVALID_HANDLE,
+    WDFOBJECT,
+    FxObject,
+    WdfBugCheck,
+    get_object,
+    required,
+    store,
+    validate_attributes,
+)
+from ._ntstatus import (
+    NT_SUCCESS,
+    NTSTATUS,
+    STATUS_INFO_LENGTH_MISMATCH,
+    STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_PARAMETER,
+    STATUS_NOT_SUPPORTED,
+    STATUS_SUCCESS,
+)
+from ._request import FxIoTarget
+from ._structs import (
+    USB_DEVICE_DESCRIPTOR,
+    WDF_USB_DEVICE_SELECT_CONFIG_PARAMS,
+    WDF_USB_PIPE_INFORMATION,
+    WdfUsbTargetDeviceSelectConfigTypeDeconfig,
+    WdfUsbTargetDeviceSelectConfigTypeInterfacesPairs,
+    WdfUsbTargetDeviceSelectConfigTypeMultiInterface,
+    WdfUsbTargetDeviceSelectConfigTypeSingleInterface,
+    WdfUsbTargetDeviceSelectConfigTypeUrb,
+)
+from ._usbpipe import FxUsbPipe
+
+
+class FxUsbDevice(FxIoTarget):
+    """A WDFUSBDEVICE (also a WDFIOTARGET): an open device, its interfaces and pipes.
+
+    Deleting it deletes its interfaces and pipes (and anything parented to it) and
+    closes the device: transfers in flight are cancelled and drained first.
+    """
+
+    HANDLE_TYPE = "WDFUSBDEVICE"
+
+    def __init__(self, core: CoreDevice, parent: FxObject | None, attributes: Any) -> None:
+        super().__init__(parent, attributes)
+        self.core = core
+        self.interfaces = [FxUsbInterface(self, info) for info in core.config.interfaces]
+
+    @property
+    def stack_size(self) -> int:
+        return int(getattr(self.core, "stack_size", 1))
+
+    @property
+    def target_closed(self) -> bool:
+        return self.core.closed
+
+    def new_transfer(self) -> Transfer:
+        return self.core.new_transfer()
+
+    def device_key(self) -> object:
+        return self.core
+
+    def _dispose(self) -> None:
+        self.core.close()
+
+
+class WDFUSBDEVICE(WDFOBJECT):
+    """Handle box for a WDFUSBDEVICE."""
+
+    _OBJECT = FxUsbDevice
+
+
+class FxUsbInterface(FxObject):
+    """A WDFUSBINTERFACE: one interface of the device and its configured setting's pipes."""
+
+    HANDLE_TYPE = "WDFUSBINTERFACE"
+    NO_DELETE_DDI = True
+
+    def __init__(self, device: FxUsbDevice, info: InterfaceInfo) -> None:
+        super().__init__(device, None)
+        self.device = device
+        self.info = info
+        self.setting_index = 0
+        self.pipes: list[FxUsbPipe] = []
+
+    @property
+    def number(self) -> int:
+        return self.info.number
+
+    def configure(self, setting_index: int, pipe_attributes: Any) -> None:
+        """(Re)create the pipe objects for the configured setting."""
+        for old in self.pipes:
+            old.delete(force=True)
+        self.setting_index = setting_index
+        self.pipes = [FxUsbPipe(self, core, pipe_attributes) for core in self.device.core.pipes(self.number)]
+
+
+class WDFUSBINTERFACE(WDFOBJECT):
+    """Handle box for a WDFUSBINTERFACE."""
+
+    _OBJECT = FxUsbInterface
+
+
+def WdfUsbTargetDeviceCreate(Device: Any, Attributes: Any, UsbDevice: WDFUSBDEVICE) -> NTSTATUS:
+    """WdfUsbTargetDeviceCreate: open a device as a WDFUSBDEVICE.
+
+    ``Device`` stands where WDF has the WDFDEVICE: a ``wdfusb.VirtualDevice`` or what
+    ``wdfusb.find_device`` returns. Open failures come back as the engine's NTSTATUS
+    (e.g. STATUS_ACCESS_DENIED, STATUS_DEVICE_NOT_CONNECTED).
+    """
+    if Device is None or not hasattr(Device, "_open_native"):
+        raise WdfBugCheck(
+            f"{Device!r} is not a device (VirtualDevice or find_device result)", WDF_INVALID_HANDLE, Device, "WDFDEVICE"
+        )
+    required(UsbDevice, "UsbDevice")
+    UsbDevice.value = None
+    status, parent = validate_attributes(Attributes)
+    if not NT_SUCCESS(status):
+        return status
+    if not at_passive_level():
+        return STATUS_INVALID_DEVICE_REQUEST
+    try:
+        code, core = CoreDevice.open(Device)
+    except MemoryError:
+        return STATUS_INSUFFICIENT_RESOURCES
+    if core is None:
+        return outcome(code).status
+    store(UsbDevice, "UsbDevice", FxUsbDevice(core, parent, Attributes), WDFUSBDEVICE)
+    return STATUS_SUCCESS
+
+
+def WdfUsbTargetDeviceSelectConfig(
+    UsbDevice: Any, PipeAttributes: Any, Params: WDF_USB_DEVICE_SELECT_CONFIG_PARAMS
+) -> NTSTATUS:
+    """WdfUsbTargetDeviceSelectConfig: single interface, multiple interfaces (all at setting 0) or
+    interface/setting pairs. Deconfig, URB and descriptor selection return STATUS_NOT_SUPPORTED, as in UMDF.
+    """
+    dev = get_object(UsbDevice, FxUsbDevice)
+    required(Params, "Params")
+    if not at_passive_level():
+        return STATUS_INVALID_DEVICE_REQUEST
+    if Params.Size != WDF_USB_DEVICE_SELECT_CONFIG_PARAMS.SIZEOF:
+        return STATUS_INFO_LENGTH_MISMATCH
+    kind = Params.Type
+    if kind < WdfUsbTargetDeviceSelectConfigTypeDeconfig or kind > WdfUsbTargetDeviceSelectConfigTypeUrb:
+        return STATUS_INVALID_PARAMETER
+    if kind not in (
+        WdfUsbTargetDeviceSelectConfigTypeSingleInterface,
+        WdfUsbTargetDeviceSelectConfigTypeMultiInterface,
+        WdfUsbTargetDeviceSelectConfigTypeInterfacesPairs,
+    ):
+        return STATUS_NOT_SUPPORTED
+    if PipeAttributes is not None:
+        status, _parent = validate_attributes(PipeAttributes)
+        if not NT_SUCCESS(status):
+            return status
+    if not dev.interfaces:
+        return STATUS_SUCCESS
+    choice: dict[FxUsbInterface, int] = {}
+    if kind == WdfUsbTargetDeviceSelectConfigTypeSingleInterface:
+        if len(dev.interfaces) > 1:
+            return STATUS_INVALID_PARAMETER
+        choice[dev.interfaces[0]] = 0
+    elif kind == WdfUsbTargetDeviceSelectConfigTypeMultiInterface:
+        choice = {iface: 0 for iface in dev.interfaces}
+    else:
+        multi = Params.Types.MultiInterface
+        if multi.Pairs is None:
+            return STATUS_INVALID_PARAMETER
+        if multi.NumberInterfaces != len(dev.interfaces) or len(multi.Pairs) < multi.NumberInterfaces:
+            return STATUS_INVALID_PARAMETER
+        for pair in multi.Pairs[: multi.NumberInterfaces]:
+            iface = get_object(pair.UsbInterface, FxUsbInterface)
+            if iface.device is not dev or not 0 <= pair.SettingIndex < len(iface.info.settings):
+                return STATUS_INVALID_PARAMETER
+            choice[iface] = pair.SettingIndex
+    settings = {iface.number: iface.info.settings[index].alternate for iface, index in choice.items()}
+    code = dev.core.select_configuration(settings)
+    if code != 0:
+        return outcome(code).status
+    for iface, index in choice.items():
+        iface.configure(index, PipeAttributes)
+    if kind == WdfUsbTargetDeviceSelectConfigTypeSingleInterface:
+        iface = dev.interfaces[0]
+        Params.Types.SingleInterface.ConfiguredUsbInterface = iface
+        Params.Types.SingleInterface.NumberConfiguredPipes = len(iface.pipes)
+    else:
+        Params.Types.MultiInterface.NumberOfConfiguredInterfaces = len(choice)
+    return STATUS_SUCCESS
+
+
+def WdfUsbTargetDeviceGetNumInterfaces(UsbDevice: Any) -> int:
+    """WdfUsbTargetDeviceGetNumInterfaces."""
+    return len(get_object(UsbDevice, FxUsbDevice).interfaces)
+
+
+def WdfUsbTargetDeviceGetInterface(UsbDevice: Any, InterfaceIndex: int) -> FxUsbInterface | None:
+    """WdfUsbTargetDeviceGetInterface: the interface at an index (None if out of range)."""
+    dev = get_object(UsbDevice, FxUsbDevice)
+    if 0 <= InterfaceIndex < len(dev.interfaces):
+        return dev.interfaces[InterfaceIndex]
+    return None
+
+
+def WdfUsbTargetDeviceGetDeviceDescriptor(UsbDevice: Any, UsbDeviceDescriptor: USB_DEVICE_DESCRIPTOR) -> None:
+    """WdfUsbTargetDeviceGetDeviceDescriptor: fill a USB_DEVICE_DESCRIPTOR."""
+    dev = get_object(UsbDevice, FxUsbDevice)
+    required(UsbDeviceDescriptor, "UsbDeviceDescriptor")
+    UsbDeviceDescriptor._fill(dev.core.device_descriptor)
+
+
+def WdfUsbInterfaceGetInterfaceNumber(UsbInterface: Any) -> int:
+    """WdfUsbInterfaceGetInterfaceNumber: bInterfaceNumber."""
+    return get_object(UsbInterface, FxUsbInterface).number
+
+
+def WdfUsbInterfaceGetNumSettings(UsbInterface: Any) -> int:
+    """WdfUsbInterfaceGetNumSettings: the interface's alternate settings."""
+    return len(get_object(UsbInterface, FxUsbInterface).info.settings)
+
+
+def WdfUsbInterfaceGetNumEndpoints(UsbInterface: Any, SettingIndex: int) -> int:
+    """WdfUsbInterfaceGetNumEndpoints: endpoints of a setting (0 for a bad index)."""
+    iface = get_object(UsbInterface, FxUsbInterface)
+    if 0 <= SettingIndex < len(iface.info.settings):
+        return len(iface.info.settings[SettingIndex].endpoints)
+    return 0
+
+
+def WdfUsbInterfaceGetConfiguredSettingIndex(UsbInterface: Any) -> int:
+    """WdfUsbInterfaceGetConfiguredSettingIndex."""
+    return get_object(UsbInterface, FxUsbInterface).setting_index
+
+
+def WdfUsbInterfaceGetNumConfiguredPipes(UsbInterface: Any) -> int:
+    """WdfUsbInterfaceGetNumConfiguredPipes: 0 until the configuration is selected."""
+    return len(get_object(UsbInterface, FxUsbInterface).pipes)
+
+
+def WdfUsbInterfaceGetConfiguredPipe(
+    UsbInterface: Any, PipeIndex: int, PipeInfo: WDF_USB_PIPE_INFORMATION | None = None
+) -> FxUsbPipe | None:
+    """WdfUsbInterfaceGetConfiguredPipe: the pipe at an index, filling ``PipeInfo`` if given.
+
+    Returns None (and leaves PipeInfo alone) for an index out of range or a PipeInfo whose
+    Size is not 20 (WDF_USB_PIPE_INFORMATION_INIT sets it).
+    """
+    iface = get_object(UsbInterface, FxUsbInterface)
+    if PipeInfo is not None and PipeInfo.Size != WDF_USB_PIPE_INFORMATION.SIZEOF:
+        return None
+    if not 0 <= PipeIndex < len(iface.pipes):
+        return None
+    pipe = iface.pipes[PipeIndex]
+    if PipeInfo is not None:
+        pipe.fill_information(PipeInfo)
+    return pipe
