@@ -19,8 +19,8 @@ bench: $(STAMP)
 	$(PY) -m wdfusb bench virtual:high --json bench-virtual.json --plot bench-virtual.png
 
 check: $(STAMP)
-	$(PY) -m ruff check wdfusb tests examples build_ffi.py
-	$(PY) -m ruff format --check wdfusb tests examples build_ffi.py
+	$(PY) -m ruff check wdfusb tests examples benchmarks build_ffi.py setup.py
+	$(PY) -m ruff format --check wdfusb tests examples benchmarks build_ffi.py setup.py
 	$(PY) -m mypy
 
 # pytest exits 5 when it collected no test: that is a failure here, said out loud.

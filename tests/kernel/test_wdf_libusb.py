@@ -1,0 +1,178 @@
+"""wdfusb.wdf on the real Linux USB stack: the seed's functions against Gadget Zero and FunctionFS."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import gadget
+import numpy as np
+import pytest
+
+import wdfusb
+from wdfusb.wdf import *
+
+SIZES = [0, 1, 511, 512, 513, 64 << 10, 1 << 20, 16 << 20]
+
+
+def open_pipes(vid: int, pid: int) -> tuple[WDFUSBDEVICE, dict[int, Any], dict[int, WDF_USB_PIPE_INFORMATION]]:
+    device = WDFUSBDEVICE()
+    assert WdfUsbTargetDeviceCreate(wdfusb.find_device(vid=vid, pid=pid), WDF_NO_OBJECT_ATTRIBUTES, device) == 0
+    params = WDF_USB_DEVICE_SELECT_CONFIG_PARAMS()
+    WDF_USB_DEVICE_SELECT_CONFIG_PARAMS_INIT_SINGLE_INTERFACE(params)
+    assert NT_SUCCESS(WdfUsbTargetDeviceSelectConfig(device, WDF_NO_OBJECT_ATTRIBUTES, params))
+    iface = WdfUsbTargetDeviceGetInterface(device, 0)
+    pipes, infos = {}, {}
+    for i in range(WdfUsbInterfaceGetNumConfiguredPipes(iface)):
+        info = WDF_USB_PIPE_INFORMATION()
+        WDF_USB_PIPE_INFORMATION_INIT(info)
+        pipe = WdfUsbInterfaceGetConfiguredPipe(iface, i, info)
+        pipes[info.EndpointAddress], infos[info.EndpointAddress] = pipe, info
+    return device, pipes, infos
+
+
+def buffer_desc(data: Any, length: int) -> WDF_MEMORY_DESCRIPTOR:
+    desc = WDF_MEMORY_DESCRIPTOR()
+    WDF_MEMORY_DESCRIPTOR_INIT_BUFFER(desc, data, length)
+    return desc
+
+
+def test_pipe_information_matches_the_gadget(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    device, pipes, infos = open_pipes(0x0525, 0xA4A0)
+    assert set(infos) == {0x02, 0x81}
+    for addr, info in infos.items():
+        assert info.PipeType == WdfUsbPipeTypeBulk
+        assert info.MaximumPacketSize == bulk_maxp
+        assert WdfUsbTargetPipeIsOutEndpoint(pipes[addr]) == (addr == 0x02)
+        assert WdfUsbTargetPipeIsInEndpoint(pipes[addr]) == (addr == 0x81)
+    WdfObjectDelete(device)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_write_synchronously_every_size(sourcesink: gadget.SourceSink, bulk_maxp: int, size: int) -> None:
+    device, pipes, _ = open_pipes(0x0525, 0xA4A0)
+    data = gadget.mod63(size, bulk_maxp)
+    written = ULONG(12345)
+    desc = buffer_desc(data, size) if size else None
+    status = WdfUsbTargetPipeWriteSynchronously(pipes[0x02], None, None, desc, written)
+    assert status == STATUS_SUCCESS and written.value == size
+    WdfObjectDelete(device)
+
+
+def test_write_with_every_descriptor_kind(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    device, pipes, _ = open_pipes(0x0525, 0xA4A0)
+    data = gadget.mod63(8 * bulk_maxp, bulk_maxp)
+    written = ULONG()
+    # a WDFMEMORY with and without an offset window (the window starts on a packet boundary)
+    mem = WDFMEMORY()
+    assert WdfMemoryCreate(WDF_NO_OBJECT_ATTRIBUTES, NonPagedPool, 0, len(data), mem, None) == 0
+    WdfMemoryGetBuffer(mem, None)[:] = np.frombuffer(data, np.uint8)
+    desc = WDF_MEMORY_DESCRIPTOR()
+    WDF_MEMORY_DESCRIPTOR_INIT_HANDLE(desc, mem, None)
+    assert WdfUsbTargetPipeWriteSynchronously(pipes[0x02], None, None, desc, written) == 0
+    assert written.value == len(data)
+    offsets = WDFMEMORY_OFFSET()
+    offsets.BufferOffset, offsets.BufferLength = bulk_maxp, 2 * bulk_maxp
+    WDF_MEMORY_DESCRIPTOR_INIT_HANDLE(desc, mem, offsets)
+    assert WdfUsbTargetPipeWriteSynchronously(pipes[0x02], None, None, desc, written) == 0
+    assert written.value == 2 * bulk_maxp
+    # an MDL, and a chain of two MDLs each one packet long
+    buf = bytearray(data)
+    mdl = IoAllocateMdl(buf, len(buf))
+    WDF_MEMORY_DESCRIPTOR_INIT_MDL(desc, mdl, len(buf))
+    assert WdfUsbTargetPipeWriteSynchronously(pipes[0x02], None, None, desc, written) == 0
+    assert written.value == len(buf)
+    first, second = (
+        IoAllocateMdl(bytearray(data[:bulk_maxp]), bulk_maxp),
+        IoAllocateMdl(bytearray(data[:bulk_maxp]), bulk_maxp),
+    )
+    first.Next = second
+    WDF_MEMORY_DESCRIPTOR_INIT_MDL(desc, first, 2 * bulk_maxp)
+    assert WdfUsbTargetPipeWriteSynchronously(pipes[0x02], None, None, desc, written) == 0
+    assert written.value == 2 * bulk_maxp
+    WdfObjectDelete(device)
+
+
+def test_stall_then_reset_synchronously(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    device, pipes, _ = open_pipes(0x0525, 0xA4A0)
+    bad = bytearray(gadget.mod63(2 * bulk_maxp, bulk_maxp))
+    bad[5] ^= 0x55
+    written = ULONG()
+    status = WdfUsbTargetPipeWriteSynchronously(pipes[0x02], None, None, buffer_desc(bad, len(bad)), written)
+    assert not NT_SUCCESS(status)
+    req = WDFREQUEST()
+    assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, WdfUsbTargetPipeGetIoTarget(pipes[0x02]), req) == 0
+    bad2 = bytearray(gadget.mod63(bulk_maxp, bulk_maxp))
+    bad2[0] ^= 1
+    WdfUsbTargetPipeWriteSynchronously(pipes[0x02], req, None, buffer_desc(bad2, len(bad2)), written)
+    params = WDF_REQUEST_COMPLETION_PARAMS()
+    WDF_REQUEST_COMPLETION_PARAMS_INIT(params)
+    WdfRequestGetCompletionParams(req, params)
+    assert params.Parameters.Usb.Completion.UsbdStatus == USBD_STATUS_STALL_PID
+    assert WdfUsbTargetPipeResetSynchronously(pipes[0x02], None, None) == STATUS_SUCCESS
+    good = gadget.mod63(64 << 10, bulk_maxp)
+    assert WdfUsbTargetPipeWriteSynchronously(pipes[0x02], None, None, buffer_desc(good, len(good)), written) == 0
+    assert written.value == 64 << 10
+    WdfObjectDelete(device)
+
+
+def test_read_synchronously_from_the_source(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    device, pipes, _ = open_pipes(0x0525, 0xA4A0)
+    buf = bytearray(16 * bulk_maxp)
+    read = ULONG()
+    assert WdfUsbTargetPipeReadSynchronously(pipes[0x81], None, None, buffer_desc(buf, len(buf)), read) == 0
+    assert read.value > 0 and bytes(buf[: read.value]) == gadget.mod63(read.value, bulk_maxp)
+    WdfObjectDelete(device)
+
+
+def test_unplug_gives_a_device_gone_status(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    device, pipes, _ = open_pipes(0x0525, 0xA4A0)
+    data = gadget.mod63(4 << 20, bulk_maxp)
+    threading.Timer(0.3, sourcesink.unbind, kwargs={"wait": None}).start()
+    written = ULONG()
+    status = STATUS_SUCCESS
+    deadline = time.monotonic() + 30
+    while NT_SUCCESS(status) and time.monotonic() < deadline:
+        status = WdfUsbTargetPipeWriteSynchronously(pipes[0x02], None, None, buffer_desc(data, len(data)), written)
+    assert status in (STATUS_NO_SUCH_DEVICE, STATUS_DEVICE_NOT_CONNECTED, STATUS_DEVICE_REMOVED)
+    WdfObjectDelete(device)
+
+
+@pytest.mark.parametrize("ffs_gadget", ["stop"], indirect=True)
+def test_timeout_and_cancel_on_a_nak_ing_endpoint(ffs_gadget: gadget.FfsGadget) -> None:
+    device, pipes, _ = open_pipes(ffs_gadget.vid, ffs_gadget.pid)
+    options = WDF_REQUEST_SEND_OPTIONS()
+    WDF_REQUEST_SEND_OPTIONS_INIT(options, 0)
+    WDF_REQUEST_SEND_OPTIONS_SET_TIMEOUT(options, WDF_REL_TIMEOUT_IN_MS(300))
+    written = ULONG(7)
+    data = bytes(4096)
+    t0 = time.monotonic()
+    status = WdfUsbTargetPipeWriteSynchronously(pipes[0x01], None, options, buffer_desc(data, len(data)), written)
+    assert status == STATUS_IO_TIMEOUT and 0.25 < time.monotonic() - t0 < 1.5
+    assert written.value == 0
+    req = WDFREQUEST()
+    assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, WdfUsbTargetPipeGetIoTarget(pipes[0x01]), req) == 0
+    threading.Timer(0.3, WdfRequestCancelSentRequest, args=(req,)).start()
+    status = WdfUsbTargetPipeWriteSynchronously(pipes[0x01], req, None, buffer_desc(data, len(data)), written)
+    assert status == STATUS_CANCELLED
+    WdfObjectDelete(device)
+
+
+def test_asynchronous_requests_on_the_real_stack(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    device, pipes, _ = open_pipes(0x0525, 0xA4A0)
+    pipe = pipes[0x02]
+    target = WdfUsbTargetPipeGetIoTarget(pipe)
+    data = gadget.mod63(64 << 10, bulk_maxp)
+    mem = WDFMEMORY()
+    assert WdfMemoryCreatePreallocated(WDF_NO_OBJECT_ATTRIBUTES, data, len(data), mem) == 0
+    done: list[tuple[int, int]] = []
+    for i in range(8):
+        req = WDFREQUEST()
+        assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, target, req) == 0
+        assert WdfUsbTargetPipeFormatRequestForWrite(pipe, req, mem, None) == 0
+        WdfRequestSetCompletionRoutine(req, lambda r, t, p, c: done.append((c, p.IoStatus.Information)), i)
+        assert WdfRequestSend(req, target, None)
+    assert wait_for_completions(30)
+    assert done == [(i, 64 << 10) for i in range(8)]
+    WdfObjectDelete(device)
