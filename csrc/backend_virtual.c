@@ -134,6 +134,12 @@ static void unlink_xfer(vep *e, wu_xfer *x)
 
 static void complete(vdev *v, vep *e, wu_xfer *x, int result)
 {
+    /* a transfer that ends early (time-out, cancel, stall) held the bus until now:
+       the next one starts from here, not from when it was submitted */
+    if (result != WU_OK && x == e->head && x->started) {
+        int64_t now = wu_now_ns();
+        e->bus_ns = max64(e->bus_ns, min64(now, x->deadline_ns));
+    }
     unlink_xfer(e, x);
     x->started = 0;
     if (result == WU_OK) e->transfers++;

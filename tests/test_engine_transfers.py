@@ -245,3 +245,24 @@ def test_ctrl_c_cancels_and_reaps_within_200ms() -> None:
     assert line[0] == "interrupted", line
     assert float(line[1]) - sent < 0.2
     assert line[2] == "0"  # nothing left in flight
+
+
+def test_a_queued_transfer_starts_when_a_timed_out_one_gives_up_the_bus() -> None:
+    from wdfusb import _dispatch
+
+    v = wdfusb.VirtualDevice(speed="full")  # 19 x 64 B per ms
+    with v, wdfusb.open(v) as dev:
+        p = dev.pipe(0x06)._core
+        done: dict[str, tuple[int, int]] = {}
+        a, b = dev._core.new_transfer(), dev._core.new_transfer()
+        data = _engine.pin(bytes(1 << 20))
+        _dispatch.submit(a, p.address, p.type, data, 1 << 20, 0, 100_000, lambda s, n: done.__setitem__("a", (s, n)))
+        _dispatch.submit(b, p.address, p.type, data, 1 << 20, 0, 200_000, lambda s, n: done.__setitem__("b", (s, n)))
+        assert _dispatch.wait_idle(5)
+        per_100ms = 19 * 64 * 100
+        assert done["a"][0] == done["b"][0] == _engine.lib.WU_ERR_TIMEOUT
+        assert abs(done["a"][1] - per_100ms) < 20_000
+        assert abs(done["b"][1] - per_100ms) < 20_000  # not 200 ms worth: b waited for the bus
+        assert v.endpoint(0x06).received_bytes == done["a"][1] + done["b"][1]
+        a.free()
+        b.free()

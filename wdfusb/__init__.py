@@ -33,6 +33,7 @@ __all__ = [
     "DeviceNotFoundError",
     "LibusbNotFoundError",
     "Pipe",
+    "StreamWriter",
     "UsbAccessError",
     "UsbBusyError",
     "UsbCancelledError",

@@ -1,0 +1,358 @@
+"""Streaming writes: keep N requests in flight on an OUT pipe so the bus never idles.
+
+``pipe.writer()`` returns a :class:`StreamWriter`, the write-side partner of WDF's
+continuous reader (beyond WDF itself, like nusb's queues)::
+
+    with dev.pipe(0x06).writer(depth=8, chunk=65536) as w:
+        w.write(header)                  # small writes are coalesced into the ring buffers
+        w.write(samples)                 # large numpy arrays / bytes go out without a copy
+        w.writelines(produce_blocks())   # any iterable of bytes-like objects
+        w.write_from(open("capture.bin", "rb"))  # readinto the ring buffers: no extra copy
+    # leaving the block flushes and frees everything (or cancels, if the block raised)
+
+The stream is cut into transfers of exactly ``chunk`` bytes (a multiple of the
+pipe's max packet size) however the writes were sliced; only :meth:`~StreamWriter.flush`
+and :meth:`~StreamWriter.close` send a shorter final transfer. So a device sees
+short packets only where the stream was flushed.
+
+Threads: a writer belongs to one thread at a time (like a file object); only
+:meth:`~StreamWriter.cancel` may be called from another thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from . import _engine
+from ._stream_ring import Buffer, Ring, Slot
+from .errors import error_for
+
+if TYPE_CHECKING:
+    from .device import Pipe
+
+ZlpPolicy = Literal["never", "end", "always"]
+ZLP_POLICIES = ("never", "end", "always")
+_WU_OK = _engine.WU_OK
+_WU_ERR_CANCELLED = _engine.lib.WU_ERR_CANCELLED
+_WU_ERR_INTERRUPTED = _engine.lib.WU_ERR_INTERRUPTED
+_ZLP = _engine.ZLP
+
+
+class StreamWriter:
+    """Keeps up to ``depth`` write requests of ``chunk`` bytes in flight on one OUT pipe.
+
+    Create it with :meth:`wdfusb.Pipe.writer`. ``write`` returns as soon as the data is
+    queued and blocks only while all ``depth`` requests are in flight (back-pressure).
+
+    ``timeout`` (seconds, ``None`` = none) applies to each request from the moment it
+    is the oldest in flight, so it does not depend on ``depth``: a request not back
+    by then is cancelled with every request behind it (newest first), and
+    :class:`~wdfusb.UsbTimeoutError` says exactly how many bytes moved — always a
+    prefix of the stream. (Time-outs counted from submission, as the engine's are,
+    could let a later request move data after an earlier one timed out.)
+
+    ``zlp`` is the short-packet-terminate policy (WinUSB's ``SHORT_PACKET_TERMINATE``):
+    ``"never"``; ``"end"`` sends a zero-length packet after the last transfer of each
+    :meth:`flush`/:meth:`close` when it ended on a max-packet boundary; ``"always"``
+    ends every transfer whose length is a multiple of the max packet size with one.
+
+    Errors: a transfer that fails (stall, device gone, time-out) stops the stream:
+    the requests behind it are cancelled newest first and reaped, and the error is
+    raised from the current or next ``write``/``flush``/``close`` with
+    ``bytes_transferred`` = :attr:`bytes_written`, the bytes the device accepted in
+    all. Ctrl-C while a call is blocked does the same, then re-raises
+    ``KeyboardInterrupt``: nothing is left in flight.
+    """
+
+    def __init__(
+        self,
+        pipe: Pipe,
+        *,
+        depth: int = 8,
+        chunk: int = 65536,
+        timeout: float | None = None,
+        zlp: ZlpPolicy = "never",
+    ) -> None:
+        if not pipe._can_write:
+            pipe._refuse(False, "stream to")
+        maxp = pipe.max_packet
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError("depth must be an int >= 1")
+        if not isinstance(chunk, int) or chunk < maxp or chunk % maxp:
+            raise ValueError(f"chunk must be a positive multiple of the max packet size ({maxp}), not {chunk!r}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be None or a number of seconds > 0")
+        if timeout == float("inf"):
+            timeout = None
+        if zlp not in ZLP_POLICIES:
+            raise ValueError(f"zlp must be one of {ZLP_POLICIES}, not {zlp!r}")
+        self.pipe = pipe
+        self.depth, self.chunk, self.zlp, self.timeout = depth, chunk, zlp, timeout
+        self._maxp = maxp
+        self._context = f"stream to pipe 0x{pipe.address:02X}"
+        self._ring = Ring(pipe._core, depth, chunk, timeout)
+        self._buf: Buffer | None = None  # the ring buffer being filled
+        self._fill = 0  # bytes waiting in it
+        self._zlp_owed = False  # "end": the last transfer ended on a packet boundary without a ZLP
+        self._reported = False  # the ring's error was raised (or is the caller's own cancel)
+        self._closed = False
+
+    # ---- state ----------------------------------------------------------------------
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes the device accepted: the actual lengths of every transfer that came back,
+        partial ones included. Exact once :meth:`flush`, :meth:`close` or :meth:`cancel`
+        returned, or an error was raised."""
+        return self._ring.bytes_done
+
+    @property
+    def in_flight(self) -> int:
+        """Requests submitted and not yet back (never more than ``depth``)."""
+        return self._ring.count
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written but not yet submitted (they wait for a full chunk or a flush)."""
+        return self._fill
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests ever in flight at once."""
+        return self._ring.peak
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ---- writing ---------------------------------------------------------------------
+
+    def write(self, data: Any, *, copy: bool | None = None) -> int:
+        """Queue all of ``data`` (any contiguous buffer: bytes, bytearray, memoryview, numpy,
+        mmap, array) and return its length. Blocks only for back-pressure.
+
+        Whole chunks of a large ``bytes`` object, numpy array or read-only buffer are
+        submitted directly, without copying (``copy=None``): **do not modify such an
+        array until** :meth:`flush` **returns**. Other buffers (bytearray, writable
+        memoryview, ...) are copied into the ring, so they may be reused at once.
+        ``copy=True`` always copies; ``copy=False`` never copies whole chunks.
+        """
+        view, copy = _as_view(data, copy)
+        return self._guard(self._write_view, view, copy)
+
+    def writelines(self, chunks: Iterable[Any], *, copy: bool | None = None) -> int:
+        """Write every bytes-like object an iterable or generator yields; returns the bytes queued.
+
+        ``copy`` as in :meth:`write` (pass ``copy=True`` if the generator refills one array)."""
+        return self._guard(self._write_iter, chunks, copy)
+
+    def write_from(self, fileobj: Any, size: int | None = None) -> int:
+        """Stream a binary file (until EOF, or ``size`` bytes) with ``readinto`` straight into
+        the ring buffers: no copy beyond the read itself. Returns the bytes queued."""
+        if size is not None and size < 0:
+            raise ValueError("size must be None or >= 0")
+        return self._guard(self._write_file, fileobj, size)
+
+    def flush(self) -> None:
+        """Submit what is buffered (with a ZLP as the policy says) and wait until every
+        request is back. Raises the stream's error, if any."""
+        self._guard(self._flush)
+
+    def close(self) -> None:
+        """Flush, then free the native transfers and buffers. Idempotent.
+
+        Raises the stream's error if no earlier call raised it (resources are freed anyway)."""
+        if self._closed:
+            return
+        try:
+            if self._ring.error == _WU_OK:
+                self._guard(self._flush)
+            elif not self._reported:
+                self._raise()
+        finally:
+            self._release()
+
+    def cancel(self) -> int:
+        """Cancel every request in flight, newest first, wait until all are back and return
+        exactly how many bytes were written. Buffered data is dropped. Any thread.
+
+        The stream is finished afterwards: a write blocked in another thread raises
+        :class:`~wdfusb.UsbCancelledError`, as do later writes; :meth:`close` does not."""
+        if self._closed:
+            return self._ring.bytes_done
+        self._reported = self._reported or self._ring.error == _WU_OK
+        return self._ring.abort(_WU_ERR_CANCELLED)
+
+    # ---- internals --------------------------------------------------------------------
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        """Run a blocking operation; on Ctrl-C (or any non-``Exception``) cancel and reap
+        everything first, so nothing is left in flight, then re-raise."""
+        self._check_open()
+        try:
+            return fn(*args)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                self._ring.abort(_WU_ERR_INTERRUPTED)
+                self._reported = True
+            raise
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on a closed stream writer")
+        if self._ring.error != _WU_OK:
+            self._raise()
+
+    def _raise(self) -> None:
+        """Stop the stream (cancel and reap what is left) and raise its error."""
+        ring = self._ring
+        ring.abort(ring.error)
+        self._buf, self._fill = None, 0
+        self._reported = True
+        raise error_for(ring.error, ring.bytes_done, self._context)
+
+    def _flags(self, length: int, final: bool) -> int:
+        """ZLP flag for a transfer of ``length`` bytes under the policy; notes a ZLP owed."""
+        boundary = length > 0 and length % self._maxp == 0
+        flag = boundary and (self.zlp == "always" or (final and self.zlp == "end"))
+        self._zlp_owed = boundary and not flag and self.zlp == "end"
+        return _ZLP if flag else 0
+
+    def _slot(self) -> Slot:
+        """The next free slot, waiting for the oldest request when all are in flight."""
+        ring = self._ring
+        if ring.count == ring.depth:
+            ring.poll()  # retire what is already back before blocking on the oldest
+            while ring.count == ring.depth and ring.error == _WU_OK:
+                ring.wait_oldest()
+        if ring.error != _WU_OK:
+            self._raise()
+        return ring.next_slot()
+
+    def _fill_target(self, room: int) -> memoryview:
+        """Where the next ``room`` bytes go: the rest of the buffer being filled (or a fresh one)."""
+        if self._buf is None:
+            self._buf = self._ring.free_buffer()
+        return self._buf.view[self._fill : self._fill + room]
+
+    def _submit_fill(self, final: bool = False) -> None:
+        """Submit the filled part of the ring buffer being filled."""
+        slot = self._slot()
+        buf, length = self._buf, self._fill
+        assert buf is not None
+        self._buf, self._fill = None, 0
+        if not self._ring.submit(slot, buf.cdata, length, self._flags(length, final), own=buf):
+            self._raise()
+
+    def _write_view(self, view: memoryview, copy: bool) -> int:
+        n, pos, chunk = len(view), 0, self.chunk
+        while pos < n:
+            if not self._fill and not copy and n - pos >= chunk:
+                piece = view[pos : pos + chunk]
+                slot = self._slot()
+                if not self._ring.submit(slot, _engine.pin(piece), chunk, self._flags(chunk, False), ext=piece):
+                    self._raise()
+                pos += chunk
+                continue
+            take = min(n - pos, chunk - self._fill)
+            self._fill_target(take)[:] = view[pos : pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == chunk:
+                self._submit_fill()
+        return n
+
+    def _write_iter(self, chunks: Iterable[Any], copy: bool | None) -> int:
+        total = 0
+        for item in chunks:
+            total += self._write_view(*_as_view(item, copy))
+        return total
+
+    def _write_file(self, fileobj: Any, size: int | None) -> int:
+        readinto = getattr(fileobj, "readinto", None)
+        total = 0
+        while size is None or total < size:
+            room = self.chunk - self._fill if size is None else min(self.chunk - self._fill, size - total)
+            target = self._fill_target(room)
+            if readinto is not None:
+                got = readinto(target)
+            else:
+                data = fileobj.read(room)
+                got = len(data)
+                target[:got] = data
+            if got is None:
+                raise BlockingIOError("the file has no data now; write_from needs a blocking file")
+            if not got:
+                break
+            self._fill += got
+            total += got
+            if self._fill == self.chunk:
+                self._submit_fill()
+        return total
+
+    def _flush(self) -> None:
+        if self._fill:
+            self._submit_fill(final=True)
+        elif self._zlp_owed:
+            if not self._ring.submit(self._slot(), None, 0, 0):
+                self._raise()
+        self._zlp_owed = False
+        self._ring.drain()
+        if self._ring.error != _WU_OK:
+            self._raise()
+
+    def _release(self) -> None:
+        self._closed = True
+        self._buf, self._fill = None, 0
+        self._ring.free()
+
+    # ---- context manager and finalization ------------------------------------------------
+
+    def __enter__(self) -> StreamWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Close (drain) on a normal exit; on an exception cancel instead and let it propagate."""
+        if exc_type is None:
+            self.close()
+            return
+        if not self._closed:
+            self._reported = True
+            self._ring.abort(_WU_ERR_CANCELLED)
+            self._release()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed and hasattr(self, "_ring"):
+                self._ring.abort(_WU_ERR_CANCELLED)
+                self._release()
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.in_flight}/{self.depth} in flight"
+        return (
+            f"<StreamWriter pipe 0x{self.pipe.address:02X} chunk={self.chunk} zlp={self.zlp!r} "
+            f"{state}, {self.bytes_written} bytes written>"
+        )
+
+
+def _as_view(data: Any, copy: bool | None) -> tuple[memoryview, bool]:
+    """A flat byte view of ``data`` and whether to copy it (see :meth:`StreamWriter.write`)."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}") from None
+    if not view.c_contiguous:
+        raise ValueError("the buffer is not contiguous; pass a contiguous copy (e.g. numpy.ascontiguousarray)")
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    if copy is None:
+        copy = not (type(data) is bytes or isinstance(data, np.ndarray) or view.readonly)
+    return view, copy
+
+
+__all__ = ["ZLP_POLICIES", "StreamWriter", "ZlpPolicy"]
