@@ -28,8 +28,12 @@ unit: $(STAMP)
 	$(PY) -m pytest -q -m "not kernel" tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "unit: pytest collected no test"; fi; exit $$rc
 
+# The kernel lane: tests/kernel inside a QEMU guest with the real Linux USB stack, at
+# high and at super speed (tests/rig/qemu_rig.py installs QEMU and builds the image).
+RIG_PYTEST = $(abspath $(PY)) -m pytest -q -p no:cacheprovider tests/kernel
 rig: $(STAMP)
-	$(PY) tests/rig/qemu_rig.py lane
+	$(PY) tests/rig/qemu_rig.py run --speed high -- $(RIG_PYTEST)
+	$(PY) tests/rig/qemu_rig.py run --speed super -- $(RIG_PYTEST)
 
 test: check unit rig
 

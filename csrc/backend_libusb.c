@@ -263,12 +263,24 @@ static void handle_events(int64_t until_ns, int *completed)
     L.libusb_handle_events_timeout_completed(ctx, &tv, completed);
 }
 
+/* A transfer cut short by an unplug often ends as a bus error first: ask the device
+   (GET_STATUS) and report it gone when it is. */
+static void classify_io_error(wu_xfer *x)
+{
+    uint8_t status[2];
+    ldev *ld = LD(x->dev);
+    if (x->result != WU_ERR_IO || !ld->h) return;
+    if (L.libusb_control_transfer(ld->h, 0x80, 0x00, 0, 0, status, 2, 100) == WU_ERR_NO_DEVICE)
+        x->result = WU_ERR_NO_DEVICE;
+}
+
 static int lu_wait(wu_xfer *x, int64_t until_ns)
 {
     while (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT) {
         if (until_ns != WU_NS_FOREVER && wu_now_ns() >= until_ns) return WU_PENDING;
         handle_events(until_ns, &x->completed);
     }
+    classify_io_error(x);
     return WU_OK;
 }
 

@@ -105,7 +105,7 @@ def test_unplug_mid_stream(sourcesink: gadget.SourceSink, bulk_maxp: int) -> Non
 def test_cancel_a_full_queue_counts_exactly(ffs_gadget: gadget.FfsGadget) -> None:
     data = random.Random(3).randbytes(8 * MIB)
     with wdfusb.open(vid=ffs_gadget.vid, pid=ffs_gadget.pid) as dev:
-        w = dev.pipe(0x01).writer(depth=8, chunk=16 << 10)
+        w = dev.pipe(ffs_gadget.ep_out).writer(depth=8, chunk=16 << 10)
         errors: list[BaseException] = []
 
         def run() -> None:
@@ -133,7 +133,7 @@ def test_cancel_a_full_queue_counts_exactly(ffs_gadget: gadget.FfsGadget) -> Non
 @pytest.mark.parametrize("ffs_gadget", ["count"], indirect=True)
 def test_timeout_per_request_on_a_nak_ing_endpoint(ffs_gadget: gadget.FfsGadget) -> None:
     with wdfusb.open(vid=ffs_gadget.vid, pid=ffs_gadget.pid) as dev:
-        w = dev.pipe(0x01).writer(depth=4, chunk=64 << 10, timeout=0.5)
+        w = dev.pipe(ffs_gadget.ep_out).writer(depth=4, chunk=64 << 10, timeout=0.5)
         w.write(bytes(256 << 10))
         w.flush()
         ffs_gadget.set_mode("stop")
@@ -151,7 +151,7 @@ def test_timeout_per_request_on_a_nak_ing_endpoint(ffs_gadget: gadget.FfsGadget)
 CTRL_C_CHILD = """
 import time, wdfusb
 dev = wdfusb.open(vid=0x1D6B, pid=0x0105)
-w = dev.pipe(0x01).writer(depth=4, chunk=65536)
+w = dev.pipe(0x02).writer(depth=4, chunk=65536)  # FunctionFS OUT, as dummy_hcd numbers it
 print("blocked", flush=True)
 try:
     w.write(bytes(8 * 65536))

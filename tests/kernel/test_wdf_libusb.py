@@ -98,21 +98,26 @@ def test_stall_then_reset_synchronously(sourcesink: gadget.SourceSink, bulk_maxp
     device, pipes, _ = open_pipes(0x0525, 0xA4A0)
     bad = bytearray(gadget.mod63(2 * bulk_maxp, bulk_maxp))
     bad[5] ^= 0x55
+    good = gadget.mod63(4 * bulk_maxp, bulk_maxp)
     written = ULONG()
-    status = WdfUsbTargetPipeWriteSynchronously(pipes[0x02], None, None, buffer_desc(bad, len(bad)), written)
-    assert not NT_SUCCESS(status)
     req = WDFREQUEST()
     assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, WdfUsbTargetPipeGetIoTarget(pipes[0x02]), req) == 0
-    bad2 = bytearray(gadget.mod63(bulk_maxp, bulk_maxp))
-    bad2[0] ^= 1
-    WdfUsbTargetPipeWriteSynchronously(pipes[0x02], req, None, buffer_desc(bad2, len(bad2)), written)
+    reuse = WDF_REQUEST_REUSE_PARAMS()
+    WDF_REQUEST_REUSE_PARAMS_INIT(reuse, WDF_REQUEST_REUSE_NO_FLAGS, STATUS_SUCCESS)
+    status = WdfUsbTargetPipeWriteSynchronously(pipes[0x02], req, None, buffer_desc(bad, len(bad)), written)
+    for _ in range(64):  # the gadget checks when its request buffer fills: a later write sees the stall
+        if not NT_SUCCESS(status):
+            break
+        assert WdfRequestReuse(req, reuse) == STATUS_SUCCESS
+        status = WdfUsbTargetPipeWriteSynchronously(pipes[0x02], req, None, buffer_desc(good, len(good)), written)
+    assert not NT_SUCCESS(status)
     params = WDF_REQUEST_COMPLETION_PARAMS()
     WDF_REQUEST_COMPLETION_PARAMS_INIT(params)
     WdfRequestGetCompletionParams(req, params)
     assert params.Parameters.Usb.Completion.UsbdStatus == USBD_STATUS_STALL_PID
     assert WdfUsbTargetPipeResetSynchronously(pipes[0x02], None, None) == STATUS_SUCCESS
-    good = gadget.mod63(64 << 10, bulk_maxp)
-    assert WdfUsbTargetPipeWriteSynchronously(pipes[0x02], None, None, buffer_desc(good, len(good)), written) == 0
+    data = gadget.mod63(64 << 10, bulk_maxp)
+    assert WdfUsbTargetPipeWriteSynchronously(pipes[0x02], None, None, buffer_desc(data, len(data)), written) == 0
     assert written.value == 64 << 10
     WdfObjectDelete(device)
 
@@ -148,13 +153,17 @@ def test_timeout_and_cancel_on_a_nak_ing_endpoint(ffs_gadget: gadget.FfsGadget) 
     written = ULONG(7)
     data = bytes(4096)
     t0 = time.monotonic()
-    status = WdfUsbTargetPipeWriteSynchronously(pipes[0x01], None, options, buffer_desc(data, len(data)), written)
+    status = WdfUsbTargetPipeWriteSynchronously(
+        pipes[ffs_gadget.ep_out], None, options, buffer_desc(data, len(data)), written
+    )
     assert status == STATUS_IO_TIMEOUT and 0.25 < time.monotonic() - t0 < 1.5
     assert written.value == 0
     req = WDFREQUEST()
-    assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, WdfUsbTargetPipeGetIoTarget(pipes[0x01]), req) == 0
+    assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, WdfUsbTargetPipeGetIoTarget(pipes[ffs_gadget.ep_out]), req) == 0
     threading.Timer(0.3, WdfRequestCancelSentRequest, args=(req,)).start()
-    status = WdfUsbTargetPipeWriteSynchronously(pipes[0x01], req, None, buffer_desc(data, len(data)), written)
+    status = WdfUsbTargetPipeWriteSynchronously(
+        pipes[ffs_gadget.ep_out], req, None, buffer_desc(data, len(data)), written
+    )
     assert status == STATUS_CANCELLED
     WdfObjectDelete(device)
 
