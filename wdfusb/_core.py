@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     pass
 
 MAX_TRANSFER_SIZE = 0xFFFFFFFF  # the engine moves any ULONG length in one request
+_WU_ERR_NO_DEVICE = _engine.lib.WU_ERR_NO_DEVICE
 
 
 class Source(Protocol):
@@ -60,15 +61,17 @@ class CorePipe:
         With ``xfer=None`` the calling thread's internal transfer is used (it cannot be
         cancelled by the caller, like WDF's internal request object).
         """
-        if self.device.closed:
-            return _engine.lib.WU_ERR_NO_DEVICE, 0
         if xfer is None:
-            xfer = getattr(self._local, "xfer", None)
-            if xfer is None:
-                xfer = self._local.xfer = self.device.new_transfer()
-                with self._owned_lock:
-                    self._owned.append(xfer)
+            xfer = getattr(self._local, "xfer", None) or self._thread_transfer()
+        if self.device.closed:
+            return _WU_ERR_NO_DEVICE, 0
         return xfer.run(self.address, self.type, buf, length, flags, timeout_us)
+
+    def _thread_transfer(self) -> Transfer:
+        xfer = self._local.xfer = self.device.new_transfer()
+        with self._owned_lock:
+            self._owned.append(xfer)
+        return xfer
 
     def reset(self) -> int:
         """Clear a halt (stall) on the endpoint and its data toggle."""

@@ -38,6 +38,8 @@ if lib.wu_sizeof_check() != 0:  # pragma: no cover - a platform the shim does no
 SLICE_US = 50_000  # wait slice: bounds the Ctrl-C latency
 _xfer_run, _xfer_wait, _xfer_reap = lib.wu_xfer_run, lib.wu_xfer_wait, lib.wu_xfer_reap
 _NULL = ffi.NULL
+_U8_ARRAY = ffi.typeof("uint8_t[]")
+_from_buffer = ffi.from_buffer
 _WU_ERR_NO_DEVICE = lib.WU_ERR_NO_DEVICE
 CData = Any  # cffi's cdata objects are not typed
 
@@ -295,7 +297,7 @@ def pin(obj: Any, writable: bool = False) -> CData:
 
     The returned cdata keeps ``obj`` alive; hold it until the transfer is back.
     """
-    return ffi.from_buffer("uint8_t[]", obj, require_writable=writable)
+    return _from_buffer(_U8_ARRAY, obj, writable)
 
 
 def address_of(cdata: CData, offset: int = 0) -> CData:
@@ -322,33 +324,45 @@ class Transfer:
         self._pinned: Any = None
         self.dispatch_tag = 0  # set while the completion dispatcher owes a callback
         self._free_requested = False
-        self._users = 0  # threads inside run/wait/reap: a free waits for them
+        # One entry per thread inside run/wait/submit/reap. list.append/pop are atomic under
+        # the GIL, so the hot path takes no lock; free() clears _x first and then defers
+        # while this is non-empty, so nobody ever calls C with a freed transfer.
+        self._busy: list[None] = []
+        self._deferred: CData | None = None
         Transfer.live += 1
 
     @property
     def in_flight(self) -> bool:
-        x = self._x
-        return x is not None and lib.wu_xfer_state(x) == lib.WU_XFER_IN_FLIGHT
+        x = self._enter()
+        if x is None:
+            return False
+        try:
+            return bool(lib.wu_xfer_state(x) == lib.WU_XFER_IN_FLIGHT)
+        finally:
+            self._leave()
 
     def _enter(self) -> CData | None:
-        with self._lock:
-            if self._x is not None:
-                self._users += 1
-            return self._x
+        self._busy.append(None)
+        x = self._x
+        if x is None:
+            self._leave()
+        return x
 
     def _leave(self) -> None:
-        with self._lock:
-            self._users -= 1
-            deferred = self._free_requested and not self._users and not self.dispatch_tag
-        if deferred:
-            self.free()
+        busy = self._busy
+        busy.pop()
+        if self._free_requested and not busy:
+            self._free_deferred()
 
     def run(
         self, ep: int, ep_type: int, buf: CData, length: int, flags: int = 0, timeout_us: int = 0
     ) -> tuple[int, int]:
         """Submit and wait. Returns ``(engine_status, actual_length)``."""
-        x = self._enter()
+        busy = self._busy
+        busy.append(None)
+        x = self._x
         if x is None:
+            self._leave()
             return _WU_ERR_NO_DEVICE, 0
         actual = self._actual
         self._pinned = buf
@@ -361,7 +375,9 @@ class Transfer:
             raise
         finally:
             self._pinned = None
-            self._leave()
+            busy.pop()
+            if self._free_requested and not busy:
+                self._free_deferred()
         return rc, actual[0]
 
     def submit(
@@ -415,14 +431,14 @@ class Transfer:
 
     def dispatched(self) -> None:
         """The dispatcher ran this transfer's callback: drop the buffer, do a deferred free."""
-        with self._lock:
-            if self.in_flight:
+        with self._lock:  # free() and _free_deferred() take it too: x stays valid here
+            x = self._x if self._x is not None else self._deferred
+            if x is not None and lib.wu_xfer_state(x) == lib.WU_XFER_IN_FLIGHT:
                 return  # the routine sent it again
             self.dispatch_tag = 0
             self._pinned = None
-            deferred = self._free_requested
-        if deferred:
-            self.free()
+        if self._free_requested:
+            self._free_deferred()
 
     def cancel(self) -> bool:
         """Cancel the transfer in flight, if any (any thread). True if one was."""
@@ -432,18 +448,30 @@ class Transfer:
             return bool(lib.wu_xfer_cancel(self._x) == WU_OK)
 
     def free(self) -> None:
-        """Release the native transfer; reaps first if still in flight.
+        """Release the native transfer (reaping it first if it is still in flight).
 
-        While the completion dispatcher still owes this transfer a callback, the free
-        is deferred until that callback has run (so no completion is ever lost).
+        While another thread is inside a call on it, or the completion dispatcher still
+        owes it a callback, the release is deferred until they are done: no completion is
+        lost and C never sees a freed transfer.
         """
         with self._lock:
-            if self.dispatch_tag or self._users:
-                self._free_requested = True
+            x, self._x = self._x, None  # from here on, new callers see a freed transfer
+            if x is None:
                 return
-            x, self._x = self._x, None
-        if x is None:
-            return
+            if self.dispatch_tag or self._busy:
+                self._deferred, self._free_requested = x, True
+                return
+        self._release(x)
+
+    def _free_deferred(self) -> None:
+        with self._lock:
+            x = self._deferred
+            if x is None or self.dispatch_tag or self._busy:
+                return
+            self._deferred, self._free_requested = None, False
+        self._release(x)
+
+    def _release(self, x: CData) -> None:
         if lib.wu_xfer_free(x) == lib.WU_ERR_IN_FLIGHT:
             lib.wu_xfer_reap(x, self._actual)
             lib.wu_xfer_free(x)

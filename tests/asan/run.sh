@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 VENV=${VENV_ASAN:-.venv-asan}
 test -x "$VENV/bin/python" || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet cffi numpy libusb-package pytest hypothesis click rich
+"$VENV/bin/python" -m pip install --quiet cffi numpy libusb-package pytest hypothesis click rich matplotlib
 rm -rf build/asan && mkdir -p build/asan
 cp -r wdfusb build/asan/ && rm -f build/asan/wdfusb/_native*.so
 WDFUSB_CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
