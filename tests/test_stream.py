@@ -5,8 +5,6 @@ from __future__ import annotations
 import gc
 import io
 import random
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -18,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sigint import interrupt_child
 
 import wdfusb
 from wdfusb import _engine
@@ -574,14 +573,6 @@ except KeyboardInterrupt:
 
 @pytest.mark.parametrize("where", ["write", "flush"])
 def test_ctrl_c_while_blocked_cancels_and_reaps(where: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD, where], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "blocked"
-    time.sleep(0.3)
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    line = proc.stdout.readline().split()
-    proc.wait(5)
-    assert line[0] == "interrupted", line
-    assert float(line[1]) - sent < 0.5
-    assert line[2:] == ["0", "0", "0"]  # nothing in flight, nothing written, every transfer freed
+    latency, fields = interrupt_child(CTRL_C_CHILD, where)
+    assert latency < 0.5
+    assert fields == ["0", "0", "0"]  # nothing in flight, nothing written, every transfer freed

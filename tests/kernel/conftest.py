@@ -22,6 +22,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "rig"))
+sys.path.insert(0, str(HERE.parent))  # tests/sigint.py
 
 import gadget  # noqa: E402
 

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import array
 import mmap
-import signal
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -18,6 +15,7 @@ import zlib
 import gadget
 import numpy as np
 import pytest
+from sigint import interrupt_child
 
 import wdfusb
 from wdfusb import _engine
@@ -203,19 +201,9 @@ dev.close()
 
 @pytest.mark.parametrize("ffs_gadget", ["stop"], indirect=True)
 def test_ctrl_c_during_a_blocked_libusb_write(ffs_gadget: gadget.FfsGadget) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_CHILD, str(ffs_gadget.ep_out)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "blocked"
-    time.sleep(0.5)
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    line = proc.stdout.readline().split()
-    proc.wait(10)
-    assert line[0] == "interrupted", line
-    assert float(line[1]) - sent < 0.2
-    assert line[2] == "0"
+    latency, (in_flight,) = interrupt_child(CTRL_C_CHILD, str(ffs_gadget.ep_out), settle=0.5)
+    assert latency < 0.2
+    assert in_flight == "0"
 
 
 def test_libusb_abi_round_trip(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
