@@ -332,12 +332,10 @@ class Libusb1Runner(_ForeignRunner):
         import usb1
 
         self.iface = self._interface()
-        path = _engine.libusb_path()
-        if path and hasattr(usb1, "loadLibrary"):
-            try:
-                usb1.loadLibrary(path)
-            except Exception:  # noqa: BLE001, S110 - already loaded: use what python-libusb1 has
-                pass
+        with open_device(self.source) as dev:  # before python-libusb1 claims the interface
+            interrupt = dev.pipe(self.endpoint).type == "interrupt"
+        # python-libusb1 loads the system's libusb itself (its loadLibrary() cannot be called
+        # once its structures are defined, which importing it already did)
         self.ctx = usb1.USBContext()
         self.ctx.open()
         self.handle = None
@@ -350,8 +348,6 @@ class Libusb1Runner(_ForeignRunner):
             raise UsbIOError(f"python-libusb1 does not see bus {self.source.bus} address {self.source.address}")
         self.handle.claimInterface(self.iface)
         ep, handle, timeout = self.endpoint, self.handle, self.timeout_ms
-        with open_device(self.source) as dev:
-            interrupt = dev.pipe(self.endpoint).type == "interrupt"
         send = handle.interruptWrite if interrupt else handle.bulkWrite
         self._send = lambda data: send(ep, data, timeout)  # type: ignore[method-assign]
 
