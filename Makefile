@@ -35,7 +35,7 @@ rig: $(STAMP)
 	$(PY) tests/rig/qemu_rig.py run --speed high -- $(RIG_PYTEST)
 	$(PY) tests/rig/qemu_rig.py run --speed super -- $(RIG_PYTEST)
 
-test: check unit rig
+test: check unit asan rig
 
 asan:
 	tests/asan/run.sh
