@@ -386,6 +386,52 @@ int wu_xfer_reap(wu_xfer *x, size_t *actual)
     return x->result;
 }
 
+int wu_ring_run(wu_xfer **slots, int depth, wu_ring_state *st, uint8_t ep, uint8_t type, uint8_t *buf,
+                size_t len, size_t chunk, unsigned flags, int64_t slice_us)
+{
+    int64_t until = slice_us > 0 ? wu_now_ns() + slice_us * 1000 : WU_NS_FOREVER;
+    if (!slots || !st || depth <= 0 || !chunk || st->count < 0 || st->count > depth || st->head < 0 ||
+        st->head >= depth || st->next > len || (!buf && len))
+        return WU_ERR_INVALID_PARAM;
+    st->retired = 0;
+    while (st->error == WU_OK && st->next < len) {
+        if (WU_LOAD(&st->stop)) {
+            st->error = WU_ERR_CANCELLED;
+            break;
+        }
+        if (st->count < depth) {            /* room: submit the next chunk */
+            size_t n = len - st->next < chunk ? len - st->next : chunk;
+            wu_xfer *x = slots[(st->head + st->count) % depth];
+            int rc = wu_xfer_submit(x, ep, type, buf + st->next, n, flags, 0);
+            if (rc != WU_OK) {
+                st->error = rc;
+                return rc;
+            }
+            st->next += n;
+            st->count++;
+            continue;
+        }
+        {                                   /* full: retire the oldest */
+            wu_xfer *x = slots[st->head];
+            size_t actual = 0;
+            int64_t left = until == WU_NS_FOREVER ? 0 : (until - wu_now_ns()) / 1000;
+            int rc;
+            if (until != WU_NS_FOREVER && left <= 0) return WU_PENDING;
+            rc = wu_xfer_wait(x, until == WU_NS_FOREVER ? 0 : left, &actual);
+            if (rc == WU_PENDING) return WU_PENDING;
+            st->bytes_done += actual;
+            st->head = (st->head + 1) % depth;
+            st->count--;
+            st->retired++;
+            if (rc != WU_OK) {
+                st->error = rc;
+                return rc;
+            }
+        }
+    }
+    return st->error;
+}
+
 int wu_bench_loop(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, uint64_t count,
                   int64_t timeout_us, double *seconds)
 {

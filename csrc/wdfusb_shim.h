@@ -154,6 +154,24 @@ void wu_cq_wake(void);                        /* make one wu_cq_wait return now 
 void wu_set_completion_context(int on);       /* this thread runs completions: refuse sync calls */
 int wu_in_completion_context(void);
 
+/* ---- streaming: a ring of transfers driven in C ---------------------------- */
+typedef struct {
+    int head;                     /* oldest slot in flight */
+    int count;                    /* slots in flight */
+    size_t next;                  /* offset in buf of the next byte to submit */
+    uint64_t bytes_done;          /* actual lengths of the transfers retired */
+    int retired;                  /* transfers retired by this call */
+    int error;                    /* first failure (engine code), then nothing more is submitted */
+    int stop;                     /* set by another thread: submit nothing more (cancelled) */
+} wu_ring_state;
+
+/* Send buf[st->next:len] as chunk-sized transfers on slots[], keeping up to depth in flight:
+   retire the oldest (in order, waiting for it), submit the next. Slots already in flight
+   (st->head, st->count) are retired first. Returns WU_OK once everything is submitted (the
+   last ones may still be in flight), WU_PENDING when slice_us ran out, or the first error. */
+int wu_ring_run(wu_xfer **slots, int depth, wu_ring_state *st, uint8_t ep, uint8_t type,
+                uint8_t *buf, size_t len, size_t chunk, unsigned flags, int64_t slice_us);
+
 /* ---- helpers ------------------------------------------------------------- */
 uint32_t wu_crc32(uint32_t crc, const uint8_t *buf, size_t len);
 int wu_bench_loop(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len,

@@ -33,6 +33,7 @@ _WU_ERR_CANCELLED = _engine.lib.WU_ERR_CANCELLED
 _WU_ERR_TIMEOUT = _engine.lib.WU_ERR_TIMEOUT
 _XFER_DONE = _engine.lib.WU_XFER_DONE
 _xfer_state = _engine.lib.wu_xfer_state
+_ring_run = _engine.lib.wu_ring_run
 
 
 @dataclass(eq=False)
@@ -80,6 +81,10 @@ class Ring:
         except BaseException:
             self.free()
             raise
+        self._native = _engine.ffi.new("wu_xfer *[]", [slot.xfer._x for slot in self.slots])
+        self._state = _engine.ffi.new("wu_ring_state *")
+        self._c_idle = threading.Event()  # clear while run_span's C loop owns the slots
+        self._c_idle.set()
 
     # ---- where the writer stands -------------------------------------------------
 
@@ -117,6 +122,58 @@ class Ring:
             if self.count > self.peak:
                 self.peak = self.count
             return True
+
+    def run_span(self, view: memoryview, flags: int) -> int:
+        """Send the whole chunks of ``view`` without copying, retiring and submitting in C
+        (no Python per transfer). Returns the bytes submitted; the last transfers may still
+        be in flight, carrying ``view``. Ctrl-C is seen between 50 ms slices."""
+        n = len(view) - len(view) % self.chunk
+        if not n:
+            return 0
+        span = view[:n]
+        pinned = _engine.pin(span)
+        st = self._state
+        with self.lock:
+            if self.error != WU_OK:
+                return 0
+            st.head, st.count, st.next, st.bytes_done, st.error, st.stop = (
+                self.head, self.count, 0, self.bytes_done, WU_OK, 0
+            )  # fmt: skip
+            self._c_idle.clear()
+        try:
+            rc = WU_PENDING
+            while rc == WU_PENDING:
+                rc = _ring_run(
+                    self._native, self.depth, st, self.ep, self.ep_type, pinned, n, self.chunk, flags, SLICE_US
+                )
+                self._take_state((span, pinned))
+        finally:
+            self._take_state((span, pinned))
+            self._c_idle.set()
+        return int(st.next)
+
+    def _take_state(self, carried: Any) -> None:
+        """Apply what the last C call did to the bookkeeping: retire the slots it retired
+        (oldest first), then mark the ones it submitted as carrying ``carried``. Idempotent:
+        the call's ``retired`` count is consumed."""
+        st = self._state
+        with self.lock:
+            h0, c0 = self.head, self.count
+            for i in range(st.retired):
+                slot = self.slots[(h0 + i) % self.depth]
+                if slot.own is not None:
+                    slot.own.busy = False
+                slot.live, slot.own, slot.ext = False, None, None
+            for i in range(st.count - (c0 - st.retired)):
+                slot = self.slots[(h0 + c0 + i) % self.depth]
+                slot.live, slot.own, slot.ext = True, None, carried
+            if st.retired or not c0:
+                self.front_since = time.monotonic()
+            st.retired = 0
+            self.head, self.count, self.bytes_done = int(st.head), int(st.count), int(st.bytes_done)
+            self.peak = max(self.peak, self.count)
+            if st.error != WU_OK and self.error == WU_OK:
+                self.error = int(st.error)
 
     def _retire(self, slot: Slot, rc: int, actual: int) -> None:
         """Count a transfer that is back (the oldest); under ``lock``."""
@@ -171,6 +228,12 @@ class Ring:
         """Fail the ring with ``reason`` (unless it failed already), cancel every transfer newest
         first, wait until each is back and count its bytes. Any thread; idempotent. Returns
         the bytes written."""
+        if not self._c_idle.is_set():
+            # run_span's C loop is driving: ask it to stop (it checks between transfers and
+            # after each 50 ms wait slice) and let it hand the slots back, so that the cancels
+            # below go newest first and what moved stays a prefix of the stream
+            self._state.stop = 1
+            self._c_idle.wait(5)
         with self.lock:
             if self.error == WU_OK:
                 self.error = reason

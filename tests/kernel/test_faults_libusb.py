@@ -1,0 +1,325 @@
+"""The fault matrix on the real Linux USB stack (dummy_hcd + configfs gadgets), libusb backend.
+
+Gadget Zero's SourceSink (pattern=1) checks every byte and halts on a wrong one; the
+FunctionFS gadget counts and CRCs every byte it reads (or stops reading, so the host sees
+NAKs); ``unbind`` is a surprise removal. Every wait is bounded; nothing is left alive.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gadget
+import pytest
+
+import wdfusb
+from wdfusb import _engine
+from wdfusb.wdf import *
+
+SS_VID, SS_PID = 0x0525, 0xA4A0
+GONE = {STATUS_NO_SUCH_DEVICE, STATUS_DEVICE_NOT_CONNECTED, STATUS_DEVICE_REMOVED}
+JOIN_S = 30
+
+
+@pytest.fixture(autouse=True)
+def counts() -> Iterator[None]:
+    """Native devices and transfers return to their starting values."""
+    gc.collect()
+    before = (_engine.Transfer.live, _engine.live_objects())
+    yield
+    assert wait_for_completions(JOIN_S)
+    gc.collect()
+    assert (_engine.Transfer.live, _engine.live_objects()) == before
+
+
+def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            out.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def joined(t: threading.Thread) -> None:
+    t.join(JOIN_S)
+    assert not t.is_alive(), "a transfer hung"
+
+
+def open_ss() -> wdfusb.Device:
+    return wdfusb.open(vid=SS_VID, pid=SS_PID, serial=gadget.SERIAL)
+
+
+def open_wdf(vid: int, pid: int) -> tuple[WDFUSBDEVICE, dict[int, Any]]:
+    device = WDFUSBDEVICE()
+    assert WdfUsbTargetDeviceCreate(wdfusb.find_device(vid=vid, pid=pid), WDF_NO_OBJECT_ATTRIBUTES, device) == 0
+    params = WDF_USB_DEVICE_SELECT_CONFIG_PARAMS()
+    WDF_USB_DEVICE_SELECT_CONFIG_PARAMS_INIT_SINGLE_INTERFACE(params)
+    assert NT_SUCCESS(WdfUsbTargetDeviceSelectConfig(device, WDF_NO_OBJECT_ATTRIBUTES, params))
+    iface = WdfUsbTargetDeviceGetInterface(device, 0)
+    pipes = {}
+    for i in range(WdfUsbInterfaceGetNumConfiguredPipes(iface)):
+        info = WDF_USB_PIPE_INFORMATION()
+        WDF_USB_PIPE_INFORMATION_INIT(info)
+        pipes[info.EndpointAddress] = WdfUsbInterfaceGetConfiguredPipe(iface, i, info)
+    return device, pipes
+
+
+def unplug_after(g: gadget.Gadget, seconds: float) -> threading.Timer:
+    t = threading.Timer(seconds, g.unbind, kwargs={"wait": None})
+    t.start()
+    return t
+
+
+# ---- stall mid-stream ---------------------------------------------------------------------
+
+
+def test_stall_mid_stream_shows_on_a_later_write_then_reset(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    good = gadget.mod63(16 * bulk_maxp, bulk_maxp)
+    bad = bytearray(good)
+    bad[5 * bulk_maxp + 7] ^= 0xFF
+    with open_ss() as dev:
+        p = dev.pipe(0x02)
+        w = p.writer(depth=4, chunk=len(good))
+        submitted = 0
+        with pytest.raises(wdfusb.UsbStallError) as err:
+            for i in range(400):  # the gadget checks when its 4 KiB request fills: a later write stalls
+                w.write(bad if i == 3 else good)
+                submitted += len(good)
+            w.flush()
+        assert err.value.usbd_status == USBD_STATUS_STALL_PID and not NT_SUCCESS(err.value.status)
+        assert err.value.bytes_transferred == w.bytes_written < submitted
+        assert w.bytes_written >= 3 * len(good)  # what went before the wrong byte was taken
+        with pytest.raises(wdfusb.UsbStallError):
+            p.write(good, timeout=5)  # still halted
+        w.close()
+        p.reset()
+        assert p.write(good, timeout=5) == len(good)
+
+
+# ---- NAK until time-out (FunctionFS gadget that never reads) ------------------------------
+
+
+@pytest.mark.parametrize("ffs_gadget", ["stop"], indirect=True)
+def test_nak_until_timeout_sync_wdf_and_stream(ffs_gadget: gadget.FfsGadget) -> None:
+    with wdfusb.open(vid=ffs_gadget.vid, pid=ffs_gadget.pid) as dev:
+        p = dev.pipe(ffs_gadget.ep_out)
+        with pytest.raises(wdfusb.UsbTimeoutError) as err:
+            p.write(bytes(64 << 10), timeout=0.3)
+        assert err.value.status == STATUS_IO_TIMEOUT and err.value.bytes_transferred == 0
+        w = p.writer(depth=4, chunk=16 << 10, timeout=0.3)
+        with pytest.raises(wdfusb.UsbTimeoutError) as serr:
+            w.write(bytes(128 << 10))
+            w.flush()
+        assert serr.value.bytes_transferred == w.bytes_written == 0
+        w.close()
+        assert dev._core.native.live_transfers() == 0
+    device, pipes = open_wdf(ffs_gadget.vid, ffs_gadget.pid)
+    options = WDF_REQUEST_SEND_OPTIONS()
+    WDF_REQUEST_SEND_OPTIONS_INIT(options, WDF_REQUEST_SEND_OPTION_TIMEOUT)
+    WDF_REQUEST_SEND_OPTIONS_SET_TIMEOUT(options, WDF_REL_TIMEOUT_IN_MS(300))
+    desc, n = WDF_MEMORY_DESCRIPTOR(), ULONG(7)
+    WDF_MEMORY_DESCRIPTOR_INIT_BUFFER(desc, bytes(4096), 4096)
+    assert WdfUsbTargetPipeWriteSynchronously(pipes[ffs_gadget.ep_out], None, options, desc, n) == STATUS_IO_TIMEOUT
+    assert n.value == 0
+    WdfObjectDelete(device)
+    assert ffs_gadget.received.bytes == 0
+
+
+# ---- unplug -------------------------------------------------------------------------------
+
+
+def test_unplug_during_a_sync_write(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    data = gadget.mod63(16 << 20, bulk_maxp)
+    with open_ss() as dev:
+        p = dev.pipe(0x02)
+        unplug_after(sourcesink, 0.3)
+        with pytest.raises(wdfusb.UsbError) as err:
+            for _ in range(100):
+                p.write(data, timeout=JOIN_S)
+        # the URB in flight at the disconnect may die as a bus error; the device is gone after it
+        assert isinstance(err.value, (wdfusb.DeviceGoneError, wdfusb.UsbIOError)), err.value
+        assert 0 <= err.value.bytes_transferred < len(data)
+        assert err.value.bytes_transferred % bulk_maxp == 0
+        deadline = time.monotonic() + JOIN_S
+        while True:
+            try:
+                p.write(b"x", timeout=1)
+            except wdfusb.DeviceGoneError as gone:
+                assert gone.status in GONE
+                break
+            except wdfusb.UsbIOError:
+                assert time.monotonic() < deadline, "never reported the device gone"
+                time.sleep(0.05)
+            else:
+                raise AssertionError("a write succeeded after the unplug")
+
+
+def test_unplug_during_async_wdf_requests(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    device, pipes = open_wdf(SS_VID, SS_PID)
+    pipe, target = pipes[0x02], WdfUsbTargetPipeGetIoTarget(pipes[0x02])
+    data = gadget.mod63(1 << 20, bulk_maxp)
+    done: list[tuple[int, int]] = []
+    free = threading.Semaphore(4)
+
+    def routine(Request: Any, Target: Any, Params: Any, Context: Any) -> None:
+        done.append((int(Params.IoStatus.Status), Params.Parameters.Usb.Completion.Parameters.PipeWrite.Length))
+        free.release()
+
+    reqs = []
+    for _ in range(4):
+        req, mem = WDFREQUEST(), WDFMEMORY()
+        assert WdfRequestCreate(None, target, req) == STATUS_SUCCESS
+        assert WdfMemoryCreatePreallocated(None, data, len(data), mem) == STATUS_SUCCESS
+        reqs.append((req, mem))
+    unplug_after(sourcesink, 0.3)
+    reuse = WDF_REQUEST_REUSE_PARAMS()
+    sent = 0
+    deadline = time.monotonic() + JOIN_S
+    while all(s == STATUS_SUCCESS for s, _ in done) and time.monotonic() < deadline:
+        assert free.acquire(timeout=JOIN_S)
+        req, mem = reqs[sent % 4]
+        WDF_REQUEST_REUSE_PARAMS_INIT(reuse, WDF_REQUEST_REUSE_NO_FLAGS, STATUS_SUCCESS)
+        assert WdfRequestReuse(req, reuse) == STATUS_SUCCESS
+        assert WdfUsbTargetPipeFormatRequestForWrite(pipe, req, mem, None) == STATUS_SUCCESS
+        WdfRequestSetCompletionRoutine(req, routine, None)
+        if not WdfRequestSend(req, target, None):
+            assert not NT_SUCCESS(WdfRequestGetStatus(req))  # the device is gone: refused at once
+            free.release()
+            break
+        sent += 1
+    assert wait_for_completions(JOIN_S)
+    failed = [NTSTATUS(s) for s, _ in done if s != STATUS_SUCCESS]
+    assert failed, "no request saw the unplug"
+    # the first failures may be bus errors (the URBs die with the port); then the device is gone
+    assert all(not NT_SUCCESS(s) for s in failed), failed
+    assert all(n == len(data) for s, n in done if s == STATUS_SUCCESS)
+    for req, mem in reqs:
+        WdfObjectDelete(req)
+        WdfObjectDelete(mem)
+    WdfObjectDelete(device)
+
+
+def test_unplug_during_a_stream(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    data = gadget.mod63(1 << 20, bulk_maxp)
+    with open_ss() as dev:
+        w = dev.pipe(0x02).writer(depth=8, chunk=64 << 10)
+        unplug_after(sourcesink, 0.3)
+        with pytest.raises(wdfusb.DeviceGoneError) as err:
+            for _ in range(1000):
+                w.write(data)
+            w.flush()
+        assert err.value.bytes_transferred == w.bytes_written
+        assert w.bytes_written % bulk_maxp == 0  # whole packets only
+        assert dev._core.native.live_transfers() == 0
+        w.close()
+
+
+# ---- random cancels, counted by the FunctionFS gadget --------------------------------------
+
+
+@pytest.mark.parametrize("ffs_gadget", [{"mode": "count", "read_size": 1 << 20}], indirect=True)
+def test_random_cancels_move_exactly_the_bytes_reported(ffs_gadget: gadget.FfsGadget) -> None:
+    rng = random.Random(5)
+    data = rng.randbytes(256 << 10)
+    crc, total, cancelled = 0, 0, 0
+    with wdfusb.open(vid=ffs_gadget.vid, pid=ffs_gadget.pid) as dev:
+        pipe = dev.pipe(ffs_gadget.ep_out)
+        xfer = dev._core.new_transfer()
+        view = _engine.pin(data)
+        for _ in range(200):
+            t, out = in_thread(lambda: pipe._core.transfer(view, len(data), 0, 0, xfer))
+            time.sleep(rng.random() * 0.01)
+            xfer.cancel()
+            joined(t)
+            rc, actual = out[0]
+            assert rc in (0, _engine.lib.WU_ERR_CANCELLED) and (rc != 0 or actual == len(data))
+            cancelled += rc != 0
+            crc, total = zlib.crc32(data[:actual], crc), total + actual
+        # a short packet ends the gadget's pending read, so it counts everything
+        assert pipe.write(b"!", timeout=5) == 1
+        crc, total = zlib.crc32(b"!", crc), total + 1
+        assert ffs_gadget.received.wait_bytes(total, JOIN_S) == total
+        assert ffs_gadget.received.crc32 == crc
+        assert cancelled > 0
+        xfer.free()
+
+
+@pytest.mark.xfail(
+    reason="seen once in 2 rig runs: byte count exact but CRC differs after stream cancels with several requests "
+    "in flight (not a prefix?) - see /work/notes/requests-from-reliability.md item 4",
+    strict=False,
+)
+@pytest.mark.parametrize("ffs_gadget", [{"mode": "count", "read_size": 1 << 20}], indirect=True)
+def test_random_stream_cancels_move_exactly_the_bytes_reported(ffs_gadget: gadget.FfsGadget) -> None:
+    rng = random.Random(6)
+    data = rng.randbytes(512 << 10)
+    crc, total = 0, 0
+    with wdfusb.open(vid=ffs_gadget.vid, pid=ffs_gadget.pid) as dev:
+        pipe = dev.pipe(ffs_gadget.ep_out)
+        for _ in range(50):
+            w = pipe.writer(depth=4, chunk=32 << 10)
+            t, out = in_thread(lambda w=w: (w.write(data), w.flush()))  # type: ignore[misc]
+            time.sleep(rng.random() * 0.02)
+            n = w.cancel()
+            joined(t)
+            assert n == w.bytes_written <= len(data)
+            if isinstance(out[0], BaseException):
+                assert isinstance(out[0], wdfusb.UsbCancelledError) and out[0].bytes_transferred == n
+            w.close()
+            crc, total = zlib.crc32(data[:n], crc), total + n
+        assert pipe.write(b"!", timeout=5) == 1
+        crc, total = zlib.crc32(b"!", crc), total + 1
+        assert ffs_gadget.received.wait_bytes(total, JOIN_S) == total
+        assert ffs_gadget.received.crc32 == crc
+
+
+# ---- close while in flight ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ffs_gadget", ["stop"], indirect=True)
+def test_close_while_a_write_and_a_stream_are_blocked(ffs_gadget: gadget.FfsGadget) -> None:
+    dev = wdfusb.open(vid=ffs_gadget.vid, pid=ffs_gadget.pid)
+    p = dev.pipe(ffs_gadget.ep_out)
+    w = p.writer(depth=4, chunk=16 << 10)
+    t1, out1 = in_thread(lambda: p.write(bytes(64 << 10)))  # no time-out: only the close ends it
+    t2, out2 = in_thread(lambda: (w.write(bytes(256 << 10)), w.flush()))
+    time.sleep(0.5)
+    assert t1.is_alive() and t2.is_alive()
+    dev.close()
+    joined(t1)
+    joined(t2)
+    assert isinstance(out1[0], wdfusb.UsbError) and out1[0].bytes_transferred == 0, out1
+    assert isinstance(out2[0], wdfusb.UsbError) and out2[0].bytes_transferred == 0, out2
+    w.close()
+    assert ffs_gadget.received.bytes == 0
+
+
+@pytest.mark.parametrize("ffs_gadget", ["stop"], indirect=True)
+def test_delete_the_wdf_device_with_requests_in_flight(ffs_gadget: gadget.FfsGadget) -> None:
+    device, pipes = open_wdf(ffs_gadget.vid, ffs_gadget.pid)
+    pipe = pipes[ffs_gadget.ep_out]
+    done: list[int] = []
+    for _ in range(4):
+        req, mem = WDFREQUEST(), WDFMEMORY()
+        assert WdfRequestCreate(None, WdfUsbTargetPipeGetIoTarget(pipe), req) == STATUS_SUCCESS
+        assert WdfMemoryCreate(None, NonPagedPool, 0, 4096, mem, None) == STATUS_SUCCESS
+        assert WdfUsbTargetPipeFormatRequestForWrite(pipe, req, mem, None) == STATUS_SUCCESS
+        WdfRequestSetCompletionRoutine(req, lambda q, t, prm, c: done.append(int(prm.IoStatus.Status)))
+        assert WdfRequestSend(req, WdfUsbTargetPipeGetIoTarget(pipe), None)
+    time.sleep(0.3)
+    assert not done
+    WdfObjectDelete(device)
+    assert wait_for_completions(JOIN_S)
+    assert len(done) == 4 and all(not NT_SUCCESS(s) for s in done), done
