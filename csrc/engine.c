@@ -386,8 +386,22 @@ int wu_xfer_reap(wu_xfer *x, size_t *actual)
     return x->result;
 }
 
+/* Cancel every transfer of the ring newest first, then reap them oldest first. */
+static void ring_abort(wu_xfer **slots, int depth, wu_ring_state *st)
+{
+    for (int i = st->count - 1; i >= 0; i--) wu_xfer_cancel(slots[(st->head + i) % depth]);
+    while (st->count) {
+        size_t actual = 0;
+        wu_xfer_reap(slots[st->head], &actual);
+        st->bytes_done += actual;
+        st->head = (st->head + 1) % depth;
+        st->count--;
+        st->retired++;
+    }
+}
+
 int wu_ring_run(wu_xfer **slots, int depth, wu_ring_state *st, uint8_t ep, uint8_t type, uint8_t *buf,
-                size_t len, size_t chunk, unsigned flags, int64_t slice_us)
+                size_t len, size_t chunk, unsigned flags, int64_t timeout_us, int64_t slice_us)
 {
     int64_t until = slice_us > 0 ? wu_now_ns() + slice_us * 1000 : WU_NS_FOREVER;
     if (!slots || !st || depth <= 0 || !chunk || st->count < 0 || st->count > depth || st->head < 0 ||
@@ -399,36 +413,39 @@ int wu_ring_run(wu_xfer **slots, int depth, wu_ring_state *st, uint8_t ep, uint8
             st->error = WU_ERR_CANCELLED;
             break;
         }
-        if (st->count < depth) {            /* room: submit the next chunk */
+        if (st->count < depth) { /* room: submit the next chunk */
             size_t n = len - st->next < chunk ? len - st->next : chunk;
-            wu_xfer *x = slots[(st->head + st->count) % depth];
-            int rc = wu_xfer_submit(x, ep, type, buf + st->next, n, flags, 0);
+            int rc = wu_xfer_submit(slots[(st->head + st->count) % depth], ep, type, buf + st->next, n, flags, 0);
             if (rc != WU_OK) {
                 st->error = rc;
-                return rc;
+                break;
             }
+            if (!st->count) st->front_ns = wu_now_ns();
             st->next += n;
             st->count++;
             continue;
         }
-        {                                   /* full: retire the oldest */
-            wu_xfer *x = slots[st->head];
+        { /* full: retire the oldest */
             size_t actual = 0;
-            int64_t left = until == WU_NS_FOREVER ? 0 : (until - wu_now_ns()) / 1000;
+            int64_t now = wu_now_ns(), stop_at = until;
             int rc;
-            if (until != WU_NS_FOREVER && left <= 0) return WU_PENDING;
-            rc = wu_xfer_wait(x, until == WU_NS_FOREVER ? 0 : left, &actual);
-            if (rc == WU_PENDING) return WU_PENDING;
+            if (timeout_us > 0 && st->front_ns + timeout_us * 1000 < stop_at) stop_at = st->front_ns + timeout_us * 1000;
+            if (stop_at != WU_NS_FOREVER && now >= stop_at) {
+                if (stop_at == until) return WU_PENDING;
+                st->error = WU_ERR_TIMEOUT; /* the oldest has waited too long */
+                break;
+            }
+            rc = wu_xfer_wait(slots[st->head], stop_at == WU_NS_FOREVER ? 0 : (stop_at - now + 999) / 1000, &actual);
+            if (rc == WU_PENDING) continue; /* the loop decides: slice over, or time-out */
             st->bytes_done += actual;
             st->head = (st->head + 1) % depth;
             st->count--;
             st->retired++;
-            if (rc != WU_OK) {
-                st->error = rc;
-                return rc;
-            }
+            st->front_ns = wu_now_ns();
+            if (rc != WU_OK) st->error = rc;
         }
     }
+    if (st->error == WU_ERR_TIMEOUT) ring_abort(slots, depth, st);
     return st->error;
 }
 

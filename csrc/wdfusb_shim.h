@@ -163,14 +163,19 @@ typedef struct {
     int retired;                  /* transfers retired by this call */
     int error;                    /* first failure (engine code), then nothing more is submitted */
     int stop;                     /* set by another thread: submit nothing more (cancelled) */
+    int64_t front_ns;             /* when the oldest in flight became the oldest */
 } wu_ring_state;
 
 /* Send buf[st->next:len] as chunk-sized transfers on slots[], keeping up to depth in flight:
    retire the oldest (in order, waiting for it), submit the next. Slots already in flight
    (st->head, st->count) are retired first. Returns WU_OK once everything is submitted (the
-   last ones may still be in flight), WU_PENDING when slice_us ran out, or the first error. */
+   last ones may still be in flight), WU_PENDING when slice_us ran out, or the first error.
+   timeout_us > 0: a transfer still not back timeout_us after it became the oldest fails the
+   ring with WU_ERR_TIMEOUT; every transfer in flight is then cancelled newest first and
+   reaped, so the bytes that moved are a prefix of buf. */
 int wu_ring_run(wu_xfer **slots, int depth, wu_ring_state *st, uint8_t ep, uint8_t type,
-                uint8_t *buf, size_t len, size_t chunk, unsigned flags, int64_t slice_us);
+                uint8_t *buf, size_t len, size_t chunk, unsigned flags, int64_t timeout_us,
+                int64_t slice_us);
 
 /* ---- helpers ------------------------------------------------------------- */
 uint32_t wu_crc32(uint32_t crc, const uint8_t *buf, size_t len);

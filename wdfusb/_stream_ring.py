@@ -83,6 +83,7 @@ class Ring:
             raise
         self._native = _engine.ffi.new("wu_xfer *[]", [slot.xfer._x for slot in self.slots])
         self._state = _engine.ffi.new("wu_ring_state *")
+        self._timeout_us = 0 if timeout is None else max(1, round(timeout * 1e6))
         self._c_idle = threading.Event()  # clear while run_span's C loop owns the slots
         self._c_idle.set()
 
@@ -139,13 +140,15 @@ class Ring:
             st.head, st.count, st.next, st.bytes_done, st.error, st.stop = (
                 self.head, self.count, 0, self.bytes_done, WU_OK, 0
             )  # fmt: skip
+            st.front_ns = int(self.front_since * 1e9)  # time.monotonic() and the engine share a clock
             self._c_idle.clear()
         try:
             rc = WU_PENDING
             while rc == WU_PENDING:
                 rc = _ring_run(
-                    self._native, self.depth, st, self.ep, self.ep_type, pinned, n, self.chunk, flags, SLICE_US
-                )
+                    self._native, self.depth, st, self.ep, self.ep_type, pinned, n, self.chunk, flags,
+                    self._timeout_us, SLICE_US,
+                )  # fmt: skip
                 self._take_state((span, pinned))
         finally:
             self._take_state((span, pinned))

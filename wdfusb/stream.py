@@ -251,16 +251,9 @@ class StreamWriter:
         n, pos, chunk = len(view), 0, self.chunk
         while pos < n:
             if not self._fill and not copy and n - pos >= chunk:
-                if self._ring.timeout is None:  # whole chunks, the loop in C
-                    pos += self._ring.run_span(view[pos:], self._flags(chunk, False))
-                    if self._ring.error != _WU_OK:
-                        self._raise()
-                    continue
-                piece = view[pos : pos + chunk]
-                slot = self._slot()
-                if not self._ring.submit(slot, _engine.pin(piece), chunk, self._flags(chunk, False), ext=piece):
+                pos += self._ring.run_span(view[pos:], self._flags(chunk, False))  # whole chunks, looped in C
+                if self._ring.error != _WU_OK:
                     self._raise()
-                pos += chunk
                 continue
             take = min(n - pos, chunk - self._fill)
             self._fill_target(take)[:] = view[pos : pos + take]
