@@ -9,8 +9,8 @@ While a callback runs, the thread is in *completion context*: the engine refuses
 synchronous transfer from it (``WU_ERR_WRONG_CONTEXT``, the host's "IRQL above
 PASSIVE_LEVEL"), and :func:`in_completion_routine` is true so the WDF layer returns
 ``STATUS_INVALID_DEVICE_REQUEST`` first. An exception raised by a callback is never
-lost: it is kept and re-raised by :func:`raise_pending` (the WDF and streaming layers
-call it at their next entry point) — unless the submitter gave an ``on_error``.
+lost: it is kept and re-raised by :func:`raise_pending` (``wdfusb.wdf.wait_for_completions``
+calls it) — unless the submitter gave an ``on_error``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ from ._engine import Transfer, ffi, lib
 Callback = Callable[[int, int], None]
 ErrorSink = Callable[[BaseException], None]
 
-_local = threading.local()
+class _DispatchState(threading.local):
+    active = False  # True on the dispatcher thread only (set in _run)
+
+
+_local = _DispatchState()
 _lock = threading.Lock()
 _idle = threading.Condition(_lock)
 _pending: dict[int, tuple[Transfer, Callback, ErrorSink | None]] = {}
@@ -35,7 +39,7 @@ _thread: threading.Thread | None = None
 
 def in_completion_routine() -> bool:
     """True on the dispatcher thread while it runs completion routines."""
-    return bool(getattr(_local, "active", False))
+    return _local.active
 
 
 def submit(

@@ -7,8 +7,8 @@ WDFMEMORY is referenced until the request is deleted, reused or reformatted);
 wdfusb's completion thread (see :mod:`wdfusb._dispatch`), one at a time, in completion
 order; inside them a synchronous send returns ``STATUS_INVALID_DEVICE_REQUEST``, while
 ``WdfRequestReuse`` + format + ``WdfRequestSend`` of the same request is the normal way to
-keep a pipe busy. An exception a routine raises is kept and re-raised by the next
-``WdfRequestSend`` or by :func:`wait_for_completions` — never lost.
+keep a pipe busy. An exception a routine raises is kept and re-raised by
+:func:`wait_for_completions` — never lost.
 """
 
 from __future__ import annotations
@@ -117,7 +117,6 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
     """
     req = get_object(Request, FxRequest)
     target = get_object(Target, FxIoTarget)
-    _dispatch.raise_pending()
     status = validate_request_options(Options)
     if not NT_SUCCESS(status):
         return _fail(req, status)
