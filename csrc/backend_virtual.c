@@ -57,6 +57,7 @@ static vep *find_ep(vdev *v, uint8_t address)
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static uint64_t div_up(uint64_t a, uint64_t b) { return a / b + (a % b != 0); } /* no overflow */
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* Time the bus needs for n packets of this endpoint. */
@@ -185,12 +186,12 @@ static int move_in(vdev *v, vep *e, wu_xfer *x, uint64_t due)
     if (e->cfg.role != WU_ROLE_LOOPBACK_IN || (v->count == 0 && x->actual == 0)) return -1;
     if (due <= x->pkts) return 0;
     want = x->len - x->actual;
-    if (due - x->pkts < (want + maxp - 1) / maxp) want = (size_t)((due - x->pkts) * maxp);
+    if (due - x->pkts < div_up(want, maxp)) want = (size_t)((due - x->pkts) * maxp);
     take = want < v->count ? want : v->count;
     fifo_pop(v, x->buf + x->actual, take);
     x->actual += take;
     e->sent += take;
-    x->pkts += take ? (take + maxp - 1) / maxp : 1;
+    x->pkts += take ? div_up(take, maxp) : 1;
     return take < want || x->actual == x->len; /* the ring ran dry: a short packet ends it */
 }
 
@@ -285,7 +286,7 @@ static int v_submit(wu_xfer *x)
         uint64_t maxp = e->cfg.max_packet;
         x->total_pkts = 0;
         if (!(x->ep & 0x80)) {
-            x->total_pkts = x->len ? (x->len + maxp - 1) / maxp : 1;
+            x->total_pkts = x->len ? div_up(x->len, maxp) : 1;
             if ((x->flags & WU_XFER_ZLP) && x->len && x->len % maxp == 0) x->total_pkts++;
         }
         x->pkts = x->pkt_base = 0;

@@ -288,7 +288,11 @@ static int submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len
     x->cancel_requested = 0;
     x->timed_out = 0;
     x->submitted = 0;
-    x->deadline_ns = timeout_us > 0 ? wu_now_ns() + timeout_us * 1000 : WU_NS_FOREVER;
+    x->deadline_ns = WU_NS_FOREVER;
+    if (timeout_us > 0) {
+        int64_t now = wu_now_ns();
+        if (timeout_us < (INT64_MAX - now) / 1000) x->deadline_ns = now + timeout_us * 1000; /* else: for ever */
+    }
     x->tag = tag;
     WU_STORE(&x->state, WU_XFER_IN_FLIGHT);
     wu_mutex_unlock(&d->lock);
@@ -330,7 +334,7 @@ int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual)
     if (!x) return WU_ERR_INVALID_PARAM;
     state = WU_LOAD(&x->state);
     if (state == WU_XFER_IN_FLIGHT) {
-        int64_t until = slice_us > 0 ? wu_now_ns() + slice_us * 1000 : WU_NS_FOREVER;
+        int64_t until = slice_us > 0 && slice_us < INT64_MAX / 2000 ? wu_now_ns() + slice_us * 1000 : WU_NS_FOREVER;
         int rc;
         if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT;
         waiters_add(x, 1);
@@ -403,7 +407,7 @@ static void ring_abort(wu_xfer **slots, int depth, wu_ring_state *st)
 int wu_ring_run(wu_xfer **slots, int depth, wu_ring_state *st, uint8_t ep, uint8_t type, uint8_t *buf,
                 size_t len, size_t chunk, unsigned flags, int64_t timeout_us, int64_t slice_us)
 {
-    int64_t until = slice_us > 0 ? wu_now_ns() + slice_us * 1000 : WU_NS_FOREVER;
+    int64_t until = slice_us > 0 && slice_us < INT64_MAX / 2000 ? wu_now_ns() + slice_us * 1000 : WU_NS_FOREVER;
     if (!slots || !st || depth <= 0 || !chunk || st->count < 0 || st->count > depth || st->head < 0 ||
         st->head >= depth || st->next > len || (!buf && len))
         return WU_ERR_INVALID_PARAM;

@@ -24,6 +24,7 @@ from ._engine import Transfer, ffi, lib
 Callback = Callable[[int, int], None]
 ErrorSink = Callable[[BaseException], None]
 
+
 class _DispatchState(threading.local):
     active = False  # True on the dispatcher thread only (set in _run)
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 ALIGN = 4096  # ring buffers start on a page boundary (DMA-friendly, no split cache lines)
 _WU_ERR_CANCELLED = _engine.lib.WU_ERR_CANCELLED
 _WU_ERR_TIMEOUT = _engine.lib.WU_ERR_TIMEOUT
+_WU_ERR_NO_DEVICE = _engine.lib.WU_ERR_NO_DEVICE
 _XFER_DONE = _engine.lib.WU_XFER_DONE
 _xfer_state = _engine.lib.wu_xfer_state
 _ring_run = _engine.lib.wu_ring_run
@@ -133,6 +134,19 @@ class Ring:
             return 0
         span = view[:n]
         pinned = _engine.pin(span)
+        entered = [slot.xfer for slot in self.slots if slot.xfer._enter() is not None]
+        try:  # the C loop uses every slot's transfer: none may be freed meanwhile
+            if len(entered) != len(self.slots):
+                with self.lock:
+                    if self.error == WU_OK:
+                        self.error = _WU_ERR_NO_DEVICE  # the device was closed under the writer
+                return 0
+            return self._run_span_c(span, pinned, n, flags)
+        finally:
+            for xfer in entered:
+                xfer._leave()
+
+    def _run_span_c(self, span: memoryview, pinned: CData, n: int, flags: int) -> int:
         st = self._state
         with self.lock:
             if self.error != WU_OK:

@@ -22,6 +22,7 @@ from .virtual import VirtualDevice
 if TYPE_CHECKING:
     from .stream import StreamWriter, ZlpPolicy
 
+_US_MAX = 2**63 - 1
 SPEED_LABELS = {0: "unknown", 1: "low", 2: "full", 3: "high", 4: "super", 5: "super_plus"}
 
 
@@ -31,7 +32,7 @@ def timeout_us(timeout: float | None) -> int:
         return 0
     if timeout != timeout or timeout < 0:
         raise ValueError("timeout must be None or a number of seconds >= 0")
-    return max(1, round(timeout * 1e6))
+    return min(max(1, round(timeout * 1e6)), _US_MAX)  # beyond ~292,000 years: for ever
 
 
 def read_string(native: NativeDevice, index: int) -> str | None:

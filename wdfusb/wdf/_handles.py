@@ -233,7 +233,9 @@ def unbox(handle: Any) -> Any:
 
 def get_object(handle: Any, cls: type[T], expected: str | None = None) -> T:
     """FxObjectHandleGetPtr: the object behind ``handle``, or a bug check."""
-    obj = unbox(handle)
+    obj = handle.value if isinstance(handle, WDFOBJECT) else handle  # unbox(), inlined
+    if isinstance(obj, cls) and not obj._deleted:
+        return obj  # the common case: every check below would pass
     name = expected or cls.HANDLE_TYPE
     if obj is None:
         raise WdfBugCheck(f"NULL handle where a {name} is required", WDF_INVALID_HANDLE, None, name)

@@ -15,6 +15,7 @@ import numpy as np
 from .._engine import ffi, pin
 from ._handles import SIZE_T, WDFOBJECT, FxObject, get_object, required, store, validate_attributes
 from ._ntstatus import (
+    NT_ERROR,
     NT_SUCCESS,
     NTSTATUS,
     STATUS_ACCESS_VIOLATION,
@@ -294,22 +295,21 @@ def MmGetSystemAddressForMdlSafe(Mdl: MDL, Priority: int = 0) -> np.ndarray:
 # ---- WDF_MEMORY_DESCRIPTOR -----------------------------------------------------------------
 
 
+# The union's members keep their zero values as class attributes, so creating them (every
+# WDF_MEMORY_DESCRIPTOR_INIT_* call zeroes the descriptor) runs no __init__.
 class _BufferType:
-    def __init__(self) -> None:
-        self.Buffer: Any = None
-        self.Length = 0
+    Buffer: Any = None
+    Length: int = 0
 
 
 class _MdlType:
-    def __init__(self) -> None:
-        self.Mdl: MDL | None = None
-        self.BufferLength = 0
+    Mdl: MDL | None = None
+    BufferLength: int = 0
 
 
 class _HandleType:
-    def __init__(self) -> None:
-        self.Memory: Any = None
-        self.Offsets: WDFMEMORY_OFFSET | None = None
+    Memory: Any = None
+    Offsets: WDFMEMORY_OFFSET | None = None
 
 
 class _DescriptorUnion:
@@ -356,29 +356,50 @@ def WDF_MEMORY_DESCRIPTOR_INIT_MDL(Descriptor: WDF_MEMORY_DESCRIPTOR, Mdl: MDL |
 class RequestBuffer:
     """FxRequestBuffer: what a validated descriptor resolves to.
 
-    ``cdata``/``offset``/``length`` are what the engine moves; ``memory`` (a WDFMEMORY
-    to reference) and ``mem_offset`` feed the completion parameters; ``pieces`` is set
-    for a chained MDL (gathered before a write, scattered after a read).
+    ``array`` is the object to pin (any buffer-protocol object: a numpy view, or the caller's
+    bytes/bytearray/ndarray itself), ``cdata`` its pin (set once pinned; a WDFMEMORY's own);
+    ``offset``/``length`` are what the engine moves; ``memory`` (a WDFMEMORY to reference)
+    and ``mem_offset`` feed the completion parameters; ``pieces`` is set for a chained MDL
+    (gathered before a write, scattered after a read); ``keep`` holds the caller's object.
+
+    The fields' defaults are class attributes, so ``RequestBuffer()`` runs no ``__init__``
+    (one is made per transfer) and a descriptor sets only what it describes.
     """
 
-    __slots__ = ("array", "cdata", "keep", "length", "mem_offset", "memory", "offset", "pieces", "readonly")
-
-    def __init__(self) -> None:
-        self.array: np.ndarray | None = None
-        self.cdata: Any = None
-        self.offset = 0
-        self.length = 0
-        self.memory: FxMemory | None = None
-        self.mem_offset = 0
-        self.pieces: list[np.ndarray] | None = None
-        self.readonly = False
-        self.keep: Any = None
+    array: Any = None
+    cdata: Any = None
+    offset: int = 0
+    length: int = 0
+    memory: FxMemory | None = None
+    mem_offset: int = 0
+    pieces: list[np.ndarray] | None = None
+    readonly: bool = False
+    keep: Any = None
 
     def pointer(self) -> Any:
         """The engine's buffer argument: None, the pinned cdata, or a pointer into it."""
         if self.cdata is None:
             return None
         return self.cdata if self.offset == 0 else ffi.cast("uint8_t *", self.cdata) + self.offset
+
+
+def _pinnable(buffer: Any) -> tuple[Any, int, bool]:
+    """(what to pin, its size in bytes, read-only?) for any buffer-protocol object, as :func:`_byte_view`
+    sees it (and raising what it raises).
+
+    bytes, bytearray and a C-contiguous ndarray without Python objects are pinned as they are:
+    their flat uint8 view would cover exactly the same bytes, and making it costs more than the
+    rest of a transfer's checks. Anything else goes through the view.
+    """
+    kind = type(buffer)
+    if kind is bytes:
+        return buffer, len(buffer), True
+    if kind is bytearray:
+        return buffer, len(buffer), False
+    if kind is np.ndarray and buffer.flags.c_contiguous and not buffer.dtype.hasobject:
+        return buffer, buffer.nbytes, not buffer.flags.writeable
+    view = _byte_view(buffer)
+    return view, view.size, not view.flags.writeable
 
 
 def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
@@ -394,19 +415,19 @@ def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
         return STATUS_INVALID_PARAMETER, rb
     kind = desc.Type
     if kind == WdfMemoryDescriptorTypeBuffer:
-        buf, length = desc.u.BufferType.Buffer, desc.u.BufferType.Length
+        bt = desc.u.BufferType
+        buf, length = bt.Buffer, bt.Length
         if not isinstance(length, int) or length < 0 or length > ULONG_MAX:
             return STATUS_INVALID_PARAMETER, rb
         if buf is None:
             return STATUS_INVALID_PARAMETER, rb  # with or without a length (WDF's flags are 0)
         try:
-            view = _byte_view(buf)
+            target, size, readonly = _pinnable(buf)
         except (TypeError, ValueError, BufferError):
             return STATUS_INVALID_PARAMETER, rb
-        if length > view.size:
+        if length > size:
             return STATUS_INVALID_DEVICE_REQUEST, rb
-        rb.array, rb.length, rb.keep = view, length, buf
-        rb.readonly = not view.flags.writeable
+        rb.array, rb.length, rb.keep, rb.readonly = target, length, buf, readonly
         return STATUS_SUCCESS, rb
     if kind == WdfMemoryDescriptorTypeMdl:
         mdl, length = desc.u.MdlType.Mdl, desc.u.MdlType.BufferLength
@@ -418,21 +439,26 @@ def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
             chain = mdl.chain()
         except ValueError:
             return STATUS_INVALID_PARAMETER, rb
-        if length > sum(m.ByteCount for m in chain):
+        # ByteCount is a writable field: it may describe less than the MDL's buffer, never more
+        counts = [m.ByteCount for m in chain]
+        if any(not isinstance(n, int) or not 0 <= n <= m.array.size for n, m in zip(counts, chain, strict=True)):
+            return STATUS_INVALID_PARAMETER, rb
+        if length > sum(counts):
             return STATUS_INVALID_DEVICE_REQUEST, rb
         rb.length, rb.keep = length, chain
         rb.readonly = any(not m.array.flags.writeable for m in chain)
-        if len(chain) == 1 or length <= chain[0].ByteCount:
+        if len(chain) == 1 or length <= counts[0]:
             rb.array = chain[0].array
         else:
-            rb.pieces = [m.array for m in chain]
+            rb.pieces = [m.array[:n] for m, n in zip(chain, counts, strict=True)]
         return STATUS_SUCCESS, rb
     if kind == WdfMemoryDescriptorTypeHandle:
-        if desc.u.HandleType.Memory is None:
+        ht = desc.u.HandleType
+        if ht.Memory is None:
             return STATUS_INVALID_PARAMETER, rb
-        mem = get_object(desc.u.HandleType.Memory, FxMemory)
-        status, offset, length = memory_window(mem, desc.u.HandleType.Offsets)
-        if not NT_SUCCESS(status):
+        mem = get_object(ht.Memory, FxMemory)
+        status, offset, length = memory_window(mem, ht.Offsets)
+        if status & NT_ERROR:  # not NT_SUCCESS (inlined: every handle-descriptor transfer runs this)
             return status, rb
         rb.array, rb.cdata, rb.offset, rb.length = mem.array, mem.cdata, offset, length
         rb.memory, rb.mem_offset, rb.readonly = mem, offset, mem.readonly

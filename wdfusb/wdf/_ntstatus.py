@@ -9,6 +9,11 @@ from .._status import NT_SUCCESS, NTSTATUS, NTSTATUS_NAMES, USBD_STATUS, USBD_ST
 
 __all__ = ["NT_SUCCESS", "NTSTATUS", "USBD_STATUS"]
 
+# ``status & NT_ERROR`` is ``not NT_SUCCESS(status)`` (the severity's top bit). The transfer
+# hot path (every WdfUsbTargetPipeWrite/ReadSynchronously) tests it inline instead of calling
+# NT_SUCCESS; everywhere else, use NT_SUCCESS.
+NT_ERROR = 0x80000000
+
 STATUS_SUCCESS: NTSTATUS = NTSTATUS_NAMES["STATUS_SUCCESS"]
 STATUS_PENDING: NTSTATUS = NTSTATUS_NAMES["STATUS_PENDING"]
 STATUS_BUFFER_OVERFLOW: NTSTATUS = NTSTATUS_NAMES["STATUS_BUFFER_OVERFLOW"]

@@ -28,6 +28,7 @@ from ._context import at_passive_level
 from ._handles import ULONG, get_object
 from ._memory import RequestBuffer, resolve_descriptor
 from ._ntstatus import (
+    NT_ERROR,
     NT_SUCCESS,
     NTSTATUS,
     STATUS_CANCELLED,
@@ -60,6 +61,7 @@ from ._usbpipe import FxUsbPipe
 
 ULONG_MAX = 0xFFFFFFFF
 WU_ERR_TIMEOUT = -7
+_PIPE_TRANSFER_TYPES = (WdfUsbPipeTypeBulk, WdfUsbPipeTypeInterrupt)
 
 
 def validate_request_options(options: Any) -> NTSTATUS:
@@ -78,6 +80,9 @@ def validate_request_options(options: Any) -> NTSTATUS:
     return STATUS_SUCCESS
 
 
+US_MAX = 2**63 - 1  # the engine's int64 microseconds
+
+
 def _timeout_us(options: WDF_REQUEST_SEND_OPTIONS | None) -> int:
     """The engine's time-out: 0 = none. WDF: TIMEOUT flag with Timeout 0 waits for ever."""
     if options is None or not options.Flags & WDF_REQUEST_SEND_OPTION_TIMEOUT or options.Timeout == 0:
@@ -85,7 +90,8 @@ def _timeout_us(options: WDF_REQUEST_SEND_OPTIONS | None) -> int:
     seconds = timeout_to_seconds(int(options.Timeout))
     if seconds is None:
         return 0
-    return max(1, int(seconds * 1e6))  # an absolute time already past still cancels at once
+    # an absolute time already past still cancels at once; beyond the engine's range: for ever
+    return min(max(1, int(seconds * 1e6)), US_MAX)
 
 
 def _prepare_buffer(rb: RequestBuffer, read: bool) -> tuple[Any, Any]:
@@ -97,11 +103,16 @@ def _prepare_buffer(rb: RequestBuffer, read: bool) -> tuple[Any, Any]:
             scratch = np.empty(rb.length, dtype=np.uint8)
         else:
             scratch = np.concatenate(rb.pieces)[: rb.length]
+        if scratch.size != rb.length:
+            raise ValueError("the MDL chain is shorter than the transfer")
         return pin(scratch, writable=read), scratch
-    if rb.cdata is None:
+    cdata = rb.cdata
+    if cdata is None:
         assert rb.array is not None
-        rb.cdata = pin(rb.array, writable=read)
-    return rb.pointer(), None
+        cdata = rb.cdata = pin(rb.array, writable=read)
+    if len(cdata) < rb.offset + rb.length:  # the engine trusts its length: never past the pinned bytes
+        raise ValueError("the descriptor is longer than its buffer")
+    return (cdata if rb.offset == 0 else rb.pointer()), None
 
 
 def _scatter(rb: RequestBuffer, scratch: np.ndarray, actual: int) -> None:
@@ -116,7 +127,7 @@ def _scatter(rb: RequestBuffer, scratch: np.ndarray, actual: int) -> None:
 
 def check_transfer(pipe: FxUsbPipe, rb: RequestBuffer, read: bool) -> NTSTATUS:
     """FxUsbPipe::FormatTransferRequest's checks of the pipe and the buffer."""
-    if pipe.pipe_type not in (WdfUsbPipeTypeBulk, WdfUsbPipeTypeInterrupt):
+    if pipe.pipe_type not in _PIPE_TRANSFER_TYPES:
         return STATUS_INVALID_DEVICE_REQUEST
     if rb.length > ULONG_MAX:
         return STATUS_INTEGER_OVERFLOW
@@ -136,7 +147,7 @@ def check_transfer(pipe: FxUsbPipe, rb: RequestBuffer, read: bool) -> NTSTATUS:
 def format_request(pipe: FxUsbPipe, req: FxRequest, rb: RequestBuffer, read: bool) -> NTSTATUS:
     """Format ``req`` for a pipe transfer: target (stack depth), memory reference, USB parameters."""
     status = req.validate_target(pipe)
-    if not NT_SUCCESS(status):
+    if status & NT_ERROR:
         return status
     req.set_memory(rb)
     usb = req.usb
@@ -150,40 +161,37 @@ def format_request(pipe: FxUsbPipe, req: FxRequest, rb: RequestBuffer, read: boo
     return STATUS_SUCCESS
 
 
-def _format(pipe: FxUsbPipe, req: FxRequest | None, rb: RequestBuffer, read: bool) -> NTSTATUS:
-    """Checks, then (with a request) mark it sent and format it."""
-    status = check_transfer(pipe, rb, read)
-    if not NT_SUCCESS(status) or req is None:
-        return status
-    if not req.begin():
-        return STATUS_INVALID_DEVICE_REQUEST  # already pending at a target
-    status = format_request(pipe, req, rb, read)
-    if not NT_SUCCESS(status):
-        req.abandon()
-    return status
-
-
 def _send_transfer(
     Pipe: Any, Request: Any, RequestOptions: Any, MemoryDescriptor: Any, BytesTransferred: ULONG | None, read: bool
 ) -> NTSTATUS:
+    # The one path of every synchronous pipe transfer, so it is kept lean: NT_SUCCESS is
+    # inlined as ``status & NT_ERROR``, and None options skip their validation (valid, no time-out).
     pipe = get_object(Pipe, FxUsbPipe)
     req = get_object(Request, FxRequest) if Request is not None else None
     if BytesTransferred is not None:
         BytesTransferred.value = 0
     if not at_passive_level():
         return STATUS_INVALID_DEVICE_REQUEST
-    status = validate_request_options(RequestOptions)
-    if not NT_SUCCESS(status):
-        return status
+    if RequestOptions is not None:
+        status = validate_request_options(RequestOptions)
+        if status & NT_ERROR:
+            return status
     if MemoryDescriptor is not None:
         status, rb = resolve_descriptor(MemoryDescriptor)
-        if not NT_SUCCESS(status):
+        if status & NT_ERROR:
             return status
     else:
         rb = RequestBuffer()
-    status = _format(pipe, req, rb, read)
-    if not NT_SUCCESS(status):
+    status = check_transfer(pipe, rb, read)
+    if status & NT_ERROR:
         return status
+    if req is not None:  # mark it sent, then format it
+        if not req.begin():
+            return STATUS_INVALID_DEVICE_REQUEST  # already pending at a target
+        status = format_request(pipe, req, rb, read)
+        if status & NT_ERROR:
+            req.abandon()
+            return status
     try:
         ptr, scratch = _prepare_buffer(rb, read)
     except MemoryError:
@@ -194,7 +202,7 @@ def _send_transfer(
         if req is not None:
             req.abandon()
         return STATUS_INVALID_PARAMETER
-    timeout_us = _timeout_us(RequestOptions)
+    timeout_us = 0 if RequestOptions is None else _timeout_us(RequestOptions)
     if req is None:
         code, actual = pipe.core.transfer(ptr, rb.length, timeout_us)
     else:
@@ -231,7 +239,7 @@ def WdfUsbTargetPipeWriteSynchronously(
     sends a zero-length packet. ``BytesWritten`` (a ``ULONG()`` box) is zeroed first and set to
     the bytes moved even on error. Returns the completion NTSTATUS or one of the seed's codes.
     """
-    return _send_transfer(Pipe, Request, RequestOptions, MemoryDescriptor, BytesWritten, read=False)
+    return _send_transfer(Pipe, Request, RequestOptions, MemoryDescriptor, BytesWritten, False)  # False: a write
 
 
 def WdfUsbTargetPipeReadSynchronously(
@@ -246,7 +254,7 @@ def WdfUsbTargetPipeReadSynchronously(
     The length must be a multiple of the pipe's MaximumPacketSize unless
     WdfUsbTargetPipeSetNoMaximumPacketSizeCheck was called (else STATUS_INVALID_BUFFER_SIZE).
     """
-    return _send_transfer(Pipe, Request, RequestOptions, MemoryDescriptor, BytesRead, read=True)
+    return _send_transfer(Pipe, Request, RequestOptions, MemoryDescriptor, BytesRead, True)  # True: a read
 
 
 def _pipe_control(Pipe: Any, Request: Any, RequestOptions: Any, reset: bool) -> NTSTATUS:

@@ -30,6 +30,9 @@ class FxUsbPipe(FxIoTarget):
         self.device: FxUsbDevice = interface.device
         self.core = core
         self.check_packet_size = True
+        # fixed for the pipe's life (its CorePipe never changes); plain attributes, read on every transfer
+        self.pipe_type: int = USB_TYPE_TO_PIPE_TYPE.get(core.type, WdfUsbPipeTypeInvalid)
+        self.is_in: bool = bool(core.address & 0x80)
 
     @property
     def stack_size(self) -> int:
@@ -44,14 +47,6 @@ class FxUsbPipe(FxIoTarget):
 
     def device_key(self) -> object:
         return self.core.device
-
-    @property
-    def pipe_type(self) -> int:
-        return USB_TYPE_TO_PIPE_TYPE.get(self.core.type, WdfUsbPipeTypeInvalid)
-
-    @property
-    def is_in(self) -> bool:
-        return bool(self.core.address & 0x80)
 
     def fill_information(self, info: WDF_USB_PIPE_INFORMATION) -> None:
         """FxUsbPipe::GetInformation: field by field (Size is left alone)."""
