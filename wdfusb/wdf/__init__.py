@@ -17,7 +17,19 @@ Porting the seed's example::
 
 from __future__ import annotations
 
-from . import _async, _handles, _memory, _ntstatus, _request, _structs, _transfer, _usbdevice, _usbpipe
+from . import (
+    _async,
+    _handles,
+    _memory,
+    _ntstatus,
+    _queue,
+    _queue_split,
+    _request,
+    _structs,
+    _transfer,
+    _usbdevice,
+    _usbpipe,
+)
 from ._async import *  # noqa: F403
 from ._context import at_passive_level as at_passive_level
 from ._context import completion_routine_context as completion_routine_context
@@ -26,6 +38,8 @@ from ._context import mark_event_thread as mark_event_thread
 from ._handles import *  # noqa: F403
 from ._memory import *  # noqa: F403
 from ._ntstatus import *  # noqa: F403
+from ._queue import *  # noqa: F403
+from ._queue_split import *  # noqa: F403
 from ._request import *  # noqa: F403
 from ._structs import *  # noqa: F403
 from ._transfer import *  # noqa: F403
@@ -47,6 +61,10 @@ _EXTRA = {
     "mark_event_thread",
     "at_passive_level",
     "wait_for_completions",
+    "post_write",
+    "WriteSplitter",
+    "PVOID",
+    "PMDL",
 }
 _INTERNAL = {"USB_TYPE_TO_PIPE_TYPE", "USBD_STATUS_NAMES", "NTSTATUS_NAMES"}
 
@@ -55,5 +73,17 @@ def _public(module: object) -> set[str]:
     return {n for n in vars(module) if (n.startswith(_PREFIXES) or n in _EXTRA) and n not in _INTERNAL}
 
 
-_MODULES = (_ntstatus, _handles, _structs, _memory, _request, _usbpipe, _usbdevice, _transfer, _async)
+_MODULES = (
+    _ntstatus,
+    _handles,
+    _structs,
+    _memory,
+    _request,
+    _usbpipe,
+    _usbdevice,
+    _transfer,
+    _async,
+    _queue,
+    _queue_split,
+)
 __all__ = sorted(set().union(*(_public(m) for m in _MODULES)) | (_EXTRA & set(globals())))

@@ -122,6 +122,7 @@ class FxRequest(FxObject):
     """A WDFREQUEST."""
 
     HANDLE_TYPE = "WDFREQUEST"
+    FROM_IO = False  # True for a request received from a queue (wdfusb.wdf._queue): its IRP is the I/O manager's
 
     def __init__(self, parent: FxObject | None, attributes: Any, irp: IRP | None, irp_owned: bool) -> None:
         super().__init__(parent, attributes)
@@ -305,9 +306,12 @@ def WdfRequestReuse(Request: Any, ReuseParams: WDF_REQUEST_REUSE_PARAMS) -> NTST
 
     Releases the reference on the previous format's WDFMEMORY. A request still pending at a
     target cannot be reused: ``STATUS_INVALID_DEVICE_REQUEST`` (WDF only breaks into the
-    debugger under the verifier).
+    debugger under the verifier); neither can a request received from a queue (only requests
+    the driver created are reusable).
     """
     req = get_object(Request, FxRequest)
+    if req.FROM_IO:
+        return STATUS_INVALID_DEVICE_REQUEST
     required(ReuseParams, "ReuseParams")
     if ReuseParams.Size != WDF_REQUEST_REUSE_PARAMS.SIZEOF:
         return STATUS_INVALID_PARAMETER

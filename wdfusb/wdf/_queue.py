@@ -1,0 +1,836 @@
+"""WDFQUEUE and received requests: the framework's side of *forwarding* a request.
+
+A WDF driver does not only create requests; it *receives* them in I/O queues and forwards
+them to an I/O target (the seed's "forward an I/O request that your driver received in an
+I/O queue"). On the host there is no I/O manager, so wdfusb plays it:
+
+* :func:`post_write` (``post_write(Queue, data) -> IoOperation``) is the producer's side
+  (any thread): it wraps ``data`` (any buffer-protocol object, not copied) in a received
+  write request and queues it. The :class:`IoOperation` it returns is the producer's IRP:
+  ``op.wait(timeout)`` returns ``(NTSTATUS, information)`` once the driver completed the
+  request (``TimeoutError`` if not in time; an exception the driver's callback raised is
+  re-raised here), ``op.done`` polls, ``op.cancel()`` is ``IoCancelIrp``.
+* ``WdfIoQueueCreate`` starts the queue's dispatch thread(s): a sequential queue presents
+  one request at a time (the next only after the driver completed the current one or
+  forwarded it to another queue); a parallel queue presents up to
+  ``Settings.Parallel.NumberOfPresentedRequests`` at once (0 or -1: up to
+  :data:`PARALLEL_WORKERS`), each ``EvtIoWrite(Queue, Request, Length)`` on its own worker.
+
+Received requests are :class:`FxReceivedRequest` objects (a WDFREQUEST). Their IRP belongs
+to the I/O manager, not to the framework, so ``ValidateTarget`` cannot replace it: like a
+real I/O manager IRP it is allocated with the device stack's depth *plus one* location (the
+driver's own), i.e. ``StackSize = WDFUSBDEVICE stack size + 1``, deep enough to be
+forwarded to any pipe of that device. ``post_write(..., stack_size=n)`` makes a shallower
+one (as from a stack the target is not part of): forwarding it returns
+``STATUS_REQUEST_NOT_ACCEPTED``.
+
+Rules enforced (each a :class:`WdfBugCheck`, as WDF's verifier would):
+
+* ``WdfRequestComplete*`` on a request whose input WDFMEMORY is still referenced by *another*
+  request (formatted with it and not yet deleted, reused or reformatted) — the seed's rule;
+* completing a request that is still pending at an I/O target, still marked cancelable, that
+  the driver created itself (``WdfRequestCreate``) or that was already completed (its handle
+  is gone: ``WDF_INVALID_HANDLE``).
+
+Completion releases the request's own format (a received request forwarded with its own
+input memory may be completed right after the send returns), deletes the request and its
+input memory, and wakes the producer.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ._handles import (
+    LOCK,
+    SIZE_T,
+    WDF_REQUEST_FATAL_ERROR,
+    WDFOBJECT,
+    FxObject,
+    WdfBugCheck,
+    get_object,
+    required,
+    store,
+    validate_attributes,
+)
+from ._memory import MDL, WDFMEMORY, FxMemory, WdfMemoryCreatePreallocated
+from ._ntstatus import (
+    NT_SUCCESS,
+    NTSTATUS,
+    STATUS_BUFFER_TOO_SMALL,
+    STATUS_CANCELLED,
+    STATUS_INFO_LENGTH_MISMATCH,
+    STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_DEVICE_STATE,
+    STATUS_INVALID_PARAMETER,
+    STATUS_SUCCESS,
+    STATUS_UNSUCCESSFUL,
+)
+from ._request import IRP, FxRequest
+from ._structs import WdfRequestTypeWrite
+from ._usbdevice import FxUsbDevice
+
+__all__ = [
+    "PARALLEL_WORKERS",
+    "PMDL",
+    "PVOID",
+    "WDFQUEUE",
+    "WDF_IO_QUEUE_CONFIG",
+    "WDF_IO_QUEUE_CONFIG_INIT",
+    "WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE",
+    "WDF_REQUEST_PARAMETERS",
+    "WDF_REQUEST_PARAMETERS_INIT",
+    "IoOperation",
+    "WdfFalse",
+    "WdfIoQueueCreate",
+    "WdfIoQueueDispatchInvalid",
+    "WdfIoQueueDispatchManual",
+    "WdfIoQueueDispatchMax",
+    "WdfIoQueueDispatchParallel",
+    "WdfIoQueueDispatchSequential",
+    "WdfIoQueueGetDevice",
+    "WdfIoQueuePurgeSynchronously",
+    "WdfIoQueueRetrieveNextRequest",
+    "WdfRequestComplete",
+    "WdfRequestCompleteWithInformation",
+    "WdfRequestForwardToIoQueue",
+    "WdfRequestGetParameters",
+    "WdfRequestIsCanceled",
+    "WdfRequestMarkCancelable",
+    "WdfRequestMarkCancelableEx",
+    "WdfRequestRetrieveInputBuffer",
+    "WdfRequestRetrieveInputMemory",
+    "WdfRequestRetrieveInputWdmMdl",
+    "WdfRequestSetInformation",
+    "WdfRequestStopActionInvalid",
+    "WdfRequestStopActionPurge",
+    "WdfRequestStopActionSuspend",
+    "WdfRequestStopRequestCancelable",
+    "WdfRequestUnmarkCancelable",
+    "WdfTrue",
+    "WdfUseDefault",
+    "post_write",
+    "STATUS_NO_MORE_ENTRIES",
+]
+
+# WDF_IO_QUEUE_DISPATCH_TYPE (wdfio.h)
+WdfIoQueueDispatchInvalid = 0
+WdfIoQueueDispatchSequential = 1
+WdfIoQueueDispatchParallel = 2
+WdfIoQueueDispatchManual = 3
+WdfIoQueueDispatchMax = 4
+# WDF_TRI_STATE (wdftypes.h)
+WdfFalse = 0
+WdfTrue = 1
+WdfUseDefault = 2
+# WDF_REQUEST_STOP_ACTION_FLAGS (wdfio.h)
+WdfRequestStopActionInvalid = 0
+WdfRequestStopActionSuspend = 0x01
+WdfRequestStopActionPurge = 0x2
+WdfRequestStopRequestCancelable = 0x10000000
+
+STATUS_NO_MORE_ENTRIES = NTSTATUS(0x8000001A)
+
+#: worker threads of a parallel queue whose NumberOfPresentedRequests is unlimited
+PARALLEL_WORKERS = 8
+
+# bug check parameter 2 of the WDF_REQUEST_FATAL_ERROR checks made here (local values, not wdfbugcodes.h)
+FATAL_COMPLETE_WHILE_MEMORY_REFERENCED = 0x101
+FATAL_COMPLETE_WHILE_SENT = 0x102
+FATAL_COMPLETE_WHILE_CANCELABLE = 0x103
+FATAL_COMPLETE_DRIVER_CREATED = 0x104
+FATAL_NOT_OWNED_BY_DRIVER = 0x105
+
+
+class PVOID:
+    """An out-box for a ``PVOID*`` parameter (``WdfRequestRetrieveInputBuffer``): read ``.value``."""
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+
+class PMDL(PVOID):
+    """An out-box for a ``PMDL*`` parameter (``WdfRequestRetrieveInputWdmMdl``): read ``.value``."""
+
+
+# ---- configuration ------------------------------------------------------------------------
+
+
+class _ParallelSettings:
+    def __init__(self) -> None:
+        self.NumberOfPresentedRequests = 0
+
+
+class _QueueSettings:
+    def __init__(self) -> None:
+        self.Parallel = _ParallelSettings()
+
+
+class WDF_IO_QUEUE_CONFIG:
+    """WDF_IO_QUEUE_CONFIG (wdfio.h); ``sizeof`` on x64 is 96.
+
+    Callbacks: ``EvtIoDefault(Queue, Request)``, ``EvtIoWrite(Queue, Request, Length)``,
+    ``EvtIoStop(Queue, Request, ActionFlags)``, ``EvtIoCanceledOnQueue(Queue, Request)``
+    (the read/ioctl callbacks are accepted and never called: producers only post writes).
+    """
+
+    SIZEOF = 96
+
+    def __init__(self) -> None:
+        self.Size = 0
+        self.DispatchType = WdfIoQueueDispatchInvalid
+        self.PowerManaged = WdfUseDefault
+        self.AllowZeroLengthRequests = False
+        self.DefaultQueue = False
+        self.EvtIoDefault: Callable[..., Any] | None = None
+        self.EvtIoRead: Callable[..., Any] | None = None
+        self.EvtIoWrite: Callable[..., Any] | None = None
+        self.EvtIoDeviceControl: Callable[..., Any] | None = None
+        self.EvtIoInternalDeviceControl: Callable[..., Any] | None = None
+        self.EvtIoStop: Callable[..., Any] | None = None
+        self.EvtIoResume: Callable[..., Any] | None = None
+        self.EvtIoCanceledOnQueue: Callable[..., Any] | None = None
+        self.Settings = _QueueSettings()
+        self.Driver: Any = None
+
+
+def WDF_IO_QUEUE_CONFIG_INIT(Config: WDF_IO_QUEUE_CONFIG, DispatchType: int) -> None:
+    """WDF_IO_QUEUE_CONFIG_INIT: zero, set Size, PowerManaged=WdfUseDefault, the dispatch type
+    (parallel: NumberOfPresentedRequests = -1, unlimited)."""
+    Config.__init__()  # type: ignore[misc]
+    Config.Size = WDF_IO_QUEUE_CONFIG.SIZEOF
+    Config.PowerManaged = WdfUseDefault
+    Config.DispatchType = DispatchType
+    if DispatchType == WdfIoQueueDispatchParallel:
+        Config.Settings.Parallel.NumberOfPresentedRequests = -1
+
+
+def WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE(Config: WDF_IO_QUEUE_CONFIG, DispatchType: int) -> None:
+    """WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE: as WDF_IO_QUEUE_CONFIG_INIT, plus DefaultQueue=TRUE."""
+    WDF_IO_QUEUE_CONFIG_INIT(Config, DispatchType)
+    Config.DefaultQueue = True
+
+
+class _WriteParameters:
+    def __init__(self) -> None:
+        self.Length = 0
+        self.Key = 0
+        self.DeviceOffset = 0
+
+
+class _RequestParametersUnion:
+    def __init__(self) -> None:
+        self.Write = _WriteParameters()
+        self.Read = self.Write  # the union: Read and Write have the same layout
+
+
+class WDF_REQUEST_PARAMETERS:
+    """WDF_REQUEST_PARAMETERS (wdfrequest.h): Size, MinorFunction, Type, Parameters.Write/Read
+    (Length, Key, DeviceOffset); ``sizeof`` on x64 is 40."""
+
+    SIZEOF = 40
+
+    def __init__(self) -> None:
+        self.Size = 0
+        self.MinorFunction = 0
+        self.Type = 0
+        self.Parameters = _RequestParametersUnion()
+
+
+def WDF_REQUEST_PARAMETERS_INIT(Parameters: WDF_REQUEST_PARAMETERS) -> None:
+    """WDF_REQUEST_PARAMETERS_INIT: zero and set Size."""
+    Parameters.__init__()  # type: ignore[misc]
+    Parameters.Size = WDF_REQUEST_PARAMETERS.SIZEOF
+
+
+# ---- the producer's side --------------------------------------------------------------------
+
+
+class IoOperation:
+    """A posted write, seen from the producer (its IRP): wait for, poll or cancel it."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self._event = threading.Event()
+        self.status: NTSTATUS | None = None
+        self.information = 0
+        self.exception: BaseException | None = None
+        self._request: FxReceivedRequest | None = None
+
+    def __repr__(self) -> str:
+        state = f"{self.status!r}, {self.information}" if self.done else "pending"
+        return f"<IoOperation {self.length} bytes: {state}>"
+
+    @property
+    def done(self) -> bool:
+        """True once the driver completed the request."""
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> tuple[NTSTATUS, int]:
+        """Wait for completion: ``(status, information)``. ``TimeoutError`` if not done in
+        ``timeout`` seconds; re-raises an exception the driver's callback raised for it."""
+        if not self._event.wait(timeout):
+            raise TimeoutError(f"{self!r} not completed within {timeout} s")
+        if self.exception is not None:
+            raise self.exception
+        assert self.status is not None
+        return self.status, self.information
+
+    def cancel(self) -> bool:
+        """IoCancelIrp: cancel the request. Still queued: it is completed with
+        ``STATUS_CANCELLED``; owned by the driver: its cancel routine (if marked cancelable)
+        runs, and a transfer it is forwarded in is cancelled (later sends of it fail with
+        ``STATUS_CANCELLED``). False if it was already completed."""
+        req = self._request
+        if req is None or self.done:
+            return False
+        return req.io_cancel()
+
+    def _finish(self, status: NTSTATUS, information: int, exc: BaseException | None = None) -> None:
+        self.status, self.information, self.exception = status, information, exc
+        self._request = None
+        self._event.set()
+
+
+class FxReceivedRequest(FxRequest):
+    """A WDFREQUEST the framework presented from a queue: an I/O-manager IRP, input memory, an IoOperation."""
+
+    FROM_IO = True
+
+    def __init__(self, queue: FxIoQueue, data: Any, length: int, stack_size: int, op: IoOperation) -> None:
+        super().__init__(None, None, IRP(stack_size), irp_owned=False)  # the I/O manager's IRP: never replaced
+        self.queue: FxIoQueue | None = queue
+        self.length = length
+        self.op = op
+        self.input_memory: FxMemory | None = None
+        if length:
+            box = WDFMEMORY()
+            attrs = _child_attributes(self)
+            status = WdfMemoryCreatePreallocated(attrs, data, length, box)
+            if not NT_SUCCESS(status):
+                raise ValueError(f"cannot describe the posted buffer ({status!r})")
+            self.input_memory = box.value
+        self.mdl: MDL | None = None
+        self.irp_cancel = False  # Irp->Cancel
+        self.cancel_routine: Callable[[Any], Any] | None = None
+        self.owned = False  # presented to the driver (not in a queue)
+        self.completed = False
+
+    def io_cancel(self) -> bool:
+        with LOCK:
+            if self.completed:
+                return False
+            self.irp_cancel = True
+            queue = self.queue
+            in_queue = queue is not None and not self.owned and queue.remove(self)
+            routine, self.cancel_routine = self.cancel_routine, None
+        if in_queue:
+            assert queue is not None
+            if queue.config.EvtIoCanceledOnQueue is not None:
+                with LOCK:
+                    self.owned = True
+                queue.owned_add(self)
+                queue.config.EvtIoCanceledOnQueue(WDFQUEUE(queue), _request_box(self))
+            else:
+                self.finish(STATUS_CANCELLED, 0)
+            return True
+        if routine is not None:
+            routine(_request_box(self))
+        self.cancel()  # a forwarded transfer in flight is cancelled; later sends return STATUS_CANCELLED
+        return True
+
+    def finish(self, status: NTSTATUS, information: int, exc: BaseException | None = None) -> None:
+        """The completion itself (rules already checked): release, delete, wake the producer."""
+        with LOCK:
+            if self.completed:
+                return
+            self.completed = True
+            queue, self.queue = self.queue, None
+            owned, self.owned = self.owned, False
+            self.cancel_routine = None
+        self.release_format()
+        if queue is not None and owned:
+            queue.owned_done(self)
+        op = self.op
+        self.delete()  # deletes the input memory with it (its child)
+        op._finish(NTSTATUS(status), int(information), exc)
+
+
+def _request_box(req: FxRequest) -> Any:
+    """The handle box a callback receives for a request."""
+    from ._request import WDFREQUEST
+
+    return WDFREQUEST(req)
+
+
+def _child_attributes(parent: FxObject) -> Any:
+    from ._handles import WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES_INIT
+
+    attrs = WDF_OBJECT_ATTRIBUTES()
+    WDF_OBJECT_ATTRIBUTES_INIT(attrs)
+    attrs.ParentObject = parent
+    return attrs
+
+
+_default_queues: weakref.WeakKeyDictionary[FxUsbDevice, FxIoQueue] = weakref.WeakKeyDictionary()
+
+
+def post_write(Queue: Any, data: Any, length: int | None = None, stack_size: int | None = None) -> IoOperation:
+    """The I/O manager's side of a write (wdfusb's own helper, not a WDF name): post ``data``
+    (any buffer-protocol object, used without copying; keep it unchanged until done) to a
+    WDFQUEUE, or to a WDFUSBDEVICE's default queue, from any thread. Returns the
+    :class:`IoOperation` to wait for, poll or cancel.
+
+    ``length`` (default: all of ``data``) is the write's length; ``stack_size`` overrides the
+    IRP's stack locations (default: the device's stack size + 1).
+    Posting to a device without a default queue completes with STATUS_INVALID_DEVICE_REQUEST.
+    """
+    obj = Queue.value if isinstance(Queue, WDFOBJECT) else Queue
+    if isinstance(obj, FxUsbDevice):
+        with LOCK:
+            queue = _default_queues.get(obj)
+        if queue is None or queue.is_deleted:
+            get_object(obj, FxUsbDevice)
+            op = IoOperation(0)
+            op._finish(STATUS_INVALID_DEVICE_REQUEST, 0)
+            return op
+    else:
+        queue = get_object(Queue, FxIoQueue)
+    view = memoryview(data).cast("B") if data is not None else memoryview(b"")
+    n = view.nbytes if length is None else int(length)
+    if n < 0 or n > view.nbytes:
+        raise ValueError(f"length {n} outside a buffer of {view.nbytes} bytes")
+    depth = queue.device.stack_size + 1 if stack_size is None else int(stack_size)
+    op = IoOperation(n)
+    try:
+        req = FxReceivedRequest(queue, data, n, depth, op)
+    except MemoryError:
+        op._finish(STATUS_INSUFFICIENT_RESOURCES, 0)
+        return op
+    op._request = req
+    if n == 0 and not queue.config.AllowZeroLengthRequests:
+        req.finish(STATUS_SUCCESS, 0)  # the framework completes zero-length writes itself
+        return op
+    if queue.config.EvtIoWrite is None and queue.config.EvtIoDefault is None:
+        if queue.config.DispatchType != WdfIoQueueDispatchManual:
+            req.finish(STATUS_INVALID_DEVICE_REQUEST, 0)  # no handler for writes
+            return op
+    queue.enqueue(req)
+    return op
+
+
+# ---- the queue ----------------------------------------------------------------------------------
+
+
+class FxIoQueue(FxObject):
+    """A WDFQUEUE: pending requests, the ones presented to the driver, the dispatch threads.
+
+    Deleting it (or its device) completes the requests still waiting in it with
+    STATUS_CANCELLED and waits until its callbacks have returned; requests the driver owns stay
+    the driver's to complete.
+    """
+
+    HANDLE_TYPE = "WDFQUEUE"
+
+    def __init__(self, device: FxUsbDevice, config: WDF_IO_QUEUE_CONFIG, parent: FxObject, attributes: Any) -> None:
+        super().__init__(parent, attributes)
+        self.device = device
+        self.config = config
+        self.cond = threading.Condition(LOCK)
+        self.pending: collections.deque[FxReceivedRequest] = collections.deque()
+        self.driver_owned: set[FxReceivedRequest] = set()
+        self.stopping = False
+        self.errors: list[BaseException] = []
+        dispatch = config.DispatchType
+        if dispatch == WdfIoQueueDispatchSequential:
+            self.limit, workers = 1, 1
+        elif dispatch == WdfIoQueueDispatchParallel:
+            n = int(config.Settings.Parallel.NumberOfPresentedRequests)
+            self.limit = n if n > 0 else 1 << 30
+            workers = min(self.limit, PARALLEL_WORKERS)
+        else:
+            self.limit, workers = 0, 0  # manual: the driver retrieves requests itself
+        self.threads = [
+            threading.Thread(target=self._worker, name=f"wdfusb-queue-{i}", daemon=True) for i in range(workers)
+        ]
+        for t in self.threads:
+            t.start()
+
+    # -- queue state (all under LOCK) --
+    def enqueue(self, req: FxReceivedRequest) -> None:
+        with self.cond:
+            if self.stopping or self._delete_requested:
+                stopped = True
+            else:
+                stopped = False
+                req.queue = self
+                self.pending.append(req)
+                self.cond.notify()
+        if stopped:
+            req.finish(STATUS_INVALID_DEVICE_STATE, 0)
+
+    def remove(self, req: FxReceivedRequest) -> bool:
+        with self.cond:
+            try:
+                self.pending.remove(req)
+            except ValueError:
+                return False
+            return True
+
+    def owned_add(self, req: FxReceivedRequest) -> None:
+        with self.cond:
+            self.driver_owned.add(req)
+
+    def owned_done(self, req: FxReceivedRequest) -> None:
+        with self.cond:
+            self.driver_owned.discard(req)
+            self.cond.notify_all()
+
+    def take(self) -> FxReceivedRequest | None:
+        """Remove the next request and hand it to the driver (None if none)."""
+        with self.cond:
+            if not self.pending:
+                return None
+            req = self.pending.popleft()
+            req.owned = True
+            self.driver_owned.add(req)
+            return req
+
+    def _worker(self) -> None:
+        while True:
+            with self.cond:
+                while not self.stopping and not (self.pending and len(self.driver_owned) < self.limit):
+                    self.cond.wait()
+                if self.stopping:
+                    return
+                req = self.take()
+            if req is not None:
+                self._present(req)
+
+    def _present(self, req: FxReceivedRequest) -> None:
+        config = self.config
+        try:
+            if config.EvtIoWrite is not None:
+                config.EvtIoWrite(WDFQUEUE(self), _request_box(req), req.length)
+            elif config.EvtIoDefault is not None:
+                config.EvtIoDefault(WDFQUEUE(self), _request_box(req))
+        except BaseException as exc:  # noqa: BLE001 - handed to the producer, never lost
+            with LOCK:
+                done = req.completed
+            if not done:
+                # the driver crashed holding the request: force-complete it so the producer learns why
+                try:
+                    req.cancel()
+                finally:
+                    req.finish(STATUS_UNSUCCESSFUL, 0, exc)
+            else:
+                self.errors.append(exc)  # raised after the request was completed: kept, see ``errors``
+
+    def _before_delete(self) -> None:
+        with self.cond:
+            self.stopping = True
+            waiting = list(self.pending)
+            self.pending.clear()
+            self.cond.notify_all()
+        for req in waiting:
+            req.finish(STATUS_CANCELLED, 0)
+        me = threading.current_thread()
+        for t in self.threads:
+            if t is not me:
+                t.join()
+        with LOCK:
+            if _default_queues.get(self.device) is self:
+                del _default_queues[self.device]
+
+
+class WDFQUEUE(WDFOBJECT):
+    """Handle box for a WDFQUEUE."""
+
+    _OBJECT = FxIoQueue
+
+
+def WdfIoQueueCreate(
+    Device: Any, Config: WDF_IO_QUEUE_CONFIG, QueueAttributes: Any, Queue: WDFQUEUE | None
+) -> NTSTATUS:
+    """WdfIoQueueCreate: a queue for ``Device`` (the WDFUSBDEVICE standing in for the driver's WDFDEVICE;
+    the queue's default parent). Starts its dispatch thread(s).
+
+    ``Config.Size`` wrong -> STATUS_INFO_LENGTH_MISMATCH; unknown DispatchType ->
+    STATUS_INVALID_PARAMETER; a sequential/parallel queue without EvtIoWrite or EvtIoDefault, or
+    a second default queue -> STATUS_INVALID_DEVICE_REQUEST (WDF: STATUS_WDF_NO_CALLBACK /
+    STATUS_WDF_DUPLICATE_DEFAULT_QUEUE... project contract: one status per kind); ``Queue`` may be
+    None only for a default queue.
+    """
+    device = get_object(Device, FxUsbDevice, "WDFDEVICE")
+    required(Config, "Config")
+    if Queue is not None:
+        Queue.value = None
+    if Config.Size != WDF_IO_QUEUE_CONFIG.SIZEOF:
+        return STATUS_INFO_LENGTH_MISMATCH
+    if Config.DispatchType not in (WdfIoQueueDispatchSequential, WdfIoQueueDispatchParallel, WdfIoQueueDispatchManual):
+        return STATUS_INVALID_PARAMETER
+    if Config.DispatchType == WdfIoQueueDispatchParallel and Config.Settings.Parallel.NumberOfPresentedRequests == 0:
+        return STATUS_INVALID_PARAMETER
+    if Config.DispatchType != WdfIoQueueDispatchManual and Config.EvtIoWrite is None and Config.EvtIoDefault is None:
+        return STATUS_INVALID_DEVICE_REQUEST
+    if Queue is None and not Config.DefaultQueue:
+        return STATUS_INVALID_PARAMETER
+    status, parent = validate_attributes(QueueAttributes)
+    if not NT_SUCCESS(status):
+        return status
+    with LOCK:
+        existing = _default_queues.get(device)
+        if Config.DefaultQueue and existing is not None and not existing.is_deleted:
+            return STATUS_INVALID_DEVICE_REQUEST
+        config = WDF_IO_QUEUE_CONFIG()
+        config.__dict__.update(Config.__dict__)  # the framework keeps its own copy
+        queue = FxIoQueue(device, config, parent or device, QueueAttributes)
+        if Config.DefaultQueue:
+            _default_queues[device] = queue
+    if Queue is not None:
+        store(Queue, "Queue", queue, WDFQUEUE)
+    return STATUS_SUCCESS
+
+
+def WdfIoQueueGetDevice(Queue: Any) -> FxUsbDevice:
+    """WdfIoQueueGetDevice: the device the queue belongs to."""
+    return get_object(Queue, FxIoQueue).device
+
+
+def WdfIoQueueRetrieveNextRequest(Queue: Any, OutRequest: Any) -> NTSTATUS:
+    """WdfIoQueueRetrieveNextRequest (manual queues): the next request, or STATUS_NO_MORE_ENTRIES."""
+    queue = get_object(Queue, FxIoQueue)
+    required(OutRequest, "OutRequest")
+    OutRequest.value = None
+    if queue.config.DispatchType != WdfIoQueueDispatchManual:
+        return STATUS_INVALID_DEVICE_REQUEST
+    req = queue.take()
+    if req is None:
+        return STATUS_NO_MORE_ENTRIES
+    OutRequest.value = req
+    return STATUS_SUCCESS
+
+
+def WdfIoQueuePurgeSynchronously(Queue: Any) -> None:
+    """WdfIoQueuePurgeSynchronously: complete the queued requests with STATUS_CANCELLED, call
+    ``EvtIoStop(Queue, Request, WdfRequestStopActionPurge)`` for each request the driver owns
+    (or cancel it if marked cancelable), then wait until the driver completed them all.
+    (The queue keeps accepting requests afterwards, as after WdfIoQueueStart.)"""
+    queue = get_object(Queue, FxIoQueue)
+    with queue.cond:
+        waiting = list(queue.pending)
+        queue.pending.clear()
+        owned = list(queue.driver_owned)
+    for req in waiting:
+        req.finish(STATUS_CANCELLED, 0)
+    for req in owned:
+        if queue.config.EvtIoStop is not None:
+            flags = WdfRequestStopActionPurge
+            if req.cancel_routine is not None:
+                flags |= WdfRequestStopRequestCancelable
+            queue.config.EvtIoStop(WDFQUEUE(queue), _request_box(req), flags)
+        else:
+            req.io_cancel()  # no EvtIoStop: the framework cancels them
+    with queue.cond:
+        while queue.driver_owned:
+            queue.cond.wait()
+
+
+# ---- received-request functions ---------------------------------------------------------------
+
+
+def _received(Request: Any) -> FxReceivedRequest:
+    return get_object(Request, FxReceivedRequest, "WDFREQUEST (received from a queue)")
+
+
+def _owned_received(Request: Any, what: str) -> FxReceivedRequest:
+    req = get_object(Request, FxRequest)
+    if not isinstance(req, FxReceivedRequest):
+        raise WdfBugCheck(
+            f"{what} on {req!r}, which the driver created (not received from a queue)",
+            WDF_REQUEST_FATAL_ERROR,
+            FATAL_COMPLETE_DRIVER_CREATED,
+            req,
+        )
+    if not req.owned:
+        raise WdfBugCheck(
+            f"{what} on {req!r}, which is still in a queue", WDF_REQUEST_FATAL_ERROR, FATAL_NOT_OWNED_BY_DRIVER, req
+        )
+    return req
+
+
+def WdfRequestRetrieveInputMemory(Request: Any, Memory: WDFMEMORY) -> NTSTATUS:
+    """WdfRequestRetrieveInputMemory: the WDFMEMORY over the write's buffer (no copy).
+    A zero-length write has none: STATUS_BUFFER_TOO_SMALL."""
+    req = _received(Request)
+    required(Memory, "Memory")
+    Memory.value = None
+    if req.input_memory is None:
+        return STATUS_BUFFER_TOO_SMALL
+    store(Memory, "Memory", req.input_memory, WDFMEMORY)
+    return STATUS_SUCCESS
+
+
+def WdfRequestRetrieveInputBuffer(
+    Request: Any, MinimumRequiredSize: int, Buffer: Any, Length: SIZE_T | None = None
+) -> NTSTATUS:
+    """WdfRequestRetrieveInputBuffer: ``Buffer.value`` = the write's bytes (a numpy uint8 view, no
+    copy; read-only if the producer's buffer is), ``Length.value`` = its size. Smaller than
+    ``MinimumRequiredSize`` (or zero-length) -> STATUS_BUFFER_TOO_SMALL."""
+    req = _received(Request)
+    required(Buffer, "Buffer")
+    Buffer.value = None
+    if Length is not None:
+        Length.value = 0
+    mem = req.input_memory
+    if mem is None or mem.size < int(MinimumRequiredSize):
+        return STATUS_BUFFER_TOO_SMALL
+    Buffer.value = mem.array
+    if Length is not None:
+        Length.value = mem.size
+    return STATUS_SUCCESS
+
+
+def WdfRequestRetrieveInputWdmMdl(Request: Any, Mdl: Any) -> NTSTATUS:
+    """WdfRequestRetrieveInputWdmMdl: ``Mdl.value`` = an :class:`MDL` over the write's buffer
+    (direct I/O; the same one on every call). Zero-length -> STATUS_BUFFER_TOO_SMALL."""
+    req = _received(Request)
+    required(Mdl, "Mdl")
+    Mdl.value = None
+    mem = req.input_memory
+    if mem is None:
+        return STATUS_BUFFER_TOO_SMALL
+    with LOCK:
+        if req.mdl is None:
+            req.mdl = MDL(mem.array)
+        Mdl.value = req.mdl
+    return STATUS_SUCCESS
+
+
+def WdfRequestGetParameters(Request: Any, Parameters: WDF_REQUEST_PARAMETERS) -> None:
+    """WdfRequestGetParameters: Type=WdfRequestTypeWrite, Parameters.Write.Length (Key, DeviceOffset 0)."""
+    req = _received(Request)
+    required(Parameters, "Parameters")
+    Parameters.MinorFunction = 0
+    Parameters.Type = WdfRequestTypeWrite
+    Parameters.Parameters.Write.Length = req.length
+    Parameters.Parameters.Write.Key = 0
+    Parameters.Parameters.Write.DeviceOffset = 0
+
+
+def WdfRequestSetInformation(Request: Any, Information: int) -> None:
+    """WdfRequestSetInformation: IoStatus.Information, reported by a later WdfRequestComplete."""
+    req = get_object(Request, FxRequest)
+    with req.lock:
+        req.information = int(Information)
+
+
+def WdfRequestCompleteWithInformation(Request: Any, Status: int, Information: int) -> None:
+    """WdfRequestCompleteWithInformation: complete a received request; the producer's
+    ``IoOperation.wait()`` returns ``(Status, Information)``. See the module's rules."""
+    req = _owned_received(Request, "WdfRequestComplete")
+    with req.lock:
+        sent = req.pending
+    if sent:
+        raise WdfBugCheck(
+            f"{req!r} completed while it is pending at an I/O target",
+            WDF_REQUEST_FATAL_ERROR,
+            FATAL_COMPLETE_WHILE_SENT,
+            req,
+        )
+    with LOCK:
+        if req.cancel_routine is not None:
+            raise WdfBugCheck(
+                f"{req!r} completed while marked cancelable (call WdfRequestUnmarkCancelable first)",
+                WDF_REQUEST_FATAL_ERROR,
+                FATAL_COMPLETE_WHILE_CANCELABLE,
+                req,
+            )
+        mem = req.input_memory
+        if mem is not None:
+            own = 1 if req.memory is mem else 0
+            others = mem._refs - own
+            if others > 0:
+                raise WdfBugCheck(
+                    f"{req!r} completed while its input memory {mem!r} is still referenced by {others} other "
+                    "request(s): delete, reuse or reformat them first",
+                    WDF_REQUEST_FATAL_ERROR,
+                    FATAL_COMPLETE_WHILE_MEMORY_REFERENCED,
+                    req,
+                    mem,
+                )
+    req.finish(NTSTATUS(Status), int(Information))
+
+
+def WdfRequestComplete(Request: Any, Status: int) -> None:
+    """WdfRequestComplete: complete with the request's current information (what
+    WdfRequestSetInformation set, or the byte count of the send it was forwarded in)."""
+    req = get_object(Request, FxRequest)
+    WdfRequestCompleteWithInformation(req, Status, req.information)
+
+
+def WdfRequestForwardToIoQueue(Request: Any, DestinationQueue: Any) -> NTSTATUS:
+    """WdfRequestForwardToIoQueue: requeue a request the driver owns to another queue of the device.
+    The same queue, a request pending at a target or marked cancelable -> STATUS_INVALID_DEVICE_REQUEST."""
+    req = _owned_received(Request, "WdfRequestForwardToIoQueue")
+    dest = get_object(DestinationQueue, FxIoQueue)
+    with LOCK:
+        src = req.queue
+        if src is dest or req.pending or req.cancel_routine is not None or dest.device is not req_device(req):
+            return STATUS_INVALID_DEVICE_REQUEST
+        if dest.stopping or dest._delete_requested:
+            return STATUS_INVALID_DEVICE_REQUEST
+        req.owned = False
+    if src is not None:
+        src.owned_done(req)
+    with LOCK:
+        cancelled = req.irp_cancel
+    if cancelled:
+        req.finish(STATUS_CANCELLED, 0)  # cancelled while the driver owned it: the framework cancels it on the queue
+        return STATUS_SUCCESS
+    dest.enqueue(req)
+    return STATUS_SUCCESS
+
+
+def req_device(req: FxReceivedRequest) -> FxUsbDevice | None:
+    return req.queue.device if req.queue is not None else None
+
+
+def WdfRequestMarkCancelable(Request: Any, EvtRequestCancel: Callable[[Any], Any]) -> None:
+    """WdfRequestMarkCancelable: ``EvtRequestCancel(Request)`` runs (on the cancelling thread)
+    if the producer cancels; if the request is already cancelled it runs now."""
+    status = WdfRequestMarkCancelableEx(Request, EvtRequestCancel)
+    if status == STATUS_CANCELLED:
+        EvtRequestCancel(_request_box(_received(Request)))
+
+
+def WdfRequestMarkCancelableEx(Request: Any, EvtRequestCancel: Callable[[Any], Any]) -> NTSTATUS:
+    """WdfRequestMarkCancelableEx: as WdfRequestMarkCancelable, but an already cancelled request
+    returns STATUS_CANCELLED (the routine is not called)."""
+    req = _owned_received(Request, "WdfRequestMarkCancelable")
+    required(EvtRequestCancel, "EvtRequestCancel")
+    with LOCK:
+        if req.irp_cancel:
+            return STATUS_CANCELLED
+        req.cancel_routine = EvtRequestCancel
+    return STATUS_SUCCESS
+
+
+def WdfRequestUnmarkCancelable(Request: Any) -> NTSTATUS:
+    """WdfRequestUnmarkCancelable: STATUS_CANCELLED if the cancel routine ran (or runs), else STATUS_SUCCESS."""
+    req = _owned_received(Request, "WdfRequestUnmarkCancelable")
+    with LOCK:
+        had, req.cancel_routine = req.cancel_routine, None
+        if had is None and req.irp_cancel:
+            return STATUS_CANCELLED
+    return STATUS_SUCCESS
+
+
+def WdfRequestIsCanceled(Request: Any) -> bool:
+    """WdfRequestIsCanceled: True once the producer cancelled the request."""
+    return _received(Request).irp_cancel
