@@ -256,11 +256,6 @@ def test_random_cancels_move_exactly_the_bytes_reported(ffs_gadget: gadget.FfsGa
         xfer.free()
 
 
-@pytest.mark.xfail(
-    reason="seen once in 2 rig runs: byte count exact but CRC differs after stream cancels with several requests "
-    "in flight (not a prefix?) - see /work/notes/requests-from-reliability.md item 4",
-    strict=False,
-)
 @pytest.mark.parametrize("ffs_gadget", [{"mode": "count", "read_size": 1 << 20}], indirect=True)
 def test_random_stream_cancels_move_exactly_the_bytes_reported(ffs_gadget: gadget.FfsGadget) -> None:
     rng = random.Random(6)

@@ -1,0 +1,91 @@
+"""Forwarding received requests to a real device: queues, the seed's forwarding path and splitting.
+
+Data follows Gadget Zero's pattern=1 rule per transfer, so the gadget checks every forwarded byte.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import gadget
+from test_wdf_libusb import open_pipes
+
+from wdfusb.wdf import *
+
+WAIT = 60.0
+
+
+def make_queue(device: WDFUSBDEVICE, evt: Any, dispatch: int = WdfIoQueueDispatchSequential) -> WDFQUEUE:
+    config = WDF_IO_QUEUE_CONFIG()
+    WDF_IO_QUEUE_CONFIG_INIT(config, dispatch)
+    config.EvtIoWrite = evt
+    queue = WDFQUEUE()
+    assert WdfIoQueueCreate(device, config, WDF_NO_OBJECT_ATTRIBUTES, queue) == STATUS_SUCCESS
+    return queue
+
+
+def forward(pipe: Any) -> Any:
+    """EvtIoWrite as the seed describes: the received request, its input memory, its byte count."""
+
+    def evt(Queue: Any, Request: Any, Length: int) -> None:
+        memory = WDFMEMORY()
+        status = WdfRequestRetrieveInputMemory(Request, memory)
+        written = ULONG()
+        if NT_SUCCESS(status):
+            desc = WDF_MEMORY_DESCRIPTOR()
+            WDF_MEMORY_DESCRIPTOR_INIT_HANDLE(desc, memory, None)
+            status = WdfUsbTargetPipeWriteSynchronously(pipe, Request, None, desc, written)
+        WdfRequestCompleteWithInformation(Request, status, written.value)
+
+    return evt
+
+
+def test_producers_forward_through_a_queue_to_the_gadget(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    device, pipes, _ = open_pipes(0x0525, 0xA4A0)
+    queue = make_queue(device, forward(pipes[0x02]))
+    results: list[tuple[int, int, int]] = []
+
+    def producer(p: int) -> None:
+        for n in range(20):
+            frame = gadget.mod63(bulk_maxp * (1 + (n + p) % 5) + (n % 3) * 7, bulk_maxp)
+            status, information = post_write(queue, frame).wait(WAIT)
+            results.append((int(status), information, len(frame)))
+
+    threads = [threading.Thread(target=producer, args=(p,)) for p in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    assert len(results) == 60
+    assert all(status == STATUS_SUCCESS and information == size for status, information, size in results)
+    WdfObjectDelete(device)
+
+
+def test_split_a_large_received_request(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    device, pipes, _ = open_pipes(0x0525, 0xA4A0)
+    splitter = WriteSplitter(pipes[0x02], limit=16 * bulk_maxp)  # parts start on packet boundaries
+    queue = make_queue(device, lambda q, r, n: splitter.forward(r))
+    data = gadget.mod63(1 << 20, bulk_maxp)
+    assert post_write(queue, data).wait(WAIT) == (STATUS_SUCCESS, len(data))
+    splitter.delete()
+    WdfObjectDelete(device)
+
+
+def test_cancel_a_received_request_while_it_is_forwarded(ffs_gadget: gadget.FfsGadget) -> None:
+    ffs_gadget.set_mode("stop")
+    device, pipes, _ = open_pipes(ffs_gadget.vid, ffs_gadget.pid)
+    entered = threading.Event()
+    evt = forward(pipes[ffs_gadget.ep_out])
+
+    def cancelable(Queue: Any, Request: Any, Length: int) -> None:
+        entered.set()
+        evt(Queue, Request, Length)
+
+    queue = make_queue(device, cancelable)
+    op = post_write(queue, bytes(64 << 10))
+    assert entered.wait(WAIT)
+    assert op.cancel()
+    status, _ = op.wait(WAIT)
+    assert status == STATUS_CANCELLED
+    WdfObjectDelete(device)
