@@ -12,11 +12,13 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from background import in_thread, wait_until
+from background import joined as bounded_join
 from test_wdf_helpers import Rig, open_rig
 
 import wdfusb
@@ -56,31 +58,8 @@ def check_prefix(v: wdfusb.VirtualDevice, data: bytes, n: int) -> None:
     assert ep.crc32 == zlib.crc32(data[:n])
 
 
-def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    """Run ``fn`` in a thread; the list gets its result or the exception it raised."""
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(fn())
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            out.append(e)
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t, out
-
-
 def joined(t: threading.Thread) -> None:
-    t.join(JOIN_S)
-    assert not t.is_alive(), "a transfer hung"
-
-
-def wait_until(cond: Callable[[], bool], seconds: float = 5) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.002)
+    bounded_join(t, JOIN_S)
 
 
 def wdf_write(r: Rig, data: Any, request: Any = None, options: Any = None) -> tuple[int, int]:

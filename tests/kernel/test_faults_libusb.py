@@ -12,11 +12,14 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import gadget
 import pytest
+from background import in_thread
+from background import joined as bounded_join
+from test_wdf_libusb import open_pipes
 
 import wdfusb
 from wdfusb import _engine
@@ -38,42 +41,12 @@ def counts() -> Iterator[None]:
     assert (_engine.Transfer.live, _engine.live_objects()) == before
 
 
-def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(fn())
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            out.append(e)
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t, out
-
-
 def joined(t: threading.Thread) -> None:
-    t.join(JOIN_S)
-    assert not t.is_alive(), "a transfer hung"
+    bounded_join(t, JOIN_S)
 
 
 def open_ss() -> wdfusb.Device:
     return wdfusb.open(vid=SS_VID, pid=SS_PID, serial=gadget.SERIAL)
-
-
-def open_wdf(vid: int, pid: int) -> tuple[WDFUSBDEVICE, dict[int, Any]]:
-    device = WDFUSBDEVICE()
-    assert WdfUsbTargetDeviceCreate(wdfusb.find_device(vid=vid, pid=pid), WDF_NO_OBJECT_ATTRIBUTES, device) == 0
-    params = WDF_USB_DEVICE_SELECT_CONFIG_PARAMS()
-    WDF_USB_DEVICE_SELECT_CONFIG_PARAMS_INIT_SINGLE_INTERFACE(params)
-    assert NT_SUCCESS(WdfUsbTargetDeviceSelectConfig(device, WDF_NO_OBJECT_ATTRIBUTES, params))
-    iface = WdfUsbTargetDeviceGetInterface(device, 0)
-    pipes = {}
-    for i in range(WdfUsbInterfaceGetNumConfiguredPipes(iface)):
-        info = WDF_USB_PIPE_INFORMATION()
-        WDF_USB_PIPE_INFORMATION_INIT(info)
-        pipes[info.EndpointAddress] = WdfUsbInterfaceGetConfiguredPipe(iface, i, info)
-    return device, pipes
 
 
 def unplug_after(g: gadget.Gadget, seconds: float) -> threading.Timer:
@@ -125,7 +98,7 @@ def test_nak_until_timeout_sync_wdf_and_stream(ffs_gadget: gadget.FfsGadget) -> 
         assert serr.value.bytes_transferred == w.bytes_written == 0
         w.close()
         assert dev._core.native.live_transfers() == 0
-    device, pipes = open_wdf(ffs_gadget.vid, ffs_gadget.pid)
+    device, pipes, _ = open_pipes(ffs_gadget.vid, ffs_gadget.pid)
     options = WDF_REQUEST_SEND_OPTIONS()
     WDF_REQUEST_SEND_OPTIONS_INIT(options, WDF_REQUEST_SEND_OPTION_TIMEOUT)
     WDF_REQUEST_SEND_OPTIONS_SET_TIMEOUT(options, WDF_REL_TIMEOUT_IN_MS(300))
@@ -167,7 +140,7 @@ def test_unplug_during_a_sync_write(sourcesink: gadget.SourceSink, bulk_maxp: in
 
 
 def test_unplug_during_async_wdf_requests(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
-    device, pipes = open_wdf(SS_VID, SS_PID)
+    device, pipes, _ = open_pipes(SS_VID, SS_PID)
     pipe, target = pipes[0x02], WdfUsbTargetPipeGetIoTarget(pipes[0x02])
     data = gadget.mod63(1 << 20, bulk_maxp)
     done: list[tuple[int, int]] = []
@@ -303,7 +276,7 @@ def test_close_while_a_write_and_a_stream_are_blocked(ffs_gadget: gadget.FfsGadg
 
 @pytest.mark.parametrize("ffs_gadget", ["stop"], indirect=True)
 def test_delete_the_wdf_device_with_requests_in_flight(ffs_gadget: gadget.FfsGadget) -> None:
-    device, pipes = open_wdf(ffs_gadget.vid, ffs_gadget.pid)
+    device, pipes, _ = open_pipes(ffs_gadget.vid, ffs_gadget.pid)
     pipe = pipes[ffs_gadget.ep_out]
     done: list[int] = []
     for _ in range(4):
