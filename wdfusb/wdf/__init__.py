@@ -24,6 +24,7 @@ from . import (
     _ntstatus,
     _queue,
     _queue_split,
+    _received,
     _request,
     _structs,
     _transfer,
@@ -40,6 +41,7 @@ from ._memory import *  # noqa: F403
 from ._ntstatus import *  # noqa: F403
 from ._queue import *  # noqa: F403
 from ._queue_split import *  # noqa: F403
+from ._received import *  # noqa: F403
 from ._request import *  # noqa: F403
 from ._structs import *  # noqa: F403
 from ._transfer import *  # noqa: F403
@@ -85,5 +87,6 @@ _MODULES = (
     _async,
     _queue,
     _queue_split,
+    _received,
 )
 __all__ = sorted(set().union(*(_public(m) for m in _MODULES)) | (_EXTRA & set(globals())))

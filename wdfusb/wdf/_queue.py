@@ -47,11 +47,8 @@ from typing import Any
 
 from ._handles import (
     LOCK,
-    SIZE_T,
-    WDF_REQUEST_FATAL_ERROR,
     WDFOBJECT,
     FxObject,
-    WdfBugCheck,
     get_object,
     required,
     store,
@@ -61,7 +58,6 @@ from ._memory import MDL, WDFMEMORY, FxMemory, WdfMemoryCreatePreallocated
 from ._ntstatus import (
     NT_SUCCESS,
     NTSTATUS,
-    STATUS_BUFFER_TOO_SMALL,
     STATUS_CANCELLED,
     STATUS_INFO_LENGTH_MISMATCH,
     STATUS_INSUFFICIENT_RESOURCES,
@@ -72,7 +68,6 @@ from ._ntstatus import (
     STATUS_UNSUCCESSFUL,
 )
 from ._request import IRP, FxRequest
-from ._structs import WdfRequestTypeWrite
 from ._usbdevice import FxUsbDevice
 
 __all__ = [
@@ -96,22 +91,10 @@ __all__ = [
     "WdfIoQueueGetDevice",
     "WdfIoQueuePurgeSynchronously",
     "WdfIoQueueRetrieveNextRequest",
-    "WdfRequestComplete",
-    "WdfRequestCompleteWithInformation",
-    "WdfRequestForwardToIoQueue",
-    "WdfRequestGetParameters",
-    "WdfRequestIsCanceled",
-    "WdfRequestMarkCancelable",
-    "WdfRequestMarkCancelableEx",
-    "WdfRequestRetrieveInputBuffer",
-    "WdfRequestRetrieveInputMemory",
-    "WdfRequestRetrieveInputWdmMdl",
-    "WdfRequestSetInformation",
     "WdfRequestStopActionInvalid",
     "WdfRequestStopActionPurge",
     "WdfRequestStopActionSuspend",
     "WdfRequestStopRequestCancelable",
-    "WdfRequestUnmarkCancelable",
     "WdfTrue",
     "WdfUseDefault",
     "post_write",
@@ -639,198 +622,3 @@ def WdfIoQueuePurgeSynchronously(Queue: Any) -> None:
     with queue.cond:
         while queue.driver_owned:
             queue.cond.wait()
-
-
-# ---- received-request functions ---------------------------------------------------------------
-
-
-def _received(Request: Any) -> FxReceivedRequest:
-    return get_object(Request, FxReceivedRequest, "WDFREQUEST (received from a queue)")
-
-
-def _owned_received(Request: Any, what: str) -> FxReceivedRequest:
-    req = get_object(Request, FxRequest)
-    if not isinstance(req, FxReceivedRequest):
-        raise WdfBugCheck(
-            f"{what} on {req!r}, which the driver created (not received from a queue)",
-            WDF_REQUEST_FATAL_ERROR,
-            FATAL_COMPLETE_DRIVER_CREATED,
-            req,
-        )
-    if not req.owned:
-        raise WdfBugCheck(
-            f"{what} on {req!r}, which is still in a queue", WDF_REQUEST_FATAL_ERROR, FATAL_NOT_OWNED_BY_DRIVER, req
-        )
-    return req
-
-
-def WdfRequestRetrieveInputMemory(Request: Any, Memory: WDFMEMORY) -> NTSTATUS:
-    """WdfRequestRetrieveInputMemory: the WDFMEMORY over the write's buffer (no copy).
-    A zero-length write has none: STATUS_BUFFER_TOO_SMALL."""
-    req = _received(Request)
-    required(Memory, "Memory")
-    Memory.value = None
-    if req.input_memory is None:
-        return STATUS_BUFFER_TOO_SMALL
-    store(Memory, "Memory", req.input_memory, WDFMEMORY)
-    return STATUS_SUCCESS
-
-
-def WdfRequestRetrieveInputBuffer(
-    Request: Any, MinimumRequiredSize: int, Buffer: Any, Length: SIZE_T | None = None
-) -> NTSTATUS:
-    """WdfRequestRetrieveInputBuffer: ``Buffer.value`` = the write's bytes (a numpy uint8 view, no
-    copy; read-only if the producer's buffer is), ``Length.value`` = its size. Smaller than
-    ``MinimumRequiredSize`` (or zero-length) -> STATUS_BUFFER_TOO_SMALL."""
-    req = _received(Request)
-    required(Buffer, "Buffer")
-    Buffer.value = None
-    if Length is not None:
-        Length.value = 0
-    mem = req.input_memory
-    if mem is None or mem.size < int(MinimumRequiredSize):
-        return STATUS_BUFFER_TOO_SMALL
-    Buffer.value = mem.array
-    if Length is not None:
-        Length.value = mem.size
-    return STATUS_SUCCESS
-
-
-def WdfRequestRetrieveInputWdmMdl(Request: Any, Mdl: Any) -> NTSTATUS:
-    """WdfRequestRetrieveInputWdmMdl: ``Mdl.value`` = an :class:`MDL` over the write's buffer
-    (direct I/O; the same one on every call). Zero-length -> STATUS_BUFFER_TOO_SMALL."""
-    req = _received(Request)
-    required(Mdl, "Mdl")
-    Mdl.value = None
-    mem = req.input_memory
-    if mem is None:
-        return STATUS_BUFFER_TOO_SMALL
-    with LOCK:
-        if req.mdl is None:
-            req.mdl = MDL(mem.array)
-        Mdl.value = req.mdl
-    return STATUS_SUCCESS
-
-
-def WdfRequestGetParameters(Request: Any, Parameters: WDF_REQUEST_PARAMETERS) -> None:
-    """WdfRequestGetParameters: Type=WdfRequestTypeWrite, Parameters.Write.Length (Key, DeviceOffset 0)."""
-    req = _received(Request)
-    required(Parameters, "Parameters")
-    Parameters.MinorFunction = 0
-    Parameters.Type = WdfRequestTypeWrite
-    Parameters.Parameters.Write.Length = req.length
-    Parameters.Parameters.Write.Key = 0
-    Parameters.Parameters.Write.DeviceOffset = 0
-
-
-def WdfRequestSetInformation(Request: Any, Information: int) -> None:
-    """WdfRequestSetInformation: IoStatus.Information, reported by a later WdfRequestComplete."""
-    req = get_object(Request, FxRequest)
-    with req.lock:
-        req.information = int(Information)
-
-
-def WdfRequestCompleteWithInformation(Request: Any, Status: int, Information: int) -> None:
-    """WdfRequestCompleteWithInformation: complete a received request; the producer's
-    ``IoOperation.wait()`` returns ``(Status, Information)``. See the module's rules."""
-    req = _owned_received(Request, "WdfRequestComplete")
-    with req.lock:
-        sent = req.pending
-    if sent:
-        raise WdfBugCheck(
-            f"{req!r} completed while it is pending at an I/O target",
-            WDF_REQUEST_FATAL_ERROR,
-            FATAL_COMPLETE_WHILE_SENT,
-            req,
-        )
-    with LOCK:
-        if req.cancel_routine is not None:
-            raise WdfBugCheck(
-                f"{req!r} completed while marked cancelable (call WdfRequestUnmarkCancelable first)",
-                WDF_REQUEST_FATAL_ERROR,
-                FATAL_COMPLETE_WHILE_CANCELABLE,
-                req,
-            )
-        mem = req.input_memory
-        if mem is not None:
-            own = 1 if req.memory is mem else 0
-            others = mem._refs - own
-            if others > 0:
-                raise WdfBugCheck(
-                    f"{req!r} completed while its input memory {mem!r} is still referenced by {others} other "
-                    "request(s): delete, reuse or reformat them first",
-                    WDF_REQUEST_FATAL_ERROR,
-                    FATAL_COMPLETE_WHILE_MEMORY_REFERENCED,
-                    req,
-                    mem,
-                )
-    req.finish(NTSTATUS(Status), int(Information))
-
-
-def WdfRequestComplete(Request: Any, Status: int) -> None:
-    """WdfRequestComplete: complete with the request's current information (what
-    WdfRequestSetInformation set, or the byte count of the send it was forwarded in)."""
-    req = get_object(Request, FxRequest)
-    WdfRequestCompleteWithInformation(req, Status, req.information)
-
-
-def WdfRequestForwardToIoQueue(Request: Any, DestinationQueue: Any) -> NTSTATUS:
-    """WdfRequestForwardToIoQueue: requeue a request the driver owns to another queue of the device.
-    The same queue, a request pending at a target or marked cancelable -> STATUS_INVALID_DEVICE_REQUEST."""
-    req = _owned_received(Request, "WdfRequestForwardToIoQueue")
-    dest = get_object(DestinationQueue, FxIoQueue)
-    with LOCK:
-        src = req.queue
-        if src is dest or req.pending or req.cancel_routine is not None or dest.device is not req_device(req):
-            return STATUS_INVALID_DEVICE_REQUEST
-        if dest.stopping or dest._delete_requested:
-            return STATUS_INVALID_DEVICE_REQUEST
-        req.owned = False
-    if src is not None:
-        src.owned_done(req)
-    with LOCK:
-        cancelled = req.irp_cancel
-    if cancelled:
-        req.finish(STATUS_CANCELLED, 0)  # cancelled while the driver owned it: the framework cancels it on the queue
-        return STATUS_SUCCESS
-    dest.enqueue(req)
-    return STATUS_SUCCESS
-
-
-def req_device(req: FxReceivedRequest) -> FxUsbDevice | None:
-    return req.queue.device if req.queue is not None else None
-
-
-def WdfRequestMarkCancelable(Request: Any, EvtRequestCancel: Callable[[Any], Any]) -> None:
-    """WdfRequestMarkCancelable: ``EvtRequestCancel(Request)`` runs (on the cancelling thread)
-    if the producer cancels; if the request is already cancelled it runs now."""
-    status = WdfRequestMarkCancelableEx(Request, EvtRequestCancel)
-    if status == STATUS_CANCELLED:
-        EvtRequestCancel(_request_box(_received(Request)))
-
-
-def WdfRequestMarkCancelableEx(Request: Any, EvtRequestCancel: Callable[[Any], Any]) -> NTSTATUS:
-    """WdfRequestMarkCancelableEx: as WdfRequestMarkCancelable, but an already cancelled request
-    returns STATUS_CANCELLED (the routine is not called)."""
-    req = _owned_received(Request, "WdfRequestMarkCancelable")
-    required(EvtRequestCancel, "EvtRequestCancel")
-    with LOCK:
-        if req.irp_cancel:
-            return STATUS_CANCELLED
-        req.cancel_routine = EvtRequestCancel
-    return STATUS_SUCCESS
-
-
-def WdfRequestUnmarkCancelable(Request: Any) -> NTSTATUS:
-    """WdfRequestUnmarkCancelable: STATUS_CANCELLED if the cancel routine ran (or runs), else STATUS_SUCCESS."""
-    req = _owned_received(Request, "WdfRequestUnmarkCancelable")
-    with LOCK:
-        had, req.cancel_routine = req.cancel_routine, None
-        if had is None and req.irp_cancel:
-            return STATUS_CANCELLED
-    return STATUS_SUCCESS
-
-
-def WdfRequestIsCanceled(Request: Any) -> bool:
-    """WdfRequestIsCanceled: True once the producer cancelled the request."""
-    return _received(Request).irp_cancel

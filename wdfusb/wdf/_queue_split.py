@@ -20,7 +20,7 @@ from typing import Any
 from ._handles import ULONG, get_object
 from ._memory import WDF_MEMORY_DESCRIPTOR, WDF_MEMORY_DESCRIPTOR_INIT_HANDLE, WDFMEMORY, WDFMEMORY_OFFSET
 from ._ntstatus import NT_SUCCESS, NTSTATUS, STATUS_CANCELLED, STATUS_INVALID_PARAMETER, STATUS_SUCCESS
-from ._queue import (
+from ._received import (
     WdfRequestCompleteWithInformation,
     WdfRequestMarkCancelable,
     WdfRequestRetrieveInputMemory,
