@@ -166,15 +166,20 @@ int wu_device_live_transfers(wu_device *d)
     return n;
 }
 
-/* Cancel every transfer in flight on ep (all endpoints when all_eps), then drain. */
+/* Cancel every transfer in flight on ep (all endpoints when all_eps), newest first, so that
+   no transfer moves data after an earlier one was cut short; then drain. */
 static void cancel_all(wu_device *d, uint8_t ep, int all_eps)
 {
     wu_mutex_lock(&d->lock);
-    for (wu_xfer *x = d->xfers; x; x = x->next) {
-        if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT && (all_eps || x->ep == ep)) {
-            x->cancel_requested = 1;
-            d->be->cancel(x);
-        }
+    for (;;) {
+        wu_xfer *newest = NULL;
+        for (wu_xfer *x = d->xfers; x; x = x->next)
+            if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT && !x->cancel_requested && (all_eps || x->ep == ep) &&
+                (!newest || x->seq > newest->seq))
+                newest = x;
+        if (!newest) break;
+        newest->cancel_requested = 1;
+        d->be->cancel(newest);
     }
     wu_mutex_unlock(&d->lock);
     d->be->drain(d);
@@ -249,6 +254,14 @@ int wu_xfer_free(wu_xfer *x)
 
 int wu_xfer_state(wu_xfer *x) { return x ? WU_LOAD(&x->state) : WU_XFER_IDLE; }
 
+void wu_xfer_retire(wu_xfer *x)
+{
+    if (!x) return;
+    wu_mutex_lock(&x->dev->lock);
+    x->retired = 1;
+    wu_mutex_unlock(&x->dev->lock);
+}
+
 void wu_xfer_finish(wu_xfer *x, int result)
 {
     x->result = result;
@@ -273,7 +286,7 @@ static int submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len
         wu_mutex_unlock(&d->lock);
         return WU_ERR_IN_FLIGHT;
     }
-    if (d->closed) {
+    if (d->closed || x->retired) {
         wu_mutex_unlock(&d->lock);
         return WU_ERR_NO_DEVICE;
     }
@@ -294,6 +307,7 @@ static int submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len
         if (timeout_us < (INT64_MAX - now) / 1000) x->deadline_ns = now + timeout_us * 1000; /* else: for ever */
     }
     x->tag = tag;
+    x->seq = ++d->submits;
     WU_STORE(&x->state, WU_XFER_IN_FLIGHT);
     wu_mutex_unlock(&d->lock);
     rc = tag ? d->be->start_events(d) : WU_OK;
@@ -449,7 +463,9 @@ int wu_ring_run(wu_xfer **slots, int depth, wu_ring_state *st, uint8_t ep, uint8
             if (rc != WU_OK) st->error = rc;
         }
     }
-    if (st->error == WU_ERR_TIMEOUT) ring_abort(slots, depth, st);
+    /* the ring stops at its first failure: settle every transfer (newest first) and count its
+       bytes before handing back, while the caller still holds the transfers */
+    if (st->error != WU_OK) ring_abort(slots, depth, st);
     return st->error;
 }
 

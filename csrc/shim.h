@@ -43,6 +43,7 @@ struct wu_device {
     int refs;          /* the owner's, plus one per transfer */
     int closed;
     int virtual_device;
+    uint64_t submits;  /* numbers transfers in submission order */
     wu_xfer *xfers;    /* every transfer of this device */
     void *impl;
 };
@@ -56,6 +57,8 @@ struct wu_xfer {
     int timed_out;
     int submitted;
     int waiters;                 /* threads inside wu_xfer_wait / wu_xfer_reap */
+    uint64_t seq;                /* submission order on the device */
+    int retired;                 /* wu_xfer_retire: no more submits */
     uint8_t ep, type;
     unsigned flags;
     uint8_t *buf;

@@ -135,6 +135,7 @@ int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual);  /* WU_PENDING o
 int wu_xfer_run(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len,
                 unsigned flags, int64_t timeout_us, int64_t slice_us, size_t *actual);
 int wu_xfer_cancel(wu_xfer *x);               /* any thread; asynchronous */
+void wu_xfer_retire(wu_xfer *x);              /* refuse every later submit (its owner let go) */
 int wu_xfer_reap(wu_xfer *x, size_t *actual); /* cancel, then wait until it is back */
 int wu_live_objects(void);                    /* devices + transfers not yet freed */
 
@@ -171,8 +172,9 @@ typedef struct {
    (st->head, st->count) are retired first. Returns WU_OK once everything is submitted (the
    last ones may still be in flight), WU_PENDING when slice_us ran out, or the first error.
    timeout_us > 0: a transfer still not back timeout_us after it became the oldest fails the
-   ring with WU_ERR_TIMEOUT; every transfer in flight is then cancelled newest first and
-   reaped, so the bytes that moved are a prefix of buf. */
+   ring with WU_ERR_TIMEOUT. On any failure (or st->stop) every transfer still in flight is
+   cancelled newest first and reaped, and its bytes counted, before the call returns: the
+   bytes that moved are a prefix of buf and st->bytes_done says exactly how many. */
 int wu_ring_run(wu_xfer **slots, int depth, wu_ring_state *st, uint8_t ep, uint8_t type,
                 uint8_t *buf, size_t len, size_t chunk, unsigned flags, int64_t timeout_us,
                 int64_t slice_us);

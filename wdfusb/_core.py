@@ -164,7 +164,10 @@ class CoreDevice:
             if self.closed:
                 return
             self.closed = True
-        for pipe in self.all_pipes():
+            transfers = list(self._transfers)
+        for x in transfers:  # nothing new starts (a streaming ring may be submitting in C) ...
+            x.retire()
+        for pipe in self.all_pipes():  # ... then what is in flight is cancelled, newest first
             pipe.abort()
             pipe.release()
         for number in list(self._pipes):

@@ -333,7 +333,7 @@ class Transfer:
 
     @property
     def in_flight(self) -> bool:
-        x = self._enter()
+        x = self._enter(draining=True)
         if x is None:
             return False
         try:
@@ -341,9 +341,13 @@ class Transfer:
         finally:
             self._leave()
 
-    def _enter(self) -> CData | None:
+    def _enter(self, draining: bool = False) -> CData | None:
+        """Mark a call in progress; the native transfer, or None once freed. ``draining``
+        calls (wait, reap) may still reach a transfer whose free is deferred."""
         self._busy.append(None)
         x = self._x
+        if x is None and draining:
+            x = self._deferred
         if x is None:
             self._leave()
         return x
@@ -406,7 +410,7 @@ class Transfer:
     def wait(self, slice_us: int = SLICE_US) -> tuple[int, int]:
         """Wait for a submitted transfer: ``(WU_PENDING, moved)`` while the slice runs out,
         else ``(status, actual)``. Run it in a loop so Ctrl-C is seen between slices."""
-        x = self._enter()
+        x = self._enter(draining=True)
         if x is None:
             return _WU_ERR_NO_DEVICE, 0
         try:
@@ -419,7 +423,7 @@ class Transfer:
 
     def reap(self) -> tuple[int, int]:
         """Cancel (if in flight) and wait until the transfer is back, uninterruptibly."""
-        x = self._enter()
+        x = self._enter(draining=True)
         if x is None:
             return _WU_ERR_NO_DEVICE, 0
         try:
@@ -440,6 +444,15 @@ class Transfer:
         if self._free_requested:
             self._free_deferred()
 
+    def retire(self) -> None:
+        """Refuse every later submit (any thread): the first step of closing a device."""
+        x = self._enter(draining=True)
+        if x is not None:
+            try:
+                lib.wu_xfer_retire(x)
+            finally:
+                self._leave()
+
     def cancel(self) -> bool:
         """Cancel the transfer in flight, if any (any thread). True if one was."""
         with self._lock:
@@ -458,17 +471,24 @@ class Transfer:
             x, self._x = self._x, None  # from here on, new callers see a freed transfer
             if x is None:
                 return
+            # publish the request before looking for users: one leaving after this sees it
+            self._deferred, self._free_requested = x, True
             if self.dispatch_tag or self._busy:
-                self._deferred, self._free_requested = x, True
+                lib.wu_xfer_retire(x)  # and C refuses new submits (a ring loop may still be running)
                 return
+            self._deferred, self._free_requested = None, False
         self._release(x)
 
     def _free_deferred(self) -> None:
         with self._lock:
-            x = self._deferred
-            if x is None or self.dispatch_tag or self._busy:
+            # clear first, then look for callers: one that entered after this sees None
+            x, self._deferred = self._deferred, None
+            if x is None:
                 return
-            self._deferred, self._free_requested = None, False
+            if self.dispatch_tag or self._busy:
+                self._deferred = x
+                return
+            self._free_requested = False
         self._release(x)
 
     def _release(self, x: CData) -> None:
