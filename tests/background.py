@@ -1,11 +1,25 @@
-"""Running a blocking call in a thread, for fault tests: every wait is bounded."""
+"""Fault-test helpers: a blocking call in a thread (every wait bounded), and exact leak counts."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from wdfusb import _engine
+from wdfusb.wdf import wait_for_completions
+
+
+def native_counts_unchanged(join_s: float) -> Iterator[None]:
+    """Fixture body: native transfers and native objects return to their starting values."""
+    gc.collect()
+    before = (_engine.Transfer.live, _engine.live_objects())
+    yield
+    assert wait_for_completions(join_s)
+    gc.collect()
+    assert (_engine.Transfer.live, _engine.live_objects()) == before
 
 
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:

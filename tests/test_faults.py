@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from background import in_thread, wait_until
+from background import in_thread, native_counts_unchanged, wait_until
 from background import joined as bounded_join
 from test_wdf_helpers import Rig, open_rig
 
@@ -37,12 +37,7 @@ def rand(n: int, seed: int = 0) -> bytes:
 @pytest.fixture(autouse=True)
 def counts() -> Iterator[None]:
     """Native transfers and native objects return to their starting values."""
-    gc.collect()
-    before = (_engine.Transfer.live, _engine.live_objects())
-    yield
-    assert wait_for_completions(JOIN_S)
-    gc.collect()
-    assert (_engine.Transfer.live, _engine.live_objects()) == before
+    yield from native_counts_unchanged(JOIN_S)
 
 
 def sink(speed: str | None) -> tuple[wdfusb.VirtualDevice, wdfusb.Device, wdfusb.Pipe]:

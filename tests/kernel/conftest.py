@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -26,6 +26,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/sigint.py
 
 import gadget  # noqa: E402
 
+G = TypeVar("G", bound=gadget.Gadget)
 IN_RIG = os.environ.get("WDFUSB_IN_RIG") == "1"
 SKIP_REASON = (
     "kernel test: needs the QEMU USB rig; run `python tests/rig/qemu_rig.py run -- python3 -m pytest tests/kernel`"
@@ -72,40 +73,34 @@ def _params(request: pytest.FixtureRequest, key: str) -> dict[str, Any]:
     return dict(param) if isinstance(param, dict) else {key: param}
 
 
+def _bound(g: G) -> Iterator[G]:
+    """Bind ``g`` to the UDC, wait until the host enumerated it, hand it over, remove it after."""
+    try:
+        g.bind(wait=30)
+        yield g
+    finally:
+        g.remove()
+
+
 @pytest.fixture
 def sourcesink(request: pytest.FixtureRequest) -> Iterator[gadget.SourceSink]:
     """Bound, enumerated SourceSink (0525:a4a0, bulk OUT 0x02, bulk IN 0x81).
 
     Parametrize indirectly with a pattern (0, 1, 2) or a dict of SourceSink kwargs:
     @pytest.mark.parametrize("sourcesink", [0], indirect=True)."""
-    g = gadget.SourceSink(**_params(request, "pattern"))
-    try:
-        g.bind(wait=30)
-        yield g
-    finally:
-        g.remove()
+    yield from _bound(gadget.SourceSink(**_params(request, "pattern")))
 
 
 @pytest.fixture
 def hid_gadget(request: pytest.FixtureRequest) -> Iterator[gadget.HidGadget]:
     """Bound HID gadget (0525:a4ac) with interrupt IN/OUT; .received counts OUT reports."""
-    g = gadget.HidGadget(**_params(request, "report_length"))
-    try:
-        g.bind(wait=30)
-        yield g
-    finally:
-        g.remove()
+    yield from _bound(gadget.HidGadget(**_params(request, "report_length")))
 
 
 @pytest.fixture
 def ffs_gadget(request: pytest.FixtureRequest) -> Iterator[gadget.FfsGadget]:
     """Bound FunctionFS gadget (1d6b:0105), bulk OUT + IN; param: mode or kwargs dict."""
-    g = gadget.FfsGadget(**_params(request, "mode"))
-    try:
-        g.bind(wait=30)
-        yield g
-    finally:
-        g.remove()
+    yield from _bound(gadget.FfsGadget(**_params(request, "mode")))
 
 
 @pytest.fixture(scope="session")

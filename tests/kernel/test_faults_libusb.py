@@ -7,7 +7,6 @@ NAKs); ``unbind`` is a surprise removal. Every wait is bounded; nothing is left 
 
 from __future__ import annotations
 
-import gc
 import random
 import threading
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 import gadget
 import pytest
-from background import in_thread
+from background import in_thread, native_counts_unchanged
 from background import joined as bounded_join
 from test_wdf_libusb import open_pipes
 
@@ -33,12 +32,7 @@ JOIN_S = 30
 @pytest.fixture(autouse=True)
 def counts() -> Iterator[None]:
     """Native devices and transfers return to their starting values."""
-    gc.collect()
-    before = (_engine.Transfer.live, _engine.live_objects())
-    yield
-    assert wait_for_completions(JOIN_S)
-    gc.collect()
-    assert (_engine.Transfer.live, _engine.live_objects()) == before
+    yield from native_counts_unchanged(JOIN_S)
 
 
 def joined(t: threading.Thread) -> None:
