@@ -385,6 +385,56 @@ def test_cancel_while_data_moves_counts_the_partial_request(counts: None) -> Non
         w.close()
 
 
+class SlowLook(threading.Event):
+    """Stands in for the ring's "C loop idle" event and widens the window a slow machine
+    opens: a look at it answers what it saw, but only once the C loop has started (or
+    0.2 s passed) and 10 ms more, so that transfers move in between."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set()
+        self.c_started = threading.Event()
+
+    def clear(self) -> None:
+        super().clear()
+        self.c_started.set()
+
+    def is_set(self) -> bool:
+        seen = super().is_set()
+        self.c_started.wait(0.2)
+        time.sleep(0.01)
+        return seen
+
+
+@pytest.mark.parametrize("first", ["cancel", "writer"])
+def test_cancel_as_the_c_loop_starts_keeps_a_prefix(counts: None, first: str) -> None:
+    # the kernel rig once saw a cancel that raced the start of the C loop: the loop kept
+    # submitting behind a transfer the cancel had cut short (count exact, bytes not a prefix)
+    v, dev, pipe = sink("high")
+    data = rand(4 << 20, 17)  # 80 ms at high speed
+    with v, dev:
+        w = pipe.writer(depth=4, chunk=8 * CHUNK)
+        w._ring._c_idle = look = SlowLook()
+        out: list[int] = []
+        c = threading.Thread(target=lambda: out.append(w.cancel()))
+        if first == "cancel":
+            c.start()
+            time.sleep(0.002)
+            t, errors = start_writer(w, data)
+        else:
+            t, errors = start_writer(w, data)
+            assert look.c_started.wait(5)
+            c.start()
+        c.join(5)
+        t.join(5)
+        assert not c.is_alive() and not t.is_alive()
+        n = out[0]
+        assert n == w.bytes_written == v.endpoint(EP).received_bytes < len(data)
+        assert v.endpoint(EP).crc32 == zlib.crc32(data[:n])
+        assert isinstance(errors[0], wdfusb.UsbCancelledError) and errors[0].bytes_transferred == n
+        w.close()
+
+
 def test_cancel_from_the_writing_thread_drops_buffered_data(counts: None) -> None:
     v, dev, pipe = sink("high")
     with v, dev:

@@ -245,15 +245,18 @@ class Ring:
         """Fail the ring with ``reason`` (unless it failed already), cancel every transfer newest
         first, wait until each is back and count its bytes. Any thread; idempotent. Returns
         the bytes written."""
-        if not self._c_idle.is_set():
-            # run_span's C loop is driving: ask it to stop (it checks between transfers and
-            # after each 50 ms wait slice) and let it hand the slots back, so that the cancels
-            # below go newest first and what moved stays a prefix of the stream
-            self._state.stop = 1
-            self._c_idle.wait(5)
-        with self.lock:
+        with self.lock:  # first fail the ring: from here on no run_span starts its C loop
             if self.error == WU_OK:
                 self.error = reason
+        if not self._c_idle.is_set():
+            # run_span's C loop is driving (it started before the line above): ask it to stop
+            # (it checks between transfers and after each 50 ms wait slice), it cancels newest
+            # first and settles every transfer itself; wait until it hands the slots back.
+            # Never cancel beside it: a transfer it submits after ours would move bytes
+            # behind a cut-short one, and the stream would no longer be a prefix.
+            self._state.stop = 1
+            self._c_idle.wait()
+        with self.lock:
             order = [self.slots[(self.head + i) % self.depth] for i in range(self.count)]
             if self.count < self.depth and self.slots:
                 spare = self.next_slot()  # submitted, but interrupted before it was counted?
