@@ -259,7 +259,8 @@ HID_REPORT_DESC = bytes.fromhex(
 
 
 class Counter:
-    """Bytes/reports/CRC32 of what a guest-side reader consumed (thread-safe enough)."""
+    """Bytes/reports/CRC32 of what a guest-side reader consumed. ``bytes`` is published
+    last, under the lock, so whoever sees a count also sees the CRC of those bytes."""
 
     def __init__(self) -> None:
         self.bytes = 0
@@ -270,15 +271,19 @@ class Counter:
 
     def add(self, data: bytes) -> None:
         with self.lock:
-            self.bytes += len(data)
+            self.crc32 = zlib.crc32(data, self.crc32)  # releases the GIL on large reads
             self.reads += 1
-            self.crc32 = zlib.crc32(data, self.crc32)
+            self.bytes += len(data)
 
     def wait_bytes(self, n: int, timeout: float = 30.0) -> int:
+        """Wait until at least ``n`` bytes were consumed; returns the count (read under the
+        lock: ``crc32`` then covers exactly those bytes)."""
         deadline = time.monotonic() + timeout
-        while self.bytes < n and time.monotonic() < deadline:
+        while True:
+            with self.lock:
+                if self.bytes >= n or time.monotonic() >= deadline:
+                    return self.bytes
             time.sleep(0.01)
-        return self.bytes
 
 
 class HidGadget(Gadget):
