@@ -23,7 +23,8 @@ static struct {
 #undef X
 } L;
 
-static void *lib_handle;
+static void *lib_handle; /* written under load_lock, before lib_loaded */
+static int lib_loaded;   /* atomic: 1 once libusb is loaded and initialised */
 static libusb_context *ctx;
 static char lib_path[1024];
 static char lib_version[64];
@@ -79,12 +80,13 @@ int wu_libusb_load(const char *path, char *err, size_t errlen)
     ver = L.libusb_get_version();
     snprintf(lib_version, sizeof lib_version, "%u.%u.%u.%u", ver->major, ver->minor, ver->micro, ver->nano);
     snprintf(lib_path, sizeof lib_path, "%s", path);
-    WU_STORE(&lib_handle, h);
+    lib_handle = h;
+    WU_STORE(&lib_loaded, 1);
     wu_mutex_unlock(&load_lock);
     return WU_OK;
 }
 
-int wu_libusb_loaded(void) { return WU_LOAD(&lib_handle) != NULL; }
+int wu_libusb_loaded(void) { return WU_LOAD(&lib_loaded); }
 const char *wu_libusb_version(void) { return wu_libusb_loaded() ? lib_version : ""; }
 const char *wu_libusb_path(void) { return wu_libusb_loaded() ? lib_path : ""; }
 

@@ -15,12 +15,33 @@ void wu_cond_init(wu_cond *c) { InitializeConditionVariable(c); }
 void wu_cond_destroy(wu_cond *c) { (void)c; }
 void wu_cond_broadcast(wu_cond *c) { WakeAllConditionVariable(c); }
 
+/* Windows timers tick every 15.6 ms unless a process asks for 1 ms (since Windows 10 2004
+   the request is per process). Paced virtual transfers last about a millisecond, so ask
+   once, through winmm loaded at run time (no import library needed). */
+static BOOL CALLBACK fine_timer_once(PINIT_ONCE once, PVOID param, PVOID *ctx)
+{
+    HMODULE winmm = LoadLibraryA("winmm.dll");
+    FARPROC begin = winmm ? GetProcAddress(winmm, "timeBeginPeriod") : NULL;
+    (void)once; (void)param; (void)ctx;
+    if (begin) ((UINT(WINAPI *)(UINT))(void (*)(void))begin)(1);
+    return TRUE;
+}
+
 void wu_cond_wait_until(wu_cond *c, wu_mutex *m, int64_t until_ns)
 {
+    static INIT_ONCE fine_timer = INIT_ONCE_STATIC_INIT;
     DWORD ms = INFINITE;
     if (until_ns != WU_NS_FOREVER) {
         int64_t left = until_ns - wu_now_ns();
-        ms = left <= 0 ? 0 : (DWORD)((left + 999999) / 1000000);
+        if (left < 2000000) { /* a 1 ms wait may take 2: let others run; the caller checks again */
+            LeaveCriticalSection(m);
+            SwitchToThread();
+            EnterCriticalSection(m);
+            return;
+        }
+        /* whole milliseconds less one (a wait may end a tick late); the caller loops for the rest */
+        ms = left / 1000000 >= INFINITE ? INFINITE - 1 : (DWORD)(left / 1000000) - 1;
+        InitOnceExecuteOnce(&fine_timer, fine_timer_once, NULL, NULL);
     }
     SleepConditionVariableCS(c, m, ms);
 }
@@ -40,13 +61,22 @@ int64_t wu_now_ns(void)
     LARGE_INTEGER now;
     if (!freq.QuadPart) QueryPerformanceFrequency(&freq);
     QueryPerformanceCounter(&now);
-    return (int64_t)((double)now.QuadPart * 1e9 / (double)freq.QuadPart);
+    /* exact in integers: whole seconds, then the remainder (no overflow for centuries) */
+    return (int64_t)(now.QuadPart / freq.QuadPart) * 1000000000 +
+           (int64_t)(now.QuadPart % freq.QuadPart) * 1000000000 / freq.QuadPart;
 }
 
 void *wu_dl_open(const char *path, char *err, size_t errlen)
 {
     HMODULE h = LoadLibraryA(path);
-    if (!h && err) snprintf(err, errlen, "LoadLibrary failed (error %lu)", GetLastError());
+    if (!h && err) { /* "<path>: <system message> (error N)", as dlerror() names the path */
+        DWORD code = GetLastError();
+        char msg[256] = "";
+        DWORD n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code, 0, msg,
+                                 sizeof msg, NULL);
+        while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' ' || msg[n - 1] == '.')) msg[--n] = 0;
+        snprintf(err, errlen, "%s: %s (error %lu)", path, n ? msg : "LoadLibrary failed", (unsigned long)code);
+    }
     return (void *)h;
 }
 

@@ -15,7 +15,11 @@ typedef CRITICAL_SECTION wu_mutex;
 typedef CONDITION_VARIABLE wu_cond;
 typedef INIT_ONCE wu_once_t;
 #define WU_ONCE_INIT INIT_ONCE_STATIC_INIT
+#ifdef _MSC_VER
 #define WU_THREAD_LOCAL __declspec(thread)
+#else
+#define WU_THREAD_LOCAL __thread
+#endif
 #define WU_CALLBACK WINAPI
 #else
 #include <pthread.h>
@@ -27,6 +31,7 @@ typedef pthread_once_t wu_once_t;
 #define WU_CALLBACK
 #endif
 
+/* atomics on int-sized values only */
 #if defined(_MSC_VER)
 #define WU_LOAD(p) InterlockedCompareExchange((volatile LONG *)(p), 0, 0)
 #define WU_STORE(p, v) InterlockedExchange((volatile LONG *)(p), (LONG)(v))
