@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 import wdfusb
 from wdfusb import _engine
+
+# A job started in the background of a non-interactive shell inherits SIGINT ignored, and
+# so would every child the Ctrl-C tests start (a Python started that way never raises
+# KeyboardInterrupt). A handler here is reset to the default in children: they get Ctrl-C.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -21,9 +21,12 @@ def interrupt_child(code: str, *args: str, settle: float = 0.3) -> tuple[float, 
         time.sleep(settle)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        fields = proc.stdout.readline().split()
-        proc.wait(10)
+        out, _ = proc.communicate(timeout=10)  # bounded: a child that ignored it fails the test
+    except subprocess.TimeoutExpired:
+        out = "(no answer to SIGINT within 10 s)"
     finally:
         proc.kill()
+        proc.wait()
+    fields = out.split("\n")[0].split()
     assert fields and fields[0] == "interrupted", fields
     return float(fields[1]) - sent, fields[2:]

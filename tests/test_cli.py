@@ -336,9 +336,13 @@ def test_subprocess_sigint_exits_130_and_reports_the_bytes() -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        time.sleep(1.5)  # let it start writing (full speed: ~1.2 MB/s, for ever from /dev/zero)
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
+        try:
+            time.sleep(1.5)  # let it start writing (full speed: ~1.2 MB/s, for ever from /dev/zero)
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=60)
+        finally:
+            p.kill()
+            p.wait()
     assert p.returncode == ExitCode.INTERRUPTED, err
     assert b"interrupted; nothing is left in flight" in err and b"before the interrupt" in err
 
