@@ -432,29 +432,6 @@ def test_mark_cancelable_ex_on_a_cancelled_request(rig: Rig) -> None:
     assert results == [STATUS_CANCELLED, STATUS_CANCELLED]
 
 
-def test_purge_calls_evt_io_stop_and_cancels_queued(rig: Rig) -> None:
-    held: list[Any] = []
-    stops: list[int] = []
-    entered = threading.Event()
-
-    def evt(q: Any, r: Any, n: int) -> None:
-        held.append(r)
-        entered.set()
-
-    def evt_io_stop(q: Any, r: Any, flags: int) -> None:
-        stops.append(flags)
-        WdfRequestComplete(r, STATUS_CANCELLED)
-
-    queue = make_queue(rig, evt, EvtIoStop=evt_io_stop)
-    first = post_write(queue, b"a")
-    assert entered.wait(WAIT)
-    second = post_write(queue, b"b")
-    WdfIoQueuePurgeSynchronously(queue)
-    assert first.wait(WAIT) == (STATUS_CANCELLED, 0)
-    assert second.wait(WAIT) == (STATUS_CANCELLED, 0)
-    assert stops == [WdfRequestStopActionPurge]
-
-
 # ---- dispatch types and forwarding between queues ------------------------------------------------
 
 

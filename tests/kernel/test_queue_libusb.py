@@ -6,6 +6,7 @@ Data follows Gadget Zero's pattern=1 rule per transfer, so the gadget checks eve
 from __future__ import annotations
 
 import threading
+import zlib
 from typing import Any
 
 import gadget
@@ -88,4 +89,27 @@ def test_cancel_a_received_request_while_it_is_forwarded(ffs_gadget: gadget.FfsG
     assert op.cancel()
     status, _ = op.wait(WAIT)
     assert status == STATUS_CANCELLED
+    WdfObjectDelete(device)
+
+
+def test_a_stopped_queue_holds_writes_until_started_then_drains(ffs_gadget: gadget.FfsGadget) -> None:
+    device, pipes, _ = open_pipes(ffs_gadget.vid, ffs_gadget.pid)
+    queue = make_queue(device, forward(pipes[ffs_gadget.ep_out]))
+    WdfIoQueueStopSynchronously(queue)
+    frames = [bytes([i]) * (1000 + 300 * i) for i in range(3)]
+    ops = [post_write(queue, frame) for frame in frames]
+    waiting = ULONG()
+    WdfIoQueueGetState(queue, waiting, None)
+    assert waiting.value == 3 and not any(op.done for op in ops)
+    assert ffs_gadget.received.bytes == 0  # nothing reached the device while stopped
+    WdfIoQueueStart(queue)
+    assert [op.wait(WAIT) for op in ops] == [(STATUS_SUCCESS, len(f)) for f in frames]
+    drained = threading.Event()
+    WdfIoQueueDrain(queue, lambda q, c: drained.set(), None)
+    assert drained.wait(WAIT) and WDF_IO_QUEUE_DRAINED(WdfIoQueueGetState(queue, None, None))
+    assert post_write(queue, b"late").wait(WAIT) == (STATUS_INVALID_DEVICE_STATE, 0)
+    total = sum(len(f) for f in frames)
+    # the frames are not packet multiples: each ended the gadget's read, in order
+    assert ffs_gadget.received.wait_bytes(total, WAIT) == total
+    assert ffs_gadget.received.crc32 == zlib.crc32(b"".join(frames))
     WdfObjectDelete(device)

@@ -23,7 +23,9 @@ from . import (
     _memory,
     _ntstatus,
     _queue,
+    _queue_config,
     _queue_split,
+    _queue_state,
     _received,
     _request,
     _structs,
@@ -40,7 +42,9 @@ from ._handles import *  # noqa: F403
 from ._memory import *  # noqa: F403
 from ._ntstatus import *  # noqa: F403
 from ._queue import *  # noqa: F403
+from ._queue_config import *  # noqa: F403
 from ._queue_split import *  # noqa: F403
+from ._queue_state import *  # noqa: F403
 from ._received import *  # noqa: F403
 from ._request import *  # noqa: F403
 from ._structs import *  # noqa: F403
@@ -86,7 +90,9 @@ _MODULES = (
     _transfer,
     _async,
     _queue,
+    _queue_config,
     _queue_split,
+    _queue_state,
     _received,
 )
 __all__ = sorted(set().union(*(_public(m) for m in _MODULES)) | (_EXTRA & set(globals())))

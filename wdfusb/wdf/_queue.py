@@ -67,57 +67,28 @@ from ._ntstatus import (
     STATUS_SUCCESS,
     STATUS_UNSUCCESSFUL,
 )
+from ._queue_config import (
+    STATUS_NO_MORE_ENTRIES,
+    STATUS_WDF_PAUSED,
+    WDF_IO_QUEUE_CONFIG,
+    WdfIoQueueDispatchManual,
+    WdfIoQueueDispatchParallel,
+    WdfIoQueueDispatchSequential,
+)
 from ._request import IRP, FxRequest
 from ._usbdevice import FxUsbDevice
 
 __all__ = [
     "PARALLEL_WORKERS",
-    "PMDL",
-    "PVOID",
     "WDFQUEUE",
-    "WDF_IO_QUEUE_CONFIG",
-    "WDF_IO_QUEUE_CONFIG_INIT",
-    "WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE",
-    "WDF_REQUEST_PARAMETERS",
-    "WDF_REQUEST_PARAMETERS_INIT",
     "IoOperation",
-    "WdfFalse",
     "WdfIoQueueCreate",
-    "WdfIoQueueDispatchInvalid",
-    "WdfIoQueueDispatchManual",
-    "WdfIoQueueDispatchMax",
-    "WdfIoQueueDispatchParallel",
-    "WdfIoQueueDispatchSequential",
     "WdfIoQueueGetDevice",
-    "WdfIoQueuePurgeSynchronously",
     "WdfIoQueueRetrieveNextRequest",
-    "WdfRequestStopActionInvalid",
-    "WdfRequestStopActionPurge",
-    "WdfRequestStopActionSuspend",
-    "WdfRequestStopRequestCancelable",
-    "WdfTrue",
-    "WdfUseDefault",
     "post_write",
-    "STATUS_NO_MORE_ENTRIES",
 ]
 
-# WDF_IO_QUEUE_DISPATCH_TYPE (wdfio.h)
-WdfIoQueueDispatchInvalid = 0
-WdfIoQueueDispatchSequential = 1
-WdfIoQueueDispatchParallel = 2
-WdfIoQueueDispatchManual = 3
-WdfIoQueueDispatchMax = 4
-# WDF_TRI_STATE (wdftypes.h)
-WdfFalse = 0
-WdfTrue = 1
-WdfUseDefault = 2
-# WDF_REQUEST_STOP_ACTION_FLAGS (wdfio.h)
-WdfRequestStopActionInvalid = 0
-WdfRequestStopActionSuspend = 0x01
-WdfRequestStopActionPurge = 0x2
-WdfRequestStopRequestCancelable = 0x10000000
-
-STATUS_NO_MORE_ENTRIES = NTSTATUS(0x8000001A)
+IN_QUEUE_CALLBACK = threading.local()  # .active: this thread runs an EvtIoXxx callback
 
 #: worker threads of a parallel queue whose NumberOfPresentedRequests is unlimited
 PARALLEL_WORKERS = 8
@@ -128,107 +99,6 @@ FATAL_COMPLETE_WHILE_SENT = 0x102
 FATAL_COMPLETE_WHILE_CANCELABLE = 0x103
 FATAL_COMPLETE_DRIVER_CREATED = 0x104
 FATAL_NOT_OWNED_BY_DRIVER = 0x105
-
-
-class PVOID:
-    """An out-box for a ``PVOID*`` parameter (``WdfRequestRetrieveInputBuffer``): read ``.value``."""
-
-    def __init__(self, value: Any = None) -> None:
-        self.value = value
-
-
-class PMDL(PVOID):
-    """An out-box for a ``PMDL*`` parameter (``WdfRequestRetrieveInputWdmMdl``): read ``.value``."""
-
-
-# ---- configuration ------------------------------------------------------------------------
-
-
-class _ParallelSettings:
-    def __init__(self) -> None:
-        self.NumberOfPresentedRequests = 0
-
-
-class _QueueSettings:
-    def __init__(self) -> None:
-        self.Parallel = _ParallelSettings()
-
-
-class WDF_IO_QUEUE_CONFIG:
-    """WDF_IO_QUEUE_CONFIG (wdfio.h); ``sizeof`` on x64 is 96.
-
-    Callbacks: ``EvtIoDefault(Queue, Request)``, ``EvtIoWrite(Queue, Request, Length)``,
-    ``EvtIoStop(Queue, Request, ActionFlags)``, ``EvtIoCanceledOnQueue(Queue, Request)``
-    (the read/ioctl callbacks are accepted and never called: producers only post writes).
-    """
-
-    SIZEOF = 96
-
-    def __init__(self) -> None:
-        self.Size = 0
-        self.DispatchType = WdfIoQueueDispatchInvalid
-        self.PowerManaged = WdfUseDefault
-        self.AllowZeroLengthRequests = False
-        self.DefaultQueue = False
-        self.EvtIoDefault: Callable[..., Any] | None = None
-        self.EvtIoRead: Callable[..., Any] | None = None
-        self.EvtIoWrite: Callable[..., Any] | None = None
-        self.EvtIoDeviceControl: Callable[..., Any] | None = None
-        self.EvtIoInternalDeviceControl: Callable[..., Any] | None = None
-        self.EvtIoStop: Callable[..., Any] | None = None
-        self.EvtIoResume: Callable[..., Any] | None = None
-        self.EvtIoCanceledOnQueue: Callable[..., Any] | None = None
-        self.Settings = _QueueSettings()
-        self.Driver: Any = None
-
-
-def WDF_IO_QUEUE_CONFIG_INIT(Config: WDF_IO_QUEUE_CONFIG, DispatchType: int) -> None:
-    """WDF_IO_QUEUE_CONFIG_INIT: zero, set Size, PowerManaged=WdfUseDefault, the dispatch type
-    (parallel: NumberOfPresentedRequests = -1, unlimited)."""
-    Config.__init__()  # type: ignore[misc]
-    Config.Size = WDF_IO_QUEUE_CONFIG.SIZEOF
-    Config.PowerManaged = WdfUseDefault
-    Config.DispatchType = DispatchType
-    if DispatchType == WdfIoQueueDispatchParallel:
-        Config.Settings.Parallel.NumberOfPresentedRequests = -1
-
-
-def WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE(Config: WDF_IO_QUEUE_CONFIG, DispatchType: int) -> None:
-    """WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE: as WDF_IO_QUEUE_CONFIG_INIT, plus DefaultQueue=TRUE."""
-    WDF_IO_QUEUE_CONFIG_INIT(Config, DispatchType)
-    Config.DefaultQueue = True
-
-
-class _WriteParameters:
-    def __init__(self) -> None:
-        self.Length = 0
-        self.Key = 0
-        self.DeviceOffset = 0
-
-
-class _RequestParametersUnion:
-    def __init__(self) -> None:
-        self.Write = _WriteParameters()
-        self.Read = self.Write  # the union: Read and Write have the same layout
-
-
-class WDF_REQUEST_PARAMETERS:
-    """WDF_REQUEST_PARAMETERS (wdfrequest.h): Size, MinorFunction, Type, Parameters.Write/Read
-    (Length, Key, DeviceOffset); ``sizeof`` on x64 is 40."""
-
-    SIZEOF = 40
-
-    def __init__(self) -> None:
-        self.Size = 0
-        self.MinorFunction = 0
-        self.Type = 0
-        self.Parameters = _RequestParametersUnion()
-
-
-def WDF_REQUEST_PARAMETERS_INIT(Parameters: WDF_REQUEST_PARAMETERS) -> None:
-    """WDF_REQUEST_PARAMETERS_INIT: zero and set Size."""
-    Parameters.__init__()  # type: ignore[misc]
-    Parameters.Size = WDF_REQUEST_PARAMETERS.SIZEOF
 
 
 # ---- the producer's side --------------------------------------------------------------------
@@ -302,6 +172,7 @@ class FxReceivedRequest(FxRequest):
         self.irp_cancel = False  # Irp->Cancel
         self.cancel_routine: Callable[[Any], Any] | None = None
         self.owned = False  # presented to the driver (not in a queue)
+        self.presented = False  # presented at least once (then a cancel on a queue calls EvtIoCanceledOnQueue)
         self.completed = False
 
     def io_cancel(self) -> bool:
@@ -311,21 +182,31 @@ class FxReceivedRequest(FxRequest):
             self.irp_cancel = True
             queue = self.queue
             in_queue = queue is not None and not self.owned and queue.remove(self)
-            routine, self.cancel_routine = self.cancel_routine, None
         if in_queue:
             assert queue is not None
-            if queue.config.EvtIoCanceledOnQueue is not None:
-                with LOCK:
-                    self.owned = True
-                queue.owned_add(self)
-                queue.config.EvtIoCanceledOnQueue(WDFQUEUE(queue), _request_box(self))
-            else:
-                self.finish(STATUS_CANCELLED, 0)
+            self.cancel_on_queue(queue)
             return True
-        if routine is not None:
-            routine(_request_box(self))
+        self.cancel_for_driver()
         self.cancel()  # a forwarded transfer in flight is cancelled; later sends return STATUS_CANCELLED
         return True
+
+    def cancel_on_queue(self, queue: FxIoQueue) -> None:
+        """A request taken out of ``queue`` by a cancel or a purge: a request the driver had
+        (and forwarded here) goes to EvtIoCanceledOnQueue, any other is completed cancelled."""
+        if queue.config.EvtIoCanceledOnQueue is not None and self.presented:
+            with LOCK:
+                self.owned = True
+            queue.owned_add(self)
+            queue.config.EvtIoCanceledOnQueue(WDFQUEUE(queue), _request_box(self))
+        else:
+            self.finish(STATUS_CANCELLED, 0)
+
+    def cancel_for_driver(self) -> None:
+        """Run the request's cancel routine, if the driver marked it cancelable (once)."""
+        with LOCK:
+            routine, self.cancel_routine = self.cancel_routine, None
+        if routine is not None:
+            routine(_request_box(self))
 
     def finish(self, status: NTSTATUS, information: int, exc: BaseException | None = None) -> None:
         """The completion itself (rules already checked): release, delete, wake the producer."""
@@ -342,6 +223,8 @@ class FxReceivedRequest(FxRequest):
         op = self.op
         self.delete()  # deletes the input memory with it (its child)
         op._finish(NTSTATUS(status), int(information), exc)
+        if queue is not None:
+            queue.settle()  # a Stop/Drain/Purge may have waited for this one
 
 
 def _request_box(req: FxRequest) -> Any:
@@ -427,7 +310,13 @@ class FxIoQueue(FxObject):
         self.cond = threading.Condition(LOCK)
         self.pending: collections.deque[FxReceivedRequest] = collections.deque()
         self.driver_owned: set[FxReceivedRequest] = set()
-        self.stopping = False
+        self.stopping = False  # being deleted
+        self.accepting = True  # WdfIoQueueAcceptRequests: new requests are queued (else refused)
+        self.dispatching = True  # WdfIoQueueDispatchRequests: queued requests are presented
+        self.cancel_dispatched = False  # a purge runs: requests marked cancelable are cancelled at once
+        # (callback, context) of a pending WdfIoQueueStop and of a pending WdfIoQueueDrain/Purge
+        self.idle_complete: tuple[Callable[[Any, Any], Any], Any] | None = None
+        self.purge_complete: tuple[Callable[[Any, Any], Any], Any] | None = None
         self.errors: list[BaseException] = []
         dispatch = config.DispatchType
         if dispatch == WdfIoQueueDispatchSequential:
@@ -447,7 +336,7 @@ class FxIoQueue(FxObject):
     # -- queue state (all under LOCK) --
     def enqueue(self, req: FxReceivedRequest) -> None:
         with self.cond:
-            if self.stopping or self._delete_requested:
+            if self.stopping or self._delete_requested or not self.accepting:
                 stopped = True
             else:
                 stopped = False
@@ -474,20 +363,40 @@ class FxIoQueue(FxObject):
             self.driver_owned.discard(req)
             self.cond.notify_all()
 
+    def settle(self) -> None:
+        """Run the Stop / Drain-or-Purge completion callback whose condition holds now: Stop's
+        once the driver owns no request, Drain's and Purge's once the queue is empty too.
+        Called without the lock, by whoever changed the counts (or the call that asked)."""
+        fire = []
+        with self.cond:
+            if self.idle_complete is not None and not self.driver_owned:
+                fire.append(self.idle_complete)
+                self.idle_complete = None
+            if self.purge_complete is not None and not self.driver_owned and not self.pending:
+                fire.append(self.purge_complete)
+                self.purge_complete = None
+        for callback, context in fire:
+            try:
+                callback(WDFQUEUE(self), context)
+            except Exception as exc:  # noqa: BLE001 - kept, like an exception after a completion
+                self.errors.append(exc)
+
     def take(self) -> FxReceivedRequest | None:
         """Remove the next request and hand it to the driver (None if none)."""
         with self.cond:
             if not self.pending:
                 return None
             req = self.pending.popleft()
-            req.owned = True
+            req.owned = req.presented = True
             self.driver_owned.add(req)
             return req
 
     def _worker(self) -> None:
         while True:
             with self.cond:
-                while not self.stopping and not (self.pending and len(self.driver_owned) < self.limit):
+                while not self.stopping and not (
+                    self.dispatching and self.pending and len(self.driver_owned) < self.limit
+                ):
                     self.cond.wait()
                 if self.stopping:
                     return
@@ -497,6 +406,7 @@ class FxIoQueue(FxObject):
 
     def _present(self, req: FxReceivedRequest) -> None:
         config = self.config
+        IN_QUEUE_CALLBACK.active = True
         try:
             if config.EvtIoWrite is not None:
                 config.EvtIoWrite(WDFQUEUE(self), _request_box(req), req.length)
@@ -513,6 +423,8 @@ class FxIoQueue(FxObject):
                     req.finish(STATUS_UNSUCCESSFUL, 0, exc)
             else:
                 self.errors.append(exc)  # raised after the request was completed: kept, see ``errors``
+        finally:
+            IN_QUEUE_CALLBACK.active = False
 
     def _before_delete(self) -> None:
         with self.cond:
@@ -592,33 +504,10 @@ def WdfIoQueueRetrieveNextRequest(Queue: Any, OutRequest: Any) -> NTSTATUS:
     OutRequest.value = None
     if queue.config.DispatchType != WdfIoQueueDispatchManual:
         return STATUS_INVALID_DEVICE_REQUEST
+    if not queue.dispatching:
+        return STATUS_WDF_PAUSED  # stopped (WdfIoQueueStop): WdfIoQueueStart resumes it
     req = queue.take()
     if req is None:
         return STATUS_NO_MORE_ENTRIES
     OutRequest.value = req
     return STATUS_SUCCESS
-
-
-def WdfIoQueuePurgeSynchronously(Queue: Any) -> None:
-    """WdfIoQueuePurgeSynchronously: complete the queued requests with STATUS_CANCELLED, call
-    ``EvtIoStop(Queue, Request, WdfRequestStopActionPurge)`` for each request the driver owns
-    (or cancel it if marked cancelable), then wait until the driver completed them all.
-    (The queue keeps accepting requests afterwards, as after WdfIoQueueStart.)"""
-    queue = get_object(Queue, FxIoQueue)
-    with queue.cond:
-        waiting = list(queue.pending)
-        queue.pending.clear()
-        owned = list(queue.driver_owned)
-    for req in waiting:
-        req.finish(STATUS_CANCELLED, 0)
-    for req in owned:
-        if queue.config.EvtIoStop is not None:
-            flags = WdfRequestStopActionPurge
-            if req.cancel_routine is not None:
-                flags |= WdfRequestStopRequestCancelable
-            queue.config.EvtIoStop(WDFQUEUE(queue), _request_box(req), flags)
-        else:
-            req.io_cancel()  # no EvtIoStop: the framework cancels them
-    with queue.cond:
-        while queue.driver_owned:
-            queue.cond.wait()

@@ -26,11 +26,11 @@ from ._queue import (
     FATAL_COMPLETE_WHILE_MEMORY_REFERENCED,
     FATAL_COMPLETE_WHILE_SENT,
     FATAL_NOT_OWNED_BY_DRIVER,
-    WDF_REQUEST_PARAMETERS,
     FxIoQueue,
     FxReceivedRequest,
     _request_box,
 )
+from ._queue_config import STATUS_WDF_BUSY, WDF_REQUEST_PARAMETERS
 from ._request import FxRequest
 from ._structs import WdfRequestTypeWrite
 from ._usbdevice import FxUsbDevice
@@ -183,7 +183,8 @@ def WdfRequestComplete(Request: Any, Status: int) -> None:
 
 def WdfRequestForwardToIoQueue(Request: Any, DestinationQueue: Any) -> NTSTATUS:
     """WdfRequestForwardToIoQueue: requeue a request the driver owns to another queue of the device.
-    The same queue, a request pending at a target or marked cancelable -> STATUS_INVALID_DEVICE_REQUEST."""
+    The same queue, a request pending at a target or marked cancelable -> STATUS_INVALID_DEVICE_REQUEST;
+    a queue that does not accept requests (drained, purged) -> STATUS_WDF_BUSY (the driver keeps it)."""
     req = _owned_received(Request, "WdfRequestForwardToIoQueue")
     dest = get_object(DestinationQueue, FxIoQueue)
     with LOCK:
@@ -192,9 +193,12 @@ def WdfRequestForwardToIoQueue(Request: Any, DestinationQueue: Any) -> NTSTATUS:
             return STATUS_INVALID_DEVICE_REQUEST
         if dest.stopping or dest._delete_requested:
             return STATUS_INVALID_DEVICE_REQUEST
+        if not dest.accepting:
+            return STATUS_WDF_BUSY  # stopped accepting (drain, purge): the driver keeps it
         req.owned = False
     if src is not None:
         src.owned_done(req)
+        src.settle()
     with LOCK:
         cancelled = req.irp_cancel
     if cancelled:
@@ -222,8 +226,8 @@ def WdfRequestMarkCancelableEx(Request: Any, EvtRequestCancel: Callable[[Any], A
     req = _owned_received(Request, "WdfRequestMarkCancelable")
     required(EvtRequestCancel, "EvtRequestCancel")
     with LOCK:
-        if req.irp_cancel:
-            return STATUS_CANCELLED
+        if req.irp_cancel or (req.queue is not None and req.queue.cancel_dispatched):
+            return STATUS_CANCELLED  # cancelled, or its queue is being purged
         req.cancel_routine = EvtRequestCancel
     return STATUS_SUCCESS
 
