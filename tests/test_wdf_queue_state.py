@@ -259,12 +259,18 @@ def test_only_a_forwarded_request_cancelled_on_a_queue_reaches_evt_io_canceled_o
     assert cancelled_on_queue == [request]
 
 
-def test_drain_synchronously_waits_for_the_waiting_and_the_owned(rig: Rig, held: Held) -> None:
+def waiting_in(rig: Rig, held: Held, call: Callable[[WDFQUEUE], None]) -> tuple[WDFQUEUE, Any, threading.Thread]:
+    """A sequential queue whose driver holds one request while another waits; ``call(queue)``
+    runs in a thread. Returns the queue, the waiting request's IoOperation, the thread."""
     queue = make_queue(rig, held)
     post_write(queue, b"x")
     held.wait()
     waiting = post_write(queue, b"y")
-    t = in_thread(lambda: WdfIoQueueDrainSynchronously(queue))
+    return queue, waiting, in_thread(lambda: call(queue))
+
+
+def test_drain_synchronously_waits_for_the_waiting_and_the_owned(rig: Rig, held: Held) -> None:
+    _, waiting, t = waiting_in(rig, held, WdfIoQueueDrainSynchronously)
     t.join(BLOCKED)
     assert t.is_alive()
     WdfRequestComplete(held.requests[0], STATUS_SUCCESS)
@@ -276,11 +282,7 @@ def test_drain_synchronously_waits_for_the_waiting_and_the_owned(rig: Rig, held:
 
 
 def test_deleting_the_queue_ends_a_synchronous_wait(rig: Rig, held: Held) -> None:
-    queue = make_queue(rig, held)
-    post_write(queue, b"x")
-    held.wait()
-    waiting = post_write(queue, b"y")
-    t = in_thread(lambda: WdfIoQueuePurgeSynchronously(queue))
+    queue, waiting, t = waiting_in(rig, held, WdfIoQueuePurgeSynchronously)
     assert waiting.wait(WAIT) == (STATUS_CANCELLED, 0)
     t.join(BLOCKED)
     assert t.is_alive()  # the driver still owns one
