@@ -6,9 +6,11 @@ import signal
 from collections.abc import Iterator
 
 import pytest
+from test_wdf_helpers import Rig, open_rig
 
 import wdfusb
 from wdfusb import _engine
+from wdfusb.wdf import WdfObjectDelete
 
 # A job started in the background of a non-interactive shell inherits SIGINT ignored, and
 # so would every child the Ctrl-C tests start (a Python started that way never raises
@@ -40,3 +42,15 @@ def no_leaks() -> Iterator[None]:
 
     gc.collect()
     assert _engine.Transfer.live <= before, "a test leaked native transfers"
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    """A configured virtual device for the WDF tests (``tests/test_wdf_helpers.py``); NAKs
+    are lifted and the WDFUSBDEVICE deleted afterwards (if the test did not)."""
+    r = open_rig()
+    yield r
+    for ep in (0x06, 0x02):
+        r.vdev.endpoint(ep).nak(0)
+    if r.device.value is not None and not r.device.value.is_deleted:
+        WdfObjectDelete(r.device)

@@ -15,11 +15,10 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 from background import in_thread, native_counts_unchanged, wait_until
 from background import joined as bounded_join
-from test_wdf_helpers import Rig, open_rig
+from test_wdf_helpers import Rig, new_memory, new_request, open_rig
 
 import wdfusb
 from wdfusb import _engine
@@ -62,19 +61,6 @@ def wdf_write(r: Rig, data: Any, request: Any = None, options: Any = None) -> tu
     WDF_MEMORY_DESCRIPTOR_INIT_BUFFER(d, data, len(data))
     n = ULONG()
     return WdfUsbTargetPipeWriteSynchronously(r.pipes[EP], request, options, d, n), n.value
-
-
-def new_request(pipe: Any) -> WDFREQUEST:
-    req = WDFREQUEST()
-    assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, WdfUsbTargetPipeGetIoTarget(pipe), req) == STATUS_SUCCESS
-    return req
-
-
-def new_memory(data: bytes) -> WDFMEMORY:
-    mem = WDFMEMORY()
-    assert WdfMemoryCreate(WDF_NO_OBJECT_ATTRIBUTES, NonPagedPool, 0, len(data), mem, None) == STATUS_SUCCESS
-    WdfMemoryGetBuffer(mem, None)[:] = np.frombuffer(data, np.uint8)
-    return mem
 
 
 def reuse(req: WDFREQUEST) -> None:

@@ -8,23 +8,10 @@ import zlib
 from typing import Any
 
 import pytest
-from test_wdf_helpers import open_rig
+from test_wdf_helpers import new_memory, new_request, open_rig
 
 from wdfusb import _engine
 from wdfusb.wdf import *
-
-
-def new_request(pipe: Any) -> WDFREQUEST:
-    req = WDFREQUEST()
-    assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, WdfUsbTargetPipeGetIoTarget(pipe), req) == STATUS_SUCCESS
-    return req
-
-
-def new_memory(data: bytes) -> WDFMEMORY:
-    mem = WDFMEMORY()
-    assert WdfMemoryCreate(WDF_NO_OBJECT_ATTRIBUTES, NonPagedPool, 0, max(len(data), 1), mem, None) == 0
-    WdfMemoryGetBuffer(mem, None)[: len(data)] = list(data) if data else []
-    return mem
 
 
 def test_10000_queued_requests_complete_in_order_with_crc() -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
+import numpy as np
 
 from wdfusb import VirtualDevice
 from wdfusb.wdf import (
@@ -18,13 +17,19 @@ from wdfusb.wdf import (
     WDF_USB_DEVICE_SELECT_CONFIG_PARAMS_INIT_SINGLE_INTERFACE,
     WDF_USB_PIPE_INFORMATION,
     WDF_USB_PIPE_INFORMATION_INIT,
+    WDFMEMORY,
+    WDFREQUEST,
     WDFUSBDEVICE,
-    WdfObjectDelete,
+    NonPagedPool,
+    WdfMemoryCreate,
+    WdfMemoryGetBuffer,
+    WdfRequestCreate,
     WdfUsbInterfaceGetConfiguredPipe,
     WdfUsbInterfaceGetNumConfiguredPipes,
     WdfUsbTargetDeviceCreate,
     WdfUsbTargetDeviceGetInterface,
     WdfUsbTargetDeviceSelectConfig,
+    WdfUsbTargetPipeGetIoTarget,
 )
 
 
@@ -54,17 +59,22 @@ def open_rig(speed: str | None = None) -> Rig:
     return Rig(vdev, dev, pipes)
 
 
-@pytest.fixture
-def rig() -> Iterator[Rig]:
-    r = open_rig()
-    yield r
-    for ep in (0x06, 0x02):
-        r.vdev.endpoint(ep).nak(0)
-    if r.device.value is not None and not r.device.value.is_deleted:
-        WdfObjectDelete(r.device)
-
-
 def buffer_desc(buf: Any, length: int | None = None) -> WDF_MEMORY_DESCRIPTOR:
     desc = WDF_MEMORY_DESCRIPTOR()
     WDF_MEMORY_DESCRIPTOR_INIT_BUFFER(desc, buf, len(memoryview(buf).cast("B")) if length is None else length)
     return desc
+
+
+def new_request(pipe: Any) -> WDFREQUEST:
+    """A request created for ``pipe``'s I/O target."""
+    req = WDFREQUEST()
+    assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, WdfUsbTargetPipeGetIoTarget(pipe), req) == 0
+    return req
+
+
+def new_memory(data: bytes) -> WDFMEMORY:
+    """A WDFMEMORY holding ``data`` (one byte for empty data: WDF has no empty memory)."""
+    mem = WDFMEMORY()
+    assert WdfMemoryCreate(WDF_NO_OBJECT_ATTRIBUTES, NonPagedPool, 0, max(len(data), 1), mem, None) == 0
+    WdfMemoryGetBuffer(mem, None)[: len(data)] = np.frombuffer(data, np.uint8)
+    return mem

@@ -1,6 +1,5 @@
 """wdfusb.wdf memory: WDFMEMORY, offsets, MDLs, the three descriptor kinds, every buffer type, the reference rule."""
 
-# ruff: noqa: F811
 from __future__ import annotations
 
 import array
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_wdf_helpers import Rig, buffer_desc, rig  # noqa: F401
+from test_wdf_helpers import Rig, buffer_desc
 
 from wdfusb.wdf import *
 

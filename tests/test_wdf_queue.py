@@ -5,26 +5,16 @@ from __future__ import annotations
 import os
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from test_wdf_helpers import Rig, open_rig
+from test_wdf_helpers import Rig
 
 from wdfusb.wdf import *
 from wdfusb.wdf import _queue
 
 WAIT = 30.0  # generous: a bound on hangs, never a timing assertion
-
-
-@pytest.fixture
-def rig() -> Iterator[Rig]:
-    r = open_rig()
-    yield r
-    for ep in (0x06, 0x02):
-        r.vdev.endpoint(ep).nak(0)
-    if r.device.value is not None and not r.device.value.is_deleted:
-        WdfObjectDelete(r.device)
 
 
 def make_queue(

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from test_wdf_helpers import Rig
 from test_wdf_queue import WAIT, make_queue
-from test_wdf_queue import rig as rig  # the fixture
 
 from wdfusb.wdf import *
 

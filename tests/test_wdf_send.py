@@ -1,6 +1,5 @@
 """WdfUsbTargetPipeWrite/ReadSynchronously: every row of CONTRACT §4's table, cancel, reuse, faults."""
 
-# ruff: noqa: F811
 from __future__ import annotations
 
 import threading
@@ -9,7 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
-from test_wdf_helpers import Rig, buffer_desc, open_rig, rig  # noqa: F401
+from test_wdf_helpers import Rig, buffer_desc, open_rig
 
 from wdfusb.wdf import *
 from wdfusb.wdf import _memory

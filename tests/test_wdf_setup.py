@@ -1,10 +1,9 @@
 """wdfusb.wdf: device -> interfaces -> pipes, structures, constants, handles and bug checks."""
 
-# ruff: noqa: F811
 from __future__ import annotations
 
 import pytest
-from test_wdf_helpers import Rig, open_rig, rig  # noqa: F401
+from test_wdf_helpers import Rig, open_rig
 
 import wdfusb.wdf as wdf
 from wdfusb import VirtualDevice
