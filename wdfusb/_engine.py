@@ -300,6 +300,23 @@ def pin(obj: Any, writable: bool = False) -> CData:
     return _from_buffer(_U8_ARRAY, obj, writable)
 
 
+def byte_view(obj: Any, writable: bool = False, flat: bool = False) -> memoryview:
+    """A memoryview of ``obj`` checked for what a transfer needs, with clear errors: a buffer
+    (TypeError), contiguous (ValueError; ``flat``: in C order, returned as 1-D unsigned
+    bytes) and, for a read (``writable``), not read-only (TypeError)."""
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not {type(obj).__name__!r}") from None
+    if not (view.c_contiguous if flat else view.contiguous):
+        raise ValueError("the buffer is not contiguous; pass a contiguous copy (e.g. numpy.ascontiguousarray)")
+    if writable and view.readonly:
+        raise TypeError(f"cannot read into a read-only buffer ({type(obj).__name__})")
+    if flat and (view.format != "B" or view.ndim != 1):
+        view = view.cast("B")
+    return view
+
+
 def address_of(cdata: CData, offset: int = 0) -> CData:
     return ffi.cast("uint8_t *", cdata) + offset
 

@@ -231,14 +231,7 @@ _pin = _engine.pin
 
 def _as_buffer(obj: Any, writable: bool) -> Any:
     """A zero-copy view of ``obj`` for the engine, with clear errors for what cannot be used."""
-    try:
-        view = memoryview(obj)
-    except TypeError:
-        raise TypeError(f"a bytes-like object is required, not {type(obj).__name__!r}") from None
-    if not view.contiguous:
-        raise ValueError("the buffer is not contiguous; pass a contiguous copy (e.g. numpy.ascontiguousarray)")
-    if writable and view.readonly:
-        raise TypeError(f"cannot read into a read-only buffer ({type(obj).__name__})")
+    _engine.byte_view(obj, writable)
     return _engine.pin(obj, writable)
 
 

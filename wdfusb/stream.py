@@ -340,14 +340,7 @@ class StreamWriter:
 
 def _as_view(data: Any, copy: bool | None) -> tuple[memoryview, bool]:
     """A flat byte view of ``data`` and whether to copy it (see :meth:`StreamWriter.write`)."""
-    try:
-        view = memoryview(data)
-    except TypeError:
-        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}") from None
-    if not view.c_contiguous:
-        raise ValueError("the buffer is not contiguous; pass a contiguous copy (e.g. numpy.ascontiguousarray)")
-    if view.format != "B" or view.ndim != 1:
-        view = view.cast("B")
+    view = _engine.byte_view(data, flat=True)
     if copy is None:
         copy = not (type(data) is bytes or isinstance(data, np.ndarray) or view.readonly)
     return view, copy
