@@ -40,7 +40,39 @@ typedef struct {
 
 #define LD(d) ((ldev *)(d)->impl)
 
-static void init_load_lock(void) { wu_mutex_init(&load_lock); }
+static int ctx_gen;      /* fork generation ctx belongs to */
+
+/* In a forked child libusb's context (its threads, its file descriptors' users) is the
+   parent's: devices from before the fork are refused, and the next use makes a new one. */
+static void lu_after_fork(void)
+{
+    wu_mutex_init(&load_lock);
+    event_thread = NULL;
+}
+
+static void init_load_lock(void)
+{
+    wu_mutex_init(&load_lock);
+    wu_on_fork_child(lu_after_fork);
+}
+
+/* The context of this process (a new one in a forked child). */
+static int fresh_context(void)
+{
+    int rc = WU_OK;
+    wu_once(&load_once, init_load_lock);
+    wu_mutex_lock(&load_lock);
+    if (ctx_gen != wu_fork_generation()) {
+        libusb_context *c = NULL;
+        rc = L.libusb_init(&c);
+        if (rc == WU_OK) {
+            ctx = c; /* the parent's is left alone: its threads are not here to stop */
+            ctx_gen = wu_fork_generation();
+        }
+    }
+    wu_mutex_unlock(&load_lock);
+    return rc;
+}
 
 int wu_libusb_load(const char *path, char *err, size_t errlen)
 {
@@ -77,6 +109,7 @@ int wu_libusb_load(const char *path, char *err, size_t errlen)
         wu_mutex_unlock(&load_lock);
         return rc;
     }
+    ctx_gen = wu_fork_generation();
     ver = L.libusb_get_version();
     snprintf(lib_version, sizeof lib_version, "%u.%u.%u.%u", ver->major, ver->minor, ver->micro, ver->nano);
     snprintf(lib_path, sizeof lib_path, "%s", path);
@@ -112,7 +145,9 @@ int wu_libusb_list(wu_devinfo *out, int max)
 {
     libusb_device **list;
     long n;
+    int rc;
     if (!wu_libusb_loaded()) return WU_ERR_NO_LIBUSB;
+    if ((rc = fresh_context()) != WU_OK) return rc;
     n = L.libusb_get_device_list(ctx, &list);
     if (n < 0) return (int)n;
     for (long i = 0; i < n && i < max && out; i++) {
@@ -138,6 +173,8 @@ int wu_libusb_open(uint8_t bus, uint8_t address, wu_device **out)
     if (!out) return WU_ERR_INVALID_PARAM;
     *out = NULL;
     if (!wu_libusb_loaded()) return WU_ERR_NO_LIBUSB;
+    if ((rc = fresh_context()) != WU_OK) return rc;
+    rc = WU_ERR_NOT_FOUND;
     n = L.libusb_get_device_list(ctx, &list);
     if (n < 0) return (int)n;
     for (long i = 0; i < n; i++) {
@@ -223,7 +260,6 @@ static void WU_CALLBACK lu_callback(struct libusb_transfer *t)
             return;
         }
     }
-    x->submitted = 0;
     wu_xfer_finish(x, result);
     wu_mutex_unlock(&d->lock);
     wu_leave_callback();
@@ -237,20 +273,12 @@ static int lu_xfer_init(wu_xfer *x)
 
 static void lu_xfer_fini(wu_xfer *x) { L.libusb_free_transfer(x->impl); }
 
+/* Called with the device lock held, in the step that marks x in flight: a cancel can only
+   come after libusb has the transfer. */
 static int lu_submit(wu_xfer *x)
 {
-    wu_device *d = x->dev;
-    int rc;
-    if (!LD(d)->h) return WU_ERR_NO_DEVICE;
-    rc = submit_chunk(x);
-    if (rc != WU_OK) return rc;
-    wu_mutex_lock(&d->lock);
-    if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT) {
-        x->submitted = 1;
-        if (x->cancel_requested) L.libusb_cancel_transfer(x->impl);
-    }
-    wu_mutex_unlock(&d->lock);
-    return WU_OK;
+    if (!LD(x->dev)->h) return WU_ERR_NO_DEVICE;
+    return submit_chunk(x);
 }
 
 /* Handle libusb events until *completed or until_ns. */
@@ -288,7 +316,7 @@ static int lu_wait(wu_xfer *x, int64_t until_ns)
 
 static int lu_cancel(wu_xfer *x)
 {
-    if (x->submitted) L.libusb_cancel_transfer(x->impl); /* else lu_submit cancels it once submitted */
+    L.libusb_cancel_transfer(x->impl); /* NOT_FOUND when libusb already completed it: fine */
     return WU_OK;
 }
 

@@ -25,7 +25,7 @@ typedef struct {
     int halted;
     int64_t frame_ns;    /* 0: no pacing */
     int64_t per_frame;   /* packets per frame */
-    uint64_t received, sent, transfers;
+    uint64_t received, sent, transfers, zlps;
     uint32_t crc;
 } vep;
 
@@ -131,6 +131,7 @@ static void unlink_xfer(vep *e, wu_xfer *x)
     *pp = x->qnext;
     if (e->tail == x) e->tail = prev;
     x->qnext = NULL;
+    x->linked = 0;
 }
 
 static void complete(vdev *v, vep *e, wu_xfer *x, int result)
@@ -144,6 +145,8 @@ static void complete(vdev *v, vep *e, wu_xfer *x, int result)
     unlink_xfer(e, x);
     x->started = 0;
     if (result == WU_OK) e->transfers++;
+    if (result == WU_OK && !(x->ep & 0x80) && (!x->len || ((x->flags & WU_XFER_ZLP) && x->len % e->cfg.max_packet == 0)))
+        e->zlps++;
     wu_xfer_finish(x, result);
     wu_cond_broadcast(&v->cond);
 }
@@ -271,34 +274,30 @@ static void advance_all(vdev *v)
 static int v_xfer_init(wu_xfer *x) { (void)x; return WU_OK; }
 static void v_xfer_fini(wu_xfer *x) { (void)x; }
 
+/* Called with the device lock held, in the step that marks x in flight. */
 static int v_submit(wu_xfer *x)
 {
-    wu_device *d = x->dev;
-    vdev *v = V(d);
-    vep *e;
-    int rc = WU_OK;
-    wu_mutex_lock(&d->lock);
-    e = find_ep(v, x->ep);
-    if (v->unplugged) rc = WU_ERR_NO_DEVICE;
-    else if (!e) rc = WU_ERR_NOT_FOUND;
-    else if (e->cfg.type != x->type) rc = WU_ERR_INVALID_PARAM;
-    if (rc == WU_OK) {
-        uint64_t maxp = e->cfg.max_packet;
-        x->total_pkts = 0;
-        if (!(x->ep & 0x80)) {
-            x->total_pkts = x->len ? div_up(x->len, maxp) : 1;
-            if ((x->flags & WU_XFER_ZLP) && x->len && x->len % maxp == 0) x->total_pkts++;
-        }
-        x->pkts = x->pkt_base = 0;
-        x->started = 0;
-        x->start_ns = wu_now_ns();
-        x->qnext = NULL;
-        if (e->tail) e->tail->qnext = x; else e->head = x;
-        e->tail = x;
-        if (v->events) wu_cond_broadcast(&v->cond);
+    vdev *v = V(x->dev);
+    vep *e = find_ep(v, x->ep);
+    uint64_t maxp;
+    if (v->unplugged) return WU_ERR_NO_DEVICE;
+    if (!e) return WU_ERR_NOT_FOUND;
+    if (e->cfg.type != x->type) return WU_ERR_INVALID_PARAM;
+    maxp = e->cfg.max_packet;
+    x->total_pkts = 0;
+    if (!(x->ep & 0x80)) {
+        x->total_pkts = x->len ? div_up(x->len, maxp) : 1;
+        if ((x->flags & WU_XFER_ZLP) && x->len && x->len % maxp == 0) x->total_pkts++;
     }
-    wu_mutex_unlock(&d->lock);
-    return rc;
+    x->pkts = x->pkt_base = 0;
+    x->started = 0;
+    x->start_ns = wu_now_ns();
+    x->qnext = NULL;
+    x->linked = 1;
+    if (e->tail) e->tail->qnext = x; else e->head = x;
+    e->tail = x;
+    if (v->events) wu_cond_broadcast(&v->cond);
+    return WU_OK;
 }
 
 static int v_wait(wu_xfer *x, int64_t until_ns)
@@ -508,6 +507,7 @@ int wu_virtual_create(const wu_vdev_config *c, wu_device **out)
         vep *e;                                                                \
         int rc = WU_OK;                                                        \
         if (!(d) || !(d)->virtual_device) return WU_ERR_INVALID_PARAM;         \
+        if (wu_device_forked(d)) return WU_ERR_FORKED;                         \
         v = V(d);                                                              \
         wu_mutex_lock(&(d)->lock);                                             \
         e = find_ep(v, (ep));                                                  \
@@ -527,6 +527,7 @@ int wu_virtual_ep_stats(wu_device *d, uint8_t ep, wu_vep_stats *out)
         out->crc32 = e->crc;
         out->halted = (uint32_t)e->halted;
         out->loopback_dropped = v->dropped;
+        out->zero_length_packets = e->zlps;
     });
 }
 
@@ -555,6 +556,7 @@ int wu_virtual_nak(wu_device *d, uint8_t ep, double seconds)
 int wu_virtual_unplug(wu_device *d)
 {
     if (!d || !d->virtual_device) return WU_ERR_INVALID_PARAM;
+    if (wu_device_forked(d)) return WU_ERR_FORKED;
     wu_mutex_lock(&d->lock);
     advance_all(V(d));
     V(d)->unplugged = 1;
@@ -567,6 +569,7 @@ int wu_virtual_unplug(wu_device *d)
 int wu_virtual_set_switch(wu_device *d, uint8_t value)
 {
     if (!d || !d->virtual_device) return WU_ERR_INVALID_PARAM;
+    if (wu_device_forked(d)) return WU_ERR_FORKED;
     wu_mutex_lock(&d->lock);
     if (V(d)->switch_state != value) V(d)->switch_pending = 1;
     V(d)->switch_state = value;

@@ -1,8 +1,12 @@
 /*
- * wdfusb shim: the generic transfer engine. Devices and transfers are reference
- * counted; every backend-specific step goes through dev->be. A transfer is never
- * freed while it is in flight, and a device is freed only when its owner closed
- * it and its last transfer is gone.
+ * wdfusb shim: the generic transfer engine. Every transfer of every type and backend
+ * goes through one submit / cancel / complete / free path here; backend-specific steps
+ * go through dev->be. The transfer's state is owned here, guarded by its device's lock.
+ *
+ * Lifetimes: devices and transfers are reference counted. A transfer holds its device;
+ * a transfer is freed only by its owner and never while in flight; a device's memory
+ * outlives its close until its owner freed it and its last transfer is gone, so a
+ * handle held by a caller is never dangling.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +39,20 @@ static struct {
 } cq;
 static wu_once_t cq_once = WU_ONCE_INIT;
 
+static void cq_after_fork(void)
+{
+    /* the queued transfers belong to devices the child cannot use: forget them */
+    wu_mutex_init(&cq.lock);
+    wu_cond_init(&cq.cond);
+    cq.head = cq.tail = NULL;
+    cq.wake = 0;
+}
+
 static void cq_init(void)
 {
     wu_mutex_init(&cq.lock);
     wu_cond_init(&cq.cond);
+    wu_on_fork_child(cq_after_fork);
 }
 
 static void cq_push(wu_xfer *x)
@@ -53,7 +67,7 @@ static void cq_push(wu_xfer *x)
     wu_mutex_unlock(&cq.lock);
 }
 
-void wu_cq_remove(wu_xfer *x)
+static void cq_remove(wu_xfer *x)
 {
     wu_xfer **pp, *prev = NULL;
     wu_once(&cq_once, cq_init);
@@ -99,18 +113,27 @@ void wu_cq_wake(void)
     wu_mutex_unlock(&cq.lock);
 }
 
+/* ---- devices ----------------------------------------------------------------------- */
+
 wu_device *wu_device_alloc(const wu_backend *be, void *impl, int is_virtual)
 {
     wu_device *d = calloc(1, sizeof *d);
     if (!d) return NULL;
+    wu_once(&cq_once, cq_init); /* registers the fork handler before any device exists */
     d->be = be;
     d->impl = impl;
     d->refs = 1;
     d->virtual_device = is_virtual;
+    d->fork_gen = wu_fork_generation();
     wu_mutex_init(&d->lock);
     wu_live_add(1);
     return d;
 }
+
+int wu_device_forked(wu_device *d) { return d->fork_gen != wu_fork_generation(); }
+int wu_device_usable(wu_device *d) { return !WU_LOAD(&d->closed) && !wu_device_forked(d); }
+
+static int unusable_code(wu_device *d) { return wu_device_forked(d) ? WU_ERR_FORKED : WU_ERR_NO_DEVICE; }
 
 static void device_unref(wu_device *d)
 {
@@ -125,16 +148,15 @@ static void device_unref(wu_device *d)
     wu_live_add(-1);
 }
 
-/* ---- device operations ------------------------------------------------------- */
-
-#define DEV_CALL(d, call)                                \
-    do {                                                 \
-        if (!(d)) return WU_ERR_NO_DEVICE;               \
-        if (WU_LOAD(&(d)->closed)) return WU_ERR_NO_DEVICE; \
-        return (call);                                   \
+#define DEV_CALL(d, call)                                  \
+    do {                                                   \
+        if (!(d)) return WU_ERR_NO_DEVICE;                 \
+        if (!wu_device_usable(d)) return unusable_code(d); \
+        return (call);                                     \
     } while (0)
 
 int wu_device_is_virtual(wu_device *d) { return d ? d->virtual_device : 0; }
+int wu_device_check(wu_device *d) { return !d ? WU_ERR_NO_DEVICE : wu_device_usable(d) ? WU_OK : unusable_code(d); }
 int wu_device_speed(wu_device *d) { DEV_CALL(d, d->be->speed(d)); }
 
 int wu_device_get_descriptor(wu_device *d, uint8_t type, uint8_t index, uint16_t langid, uint8_t *buf, int len)
@@ -158,110 +180,185 @@ int wu_device_clear_halt(wu_device *d, uint8_t ep) { DEV_CALL(d, d->be->clear_ha
 int wu_device_live_transfers(wu_device *d)
 {
     int n = 0;
-    if (!d) return 0;
+    if (!d || wu_device_forked(d)) return 0;
     wu_mutex_lock(&d->lock);
-    for (wu_xfer *x = d->xfers; x; x = x->next)
-        n += WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT;
+    for (wu_xfer *x = d->xfers; x; x = x->next) n += x->state == WU_XFER_IN_FLIGHT;
     wu_mutex_unlock(&d->lock);
     return n;
 }
 
-/* Cancel every transfer in flight on ep (all endpoints when all_eps), newest first, so that
-   no transfer moves data after an earlier one was cut short; then drain. */
-static void cancel_all(wu_device *d, uint8_t ep, int all_eps)
+/* Cancel one transfer in flight; caller holds the device lock. */
+static int cancel_locked(wu_xfer *x)
 {
-    wu_mutex_lock(&d->lock);
+    if (x->state != WU_XFER_IN_FLIGHT) {
+        x->cancel_sticky = 1;
+        return WU_ERR_NOT_FOUND;
+    }
+    if (x->cancel_requested) return WU_OK;
+    x->cancel_requested = 1;
+    return x->dev->be->cancel(x);
+}
+
+/* The one cancel order: every transfer in flight that matches, newest first (by submission),
+   so no transfer moves data after an earlier one on its endpoint was cut short. Caller holds
+   the device lock. */
+typedef int (*xfer_match)(const wu_xfer *x, const void *arg);
+
+static void cancel_newest_first(wu_device *d, xfer_match match, const void *arg, int retire)
+{
+    uint64_t below = UINT64_MAX;
     for (;;) {
         wu_xfer *newest = NULL;
-        for (wu_xfer *x = d->xfers; x; x = x->next)
-            if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT && !x->cancel_requested && (all_eps || x->ep == ep) &&
-                (!newest || x->seq > newest->seq))
-                newest = x;
-        if (!newest) break;
-        newest->cancel_requested = 1;
-        d->be->cancel(newest);
+        for (wu_xfer *x = d->xfers; x; x = x->next) {
+            if (!match(x, arg)) continue;
+            if (retire) x->retired = 1;
+            if (x->state == WU_XFER_IN_FLIGHT && x->seq < below && (!newest || x->seq > newest->seq)) newest = x;
+        }
+        if (!newest) return;
+        below = newest->seq;
+        if (!newest->cancel_requested) {
+            newest->cancel_requested = 1;
+            d->be->cancel(newest);
+        }
     }
+}
+
+typedef struct {
+    int ep;
+    uint64_t owner;
+} ep_owner;
+
+static int match_ep_owner(const wu_xfer *x, const void *arg)
+{
+    const ep_owner *m = arg;
+    return (m->ep < 0 || x->ep == m->ep) && (!m->owner || x->owner == m->owner);
+}
+
+int wu_device_cancel(wu_device *d, int ep, uint64_t owner, int retire)
+{
+    ep_owner m = {ep, owner};
+    if (!d) return WU_ERR_NO_DEVICE;
+    if (wu_device_forked(d)) return WU_ERR_FORKED;
+    if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT; /* draining would wait for this thread */
+    wu_mutex_lock(&d->lock);
+    cancel_newest_first(d, match_ep_owner, &m, retire);
     wu_mutex_unlock(&d->lock);
     d->be->drain(d);
+    return d->closed && !retire ? WU_ERR_NO_DEVICE : WU_OK;
 }
 
-int wu_device_abort(wu_device *d, uint8_t ep)
+int wu_device_close(wu_device *d)
 {
+    ep_owner all = {-1, 0};
     if (!d) return WU_ERR_NO_DEVICE;
-    if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT;
-    cancel_all(d, ep, 0);
-    return WU_OK;
-}
-
-void wu_device_close(wu_device *d)
-{
-    if (!d) return;
+    if (wu_device_forked(d)) { /* its locks may be held by threads the fork left behind */
+        WU_STORE(&d->closed, 1);
+        return WU_OK;
+    }
     wu_mutex_lock(&d->lock);
     if (d->closed) {
         wu_mutex_unlock(&d->lock);
-        return;
+        return WU_OK;
     }
     WU_STORE(&d->closed, 1);
+    cancel_newest_first(d, match_ep_owner, &all, 1);
     wu_mutex_unlock(&d->lock);
-    cancel_all(d, 0, 1);
+    d->be->drain(d);
     d->be->close(d);
+    return WU_OK;
+}
+
+void wu_device_free(wu_device *d)
+{
+    if (!d) return;
+    wu_device_close(d);
+    if (wu_device_forked(d)) return; /* the child leaves the parent's objects alone */
+    wu_mutex_lock(&d->lock);
+    d->freed = 1;
+    wu_mutex_unlock(&d->lock);
     device_unref(d);
 }
 
 /* ---- transfers ------------------------------------------------------------------ */
 
-wu_xfer *wu_xfer_new(wu_device *d)
+int wu_xfer_new(wu_device *d, uint64_t owner, wu_xfer **out)
 {
     wu_xfer *x;
-    if (!d) return NULL;
+    if (!out) return WU_ERR_INVALID_PARAM;
+    *out = NULL;
+    if (!d) return WU_ERR_NO_DEVICE;
+    if (!wu_device_usable(d)) return unusable_code(d);
     x = calloc(1, sizeof *x);
-    if (!x) return NULL;
+    if (!x) return WU_ERR_NO_MEM;
     x->dev = d;
+    x->owner = owner;
     if (d->be->xfer_init(x) != WU_OK) {
         free(x);
-        return NULL;
+        return WU_ERR_NO_MEM;
     }
     wu_mutex_lock(&d->lock);
+    if (d->closed) {
+        wu_mutex_unlock(&d->lock);
+        d->be->xfer_fini(x);
+        free(x);
+        return WU_ERR_NO_DEVICE;
+    }
     d->refs++;
     x->next = d->xfers;
     if (d->xfers) d->xfers->prev = x;
     d->xfers = x;
     wu_mutex_unlock(&d->lock);
     wu_live_add(1);
-    return x;
+    *out = x;
+    return WU_OK;
 }
 
-int wu_xfer_free(wu_xfer *x)
+void wu_xfer_free(wu_xfer *x)
 {
     wu_device *d;
-    if (!x) return WU_OK;
+    if (!x) return;
     d = x->dev;
-    wu_mutex_lock(&d->lock);
-    if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT || x->waiters) {
+    if (wu_device_forked(d)) return; /* the child leaves the parent's objects alone */
+    wu_xfer_retire(x);
+    for (;;) { /* never free what the backend or another thread may still touch */
+        size_t actual;
+        int busy;
+        wu_mutex_lock(&d->lock);
+        busy = x->state == WU_XFER_IN_FLIGHT || x->waiters;
+        if (!busy) {
+            if (x->prev) x->prev->next = x->next; else d->xfers = x->next;
+            if (x->next) x->next->prev = x->prev;
+        }
         wu_mutex_unlock(&d->lock);
-        return WU_ERR_IN_FLIGHT;
+        if (!busy) break;
+        wu_xfer_reap(x, &actual);
     }
-    if (x->prev) x->prev->next = x->next; else d->xfers = x->next;
-    if (x->next) x->next->prev = x->prev;
-    wu_mutex_unlock(&d->lock);
-    if (x->queued) wu_cq_remove(x);
+    if (x->tag) cq_remove(x);
     d->be->xfer_fini(x);
     free(x);
     wu_live_add(-1);
     device_unref(d);
-    return WU_OK;
 }
 
 int wu_xfer_state(wu_xfer *x) { return x ? WU_LOAD(&x->state) : WU_XFER_IDLE; }
 
 void wu_xfer_retire(wu_xfer *x)
 {
-    if (!x) return;
+    if (!x || wu_device_forked(x->dev)) return;
     wu_mutex_lock(&x->dev->lock);
     x->retired = 1;
     wu_mutex_unlock(&x->dev->lock);
 }
 
+void wu_xfer_rearm(wu_xfer *x)
+{
+    if (!x || wu_device_forked(x->dev)) return;
+    wu_mutex_lock(&x->dev->lock);
+    x->cancel_sticky = 0;
+    wu_mutex_unlock(&x->dev->lock);
+}
+
+/* The backend hands a transfer back; caller holds x->dev->lock. */
 void wu_xfer_finish(wu_xfer *x, int result)
 {
     x->result = result;
@@ -270,8 +367,8 @@ void wu_xfer_finish(wu_xfer *x, int result)
     if (x->tag) cq_push(x);
 }
 
-static int submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
-                  int64_t timeout_us, uint64_t tag)
+int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
+                   int64_t timeout_us, uint64_t tag)
 {
     wu_device *d;
     int rc;
@@ -281,14 +378,17 @@ static int submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len
     if (!buf && len) return WU_ERR_INVALID_PARAM;
     if (flags & ~(unsigned)WU_XFER_ZLP) return WU_ERR_INVALID_PARAM;
     d = x->dev;
+    if (!wu_device_usable(d)) return unusable_code(d);
+    if (tag && (rc = d->be->start_events(d)) != WU_OK) return rc;
     wu_mutex_lock(&d->lock);
-    if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT) {
+    if (x->state == WU_XFER_IN_FLIGHT) rc = WU_ERR_IN_FLIGHT;
+    else if (d->closed || x->retired) rc = WU_ERR_NO_DEVICE;
+    else if (x->cancel_sticky) rc = WU_ERR_CANCELLED;
+    else rc = WU_OK;
+    if (rc != WU_OK) {
+        x->cancel_sticky = 0; /* a cancel is consumed by the submit it refused */
         wu_mutex_unlock(&d->lock);
-        return WU_ERR_IN_FLIGHT;
-    }
-    if (d->closed || x->retired) {
-        wu_mutex_unlock(&d->lock);
-        return WU_ERR_NO_DEVICE;
+        return rc;
     }
     x->ep = ep;
     x->type = type;
@@ -299,8 +399,6 @@ static int submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len
     x->result = WU_OK;
     x->completed = 0;
     x->cancel_requested = 0;
-    x->timed_out = 0;
-    x->submitted = 0;
     x->deadline_ns = WU_NS_FOREVER;
     if (timeout_us > 0) {
         int64_t now = wu_now_ns();
@@ -309,30 +407,14 @@ static int submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len
     x->tag = tag;
     x->seq = ++d->submits;
     WU_STORE(&x->state, WU_XFER_IN_FLIGHT);
-    wu_mutex_unlock(&d->lock);
-    rc = tag ? d->be->start_events(d) : WU_OK;
-    if (rc == WU_OK) rc = d->be->submit(x);
+    rc = d->be->submit(x); /* under the lock: queued in the same step that marked it in flight */
     if (rc != WU_OK) {
-        wu_mutex_lock(&d->lock);
         x->result = rc;
         x->tag = 0;
         WU_STORE(&x->state, WU_XFER_IDLE);
-        wu_mutex_unlock(&d->lock);
     }
+    wu_mutex_unlock(&d->lock);
     return rc;
-}
-
-int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
-                   int64_t timeout_us)
-{
-    return submit(x, ep, type, buf, len, flags, timeout_us, 0);
-}
-
-int wu_xfer_submit_async(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
-                         int64_t timeout_us, uint64_t tag)
-{
-    if (!tag) return WU_ERR_INVALID_PARAM;
-    return submit(x, ep, type, buf, len, flags, timeout_us, tag);
 }
 
 static void waiters_add(wu_xfer *x, int delta)
@@ -367,7 +449,7 @@ int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual)
 int wu_xfer_run(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
                 int64_t timeout_us, int64_t slice_us, size_t *actual)
 {
-    int rc = wu_xfer_submit(x, ep, type, buf, len, flags, timeout_us);
+    int rc = wu_xfer_submit(x, ep, type, buf, len, flags, timeout_us, 0);
     if (rc != WU_OK) {
         if (actual) *actual = 0;
         return rc;
@@ -377,96 +459,31 @@ int wu_xfer_run(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, 
 
 int wu_xfer_cancel(wu_xfer *x)
 {
-    wu_device *d;
-    int rc = WU_ERR_NOT_FOUND;
+    int rc;
     if (!x) return WU_ERR_INVALID_PARAM;
-    d = x->dev;
-    wu_mutex_lock(&d->lock);
-    if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT) {
-        x->cancel_requested = 1;
-        rc = d->be->cancel(x);
-    }
-    wu_mutex_unlock(&d->lock);
+    if (wu_device_forked(x->dev)) return WU_ERR_FORKED;
+    wu_mutex_lock(&x->dev->lock);
+    rc = cancel_locked(x);
+    wu_mutex_unlock(&x->dev->lock);
     return rc;
 }
 
 int wu_xfer_reap(wu_xfer *x, size_t *actual)
 {
     if (!x) return WU_ERR_INVALID_PARAM;
-    if (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT) {
-        wu_xfer_cancel(x);
-        waiters_add(x, 1);
-        while (x->dev->be->wait(x, WU_NS_FOREVER) == WU_PENDING) {
-        }
-        waiters_add(x, -1);
+    if (wu_device_forked(x->dev)) return WU_ERR_FORKED;
+    wu_mutex_lock(&x->dev->lock);
+    if (x->state == WU_XFER_IN_FLIGHT && !x->cancel_requested) {
+        x->cancel_requested = 1;
+        x->dev->be->cancel(x);
     }
+    x->waiters++;
+    wu_mutex_unlock(&x->dev->lock);
+    while (WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT && x->dev->be->wait(x, WU_NS_FOREVER) == WU_PENDING) {
+    }
+    waiters_add(x, -1);
     if (actual) *actual = x->actual;
     return x->result;
-}
-
-/* Cancel every transfer of the ring newest first, then reap them oldest first. */
-static void ring_abort(wu_xfer **slots, int depth, wu_ring_state *st)
-{
-    for (int i = st->count - 1; i >= 0; i--) wu_xfer_cancel(slots[(st->head + i) % depth]);
-    while (st->count) {
-        size_t actual = 0;
-        wu_xfer_reap(slots[st->head], &actual);
-        st->bytes_done += actual;
-        st->head = (st->head + 1) % depth;
-        st->count--;
-        st->retired++;
-    }
-}
-
-int wu_ring_run(wu_xfer **slots, int depth, wu_ring_state *st, uint8_t ep, uint8_t type, uint8_t *buf,
-                size_t len, size_t chunk, unsigned flags, int64_t timeout_us, int64_t slice_us)
-{
-    int64_t until = slice_us > 0 && slice_us < INT64_MAX / 2000 ? wu_now_ns() + slice_us * 1000 : WU_NS_FOREVER;
-    if (!slots || !st || depth <= 0 || !chunk || st->count < 0 || st->count > depth || st->head < 0 ||
-        st->head >= depth || st->next > len || (!buf && len))
-        return WU_ERR_INVALID_PARAM;
-    st->retired = 0;
-    while (st->error == WU_OK && st->next < len) {
-        if (WU_LOAD(&st->stop)) {
-            st->error = WU_ERR_CANCELLED;
-            break;
-        }
-        if (st->count < depth) { /* room: submit the next chunk */
-            size_t n = len - st->next < chunk ? len - st->next : chunk;
-            int rc = wu_xfer_submit(slots[(st->head + st->count) % depth], ep, type, buf + st->next, n, flags, 0);
-            if (rc != WU_OK) {
-                st->error = rc;
-                break;
-            }
-            if (!st->count) st->front_ns = wu_now_ns();
-            st->next += n;
-            st->count++;
-            continue;
-        }
-        { /* full: retire the oldest */
-            size_t actual = 0;
-            int64_t now = wu_now_ns(), stop_at = until;
-            int rc;
-            if (timeout_us > 0 && st->front_ns + timeout_us * 1000 < stop_at) stop_at = st->front_ns + timeout_us * 1000;
-            if (stop_at != WU_NS_FOREVER && now >= stop_at) {
-                if (stop_at == until) return WU_PENDING;
-                st->error = WU_ERR_TIMEOUT; /* the oldest has waited too long */
-                break;
-            }
-            rc = wu_xfer_wait(slots[st->head], stop_at == WU_NS_FOREVER ? 0 : (stop_at - now + 999) / 1000, &actual);
-            if (rc == WU_PENDING) continue; /* the loop decides: slice over, or time-out */
-            st->bytes_done += actual;
-            st->head = (st->head + 1) % depth;
-            st->count--;
-            st->retired++;
-            st->front_ns = wu_now_ns();
-            if (rc != WU_OK) st->error = rc;
-        }
-    }
-    /* the ring stops at its first failure: settle every transfer (newest first) and count its
-       bytes before handing back, while the caller still holds the transfers */
-    if (st->error != WU_OK) ring_abort(slots, depth, st);
-    return st->error;
 }
 
 int wu_bench_loop(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, uint64_t count,

@@ -118,6 +118,9 @@ void wu_thread_join(struct wu_thread *t)
     free(t);
 }
 
+int wu_fork_generation(void) { return 0; }
+void wu_on_fork_child(void (*fn)(void)) { (void)fn; }
+
 #else
 
 #include <dlfcn.h>
@@ -201,6 +204,34 @@ void wu_thread_join(struct wu_thread *t)
     if (!t) return;
     pthread_join(t->t, NULL);
     free(t);
+}
+
+/* fork: only the forking thread lives on in the child; every thread the engine started
+   (event threads) is gone and any lock they held stays held. The handlers reset what the
+   child may use again; objects from before the fork are refused by generation. */
+static int fork_gen;
+static void (*fork_handlers[8])(void);
+static int n_fork_handlers;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_fork_child(void)
+{
+    pthread_mutex_init(&fork_lock, NULL);
+    WU_ADD(&fork_gen, 1);
+    for (int i = 0; i < n_fork_handlers; i++) fork_handlers[i]();
+}
+
+static void register_atfork(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
+int wu_fork_generation(void) { return WU_LOAD(&fork_gen); }
+
+void wu_on_fork_child(void (*fn)(void))
+{
+    pthread_once(&fork_once, register_atfork);
+    pthread_mutex_lock(&fork_lock);
+    if (n_fork_handlers < 8) fork_handlers[n_fork_handlers++] = fn;
+    pthread_mutex_unlock(&fork_lock);
 }
 
 #endif

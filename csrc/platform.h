@@ -62,6 +62,11 @@ void *wu_dl_open(const char *path, char *err, size_t errlen);
 void *wu_dl_sym(void *lib, const char *name);
 void wu_dl_close(void *lib);
 
+/* fork(): a counter that a forked child increments (always 0 where there is no fork), and
+   handlers run in the child, single-threaded, before it goes on (at most 8). */
+int wu_fork_generation(void);
+void wu_on_fork_child(void (*fn)(void));
+
 /* Threads: started joinable; wu_thread_join waits and frees. */
 struct wu_thread;
 struct wu_thread *wu_thread_start(void *(*fn)(void *), void *arg);

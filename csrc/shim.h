@@ -12,9 +12,10 @@
 #include "wdfusb_shim.h"
 
 typedef struct wu_backend {
-    /* transfers: submit starts x (fields filled, state IN_FLIGHT); wait drives it until
-       it is DONE or the clock reaches until_ns (then WU_PENDING); cancel is asynchronous and
-       is called with dev->lock held */
+    /* transfers: submit starts x and cancel cancels it asynchronously, both called with
+       dev->lock held (so a transfer is queued in the same step that marks it in flight);
+       wait drives x until it is DONE or the clock reaches until_ns (then WU_PENDING),
+       called without the lock */
     int (*xfer_init)(wu_xfer *x);
     void (*xfer_fini)(wu_xfer *x);
     int (*submit)(wu_xfer *x);
@@ -39,10 +40,12 @@ typedef struct wu_backend {
 
 struct wu_device {
     const wu_backend *be;
-    wu_mutex lock;     /* guards refs, closed, the transfer list and backend state */
+    wu_mutex lock;     /* guards everything below, every transfer's fields and backend state */
     int refs;          /* the owner's, plus one per transfer */
-    int closed;
+    int closed;        /* atomic: set once, under lock */
+    int freed;         /* the owner let go */
     int virtual_device;
+    int fork_gen;      /* wu_fork_generation() when opened: unusable in a forked child */
     uint64_t submits;  /* numbers transfers in submission order */
     wu_xfer *xfers;    /* every transfer of this device */
     void *impl;
@@ -51,14 +54,14 @@ struct wu_device {
 struct wu_xfer {
     wu_device *dev;
     wu_xfer *next, *prev;        /* in dev->xfers */
-    int state;                   /* enum wu_xfer_state, read with WU_LOAD */
+    uint64_t owner;              /* who made it (wu_device_cancel by owner) */
+    int state;                   /* enum wu_xfer_state; written under lock, read with WU_LOAD */
     int completed;               /* libusb's completion flag */
-    int cancel_requested;
-    int timed_out;
-    int submitted;
+    int cancel_requested;        /* this submission was cancelled */
+    int cancel_sticky;           /* a cancel that found it idle: the next submit fails */
+    int retired;                 /* no more submits (its owner let go, or the device closes) */
     int waiters;                 /* threads inside wu_xfer_wait / wu_xfer_reap */
     uint64_t seq;                /* submission order on the device */
-    int retired;                 /* wu_xfer_retire: no more submits */
     uint8_t ep, type;
     unsigned flags;
     uint8_t *buf;
@@ -67,10 +70,11 @@ struct wu_xfer {
     int result;
     void *impl;                  /* backend's per-transfer object */
     uint64_t tag;                /* != 0: asynchronous, completion goes to the queue */
-    int queued;                  /* on the completion queue */
+    int queued;                  /* on the completion queue (guarded by the queue's lock) */
     wu_xfer *cq_next;
     /* virtual device: queue link and pacing */
     wu_xfer *qnext;
+    int linked;                  /* on its endpoint's queue */
     int started;
     int64_t start_ns;
     uint64_t pkt_base, pkts, total_pkts;
@@ -85,6 +89,7 @@ int wu_in_callback(void);                      /* inside a completion / event th
 void wu_enter_callback(void);
 void wu_leave_callback(void);
 void wu_live_add(int delta);
-void wu_cq_remove(wu_xfer *x);
+int wu_device_usable(wu_device *d);            /* not closed, not from before a fork */
+int wu_device_forked(wu_device *d);            /* opened before this process forked */
 
 #endif

@@ -29,7 +29,8 @@ enum wu_status {
     WU_ERR_CANCELLED = -100,      /* cancelled by wu_xfer_cancel / abort */
     WU_ERR_WRONG_CONTEXT = -101,  /* called from the event thread or a completion */
     WU_ERR_NO_LIBUSB = -102,      /* no libusb loaded */
-    WU_ERR_IN_FLIGHT = -103       /* the transfer object is already submitted */
+    WU_ERR_IN_FLIGHT = -103,      /* the transfer object is already submitted */
+    WU_ERR_FORKED = -104          /* the device was opened before os.fork(): unusable here */
 };
 
 /* USB endpoint transfer types (bmAttributes & 3) */
@@ -101,6 +102,7 @@ typedef struct {
     uint32_t crc32;               /* zlib CRC-32 of every byte received */
     uint32_t halted;
     uint64_t loopback_dropped;    /* bytes dropped because the loopback was full */
+    uint64_t zero_length_packets; /* OUT: zero-length packets received (ZLPs) */
 } wu_vep_stats;
 
 int wu_virtual_create(const wu_vdev_config *config, wu_device **out);
@@ -112,6 +114,7 @@ int wu_virtual_set_switch(wu_device *dev, uint8_t value);
 
 /* ---- device operations (either backend) ---------------------------------- */
 int wu_device_is_virtual(wu_device *dev);
+int wu_device_check(wu_device *dev);   /* WU_OK while usable, else why not (closed, forked) */
 int wu_device_speed(wu_device *dev);
 int wu_device_get_descriptor(wu_device *dev, uint8_t type, uint8_t index, uint16_t langid,
                              uint8_t *buf, int len);          /* length or error */
@@ -121,63 +124,79 @@ int wu_device_claim_interface(wu_device *dev, int iface);
 int wu_device_release_interface(wu_device *dev, int iface);
 int wu_device_set_altsetting(wu_device *dev, int iface, int alt);
 int wu_device_clear_halt(wu_device *dev, uint8_t ep);
-int wu_device_abort(wu_device *dev, uint8_t ep);    /* cancel and drain every transfer on ep */
+int wu_device_cancel(wu_device *dev, int ep, uint64_t owner, int retire);
+                                /* cancel (newest first) and drain every transfer in flight on ep
+                                   (-1: every endpoint) of owner (0: every owner); retire != 0 also
+                                   refuses their later submits */
 int wu_device_live_transfers(wu_device *dev);       /* transfers in flight */
-void wu_device_close(wu_device *dev);              /* cancel, drain, release; then unusable */
+int wu_device_close(wu_device *dev);   /* cancel, drain, release the device; later calls fail */
+void wu_device_free(wu_device *dev);   /* the owner lets go (closes first); freed with its last transfer */
 
-/* ---- transfers ----------------------------------------------------------- */
-wu_xfer *wu_xfer_new(wu_device *dev);
-int wu_xfer_free(wu_xfer *x);                 /* WU_ERR_IN_FLIGHT while submitted */
+/* ---- transfers: one descriptor, one path --------------------------------------
+   A transfer is IDLE until submitted, IN_FLIGHT until the backend hands it back, then DONE
+   with its result and the bytes it moved (also on error). A cancel reaches it whatever its
+   state: in flight it is cancelled, otherwise the cancel sticks and its next submit fails
+   with WU_ERR_CANCELLED (wu_xfer_rearm forgets it). tag != 0 makes the submit asynchronous:
+   the completion is queued for wu_cq_wait. A transfer is freed only by its owner, and never
+   while it is in flight (wu_xfer_free cancels and reaps first). */
+int wu_xfer_new(wu_device *dev, uint64_t owner, wu_xfer **out);
+void wu_xfer_free(wu_xfer *x);
 int wu_xfer_state(wu_xfer *x);
 int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len,
-                   unsigned flags, int64_t timeout_us);   /* timeout_us <= 0: none */
+                   unsigned flags, int64_t timeout_us, uint64_t tag);  /* timeout_us <= 0: none */
 int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual);  /* WU_PENDING or final */
 int wu_xfer_run(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len,
                 unsigned flags, int64_t timeout_us, int64_t slice_us, size_t *actual);
-int wu_xfer_cancel(wu_xfer *x);               /* any thread; asynchronous */
+int wu_xfer_cancel(wu_xfer *x);               /* any thread; WU_OK if it was in flight */
+void wu_xfer_rearm(wu_xfer *x);               /* forget a cancel that stuck (WdfRequestReuse) */
 void wu_xfer_retire(wu_xfer *x);              /* refuse every later submit (its owner let go) */
 int wu_xfer_reap(wu_xfer *x, size_t *actual); /* cancel, then wait until it is back */
-int wu_live_objects(void);                    /* devices + transfers not yet freed */
+int wu_live_objects(void);                    /* devices, transfers and rings not yet freed */
 
-/* ---- asynchronous transfers: completions go to one queue ----------------- */
+/* ---- asynchronous completions: one queue ---------------------------------------- */
 typedef struct {
     uint64_t tag;                 /* what the submitter passed */
     int status;                   /* engine result */
     size_t actual;
 } wu_completion;
 
-/* Like wu_xfer_submit, but when the transfer is back its completion is queued for
-   wu_cq_wait; an event thread makes it progress with nobody waiting. tag != 0. */
-int wu_xfer_submit_async(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len,
-                         unsigned flags, int64_t timeout_us, uint64_t tag);
 int wu_cq_wait(int64_t timeout_us, wu_completion *out, int max); /* count; 0 = none in time */
 void wu_cq_wake(void);                        /* make one wu_cq_wait return now */
-void wu_set_completion_context(int on);       /* this thread runs completions: refuse sync calls */
-int wu_in_completion_context(void);
+void wu_set_completion_context(int on);       /* this thread runs completions (nests) */
+int wu_in_completion_context(void);           /* refuse blocking calls when true */
 
-/* ---- streaming: a ring of transfers driven in C ---------------------------- */
+/* ---- streaming: a ring of transfers on one OUT pipe, driven in C ------------------
+   depth transfers of up to chunk bytes, retired strictly in submission order, with
+   depth + 1 page-aligned staging buffers: a submit carries the one wu_ring_stage handed out
+   (filled by the caller) or the caller's own memory, which the caller keeps alive until
+   info.retired reaches info.submitted as it was after that submit. The time-out counts for each
+   transfer from the moment it is the oldest in flight. The first failure (error, time-out,
+   wu_ring_cancel from any thread) fails the ring for good: nothing more is submitted, every
+   transfer still in flight is cancelled newest first and reaped, and bytes_done counts
+   exactly the bytes that moved, always a prefix of the stream. */
+typedef struct wu_ring wu_ring;
 typedef struct {
-    int head;                     /* oldest slot in flight */
-    int count;                    /* slots in flight */
-    size_t next;                  /* offset in buf of the next byte to submit */
-    uint64_t bytes_done;          /* actual lengths of the transfers retired */
-    int retired;                  /* transfers retired by this call */
-    int error;                    /* first failure (engine code), then nothing more is submitted */
-    int stop;                     /* set by another thread: submit nothing more (cancelled) */
-    int64_t front_ns;             /* when the oldest in flight became the oldest */
-} wu_ring_state;
+    int depth;
+    int in_flight;
+    int peak;                     /* most transfers ever in flight at once */
+    int error;                    /* first failure (engine code) or WU_OK */
+    uint64_t bytes_done;          /* actual lengths of every transfer retired */
+    uint64_t submitted;           /* transfers submitted so far */
+    uint64_t retired;             /* transfers retired so far (in order) */
+} wu_ring_info;
 
-/* Send buf[st->next:len] as chunk-sized transfers on slots[], keeping up to depth in flight:
-   retire the oldest (in order, waiting for it), submit the next. Slots already in flight
-   (st->head, st->count) are retired first. Returns WU_OK once everything is submitted (the
-   last ones may still be in flight), WU_PENDING when slice_us ran out, or the first error.
-   timeout_us > 0: a transfer still not back timeout_us after it became the oldest fails the
-   ring with WU_ERR_TIMEOUT. On any failure (or st->stop) every transfer still in flight is
-   cancelled newest first and reaped, and its bytes counted, before the call returns: the
-   bytes that moved are a prefix of buf and st->bytes_done says exactly how many. */
-int wu_ring_run(wu_xfer **slots, int depth, wu_ring_state *st, uint8_t ep, uint8_t type,
-                uint8_t *buf, size_t len, size_t chunk, unsigned flags, int64_t timeout_us,
-                int64_t slice_us);
+int wu_ring_new(wu_device *dev, uint64_t owner, uint8_t ep, uint8_t type, int depth, size_t chunk,
+                int64_t timeout_us, wu_ring **out);
+void wu_ring_free(wu_ring *r);                       /* cancels and reaps first */
+uint8_t *wu_ring_stage(wu_ring *r);                  /* the staging buffer to fill (chunk bytes) */
+int wu_ring_submit(wu_ring *r, uint8_t *buf, size_t len, unsigned flags); /* WU_ERR_BUSY when full */
+int wu_ring_wait(wu_ring *r, int64_t slice_us);      /* retire the oldest: WU_OK, WU_PENDING or the error */
+int wu_ring_poll(wu_ring *r);                        /* retire what is back, without waiting */
+int wu_ring_run(wu_ring *r, uint8_t *buf, size_t len, unsigned flags, int64_t slice_us, size_t *done);
+                                                     /* submit buf in chunks, retiring as needed;
+                                                        *done: bytes of buf submitted so far */
+int wu_ring_cancel(wu_ring *r, int reason);          /* any thread; returns the ring's error */
+void wu_ring_info_get(wu_ring *r, wu_ring_info *out);
 
 /* ---- helpers ------------------------------------------------------------- */
 uint32_t wu_crc32(uint32_t crc, const uint8_t *buf, size_t len);

@@ -36,10 +36,11 @@ def dev(vdev: wdfusb.VirtualDevice) -> Iterator[wdfusb.Device]:
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """Every test leaves no native transfer behind."""
-    before = _engine.Transfer.live
-    yield
     import gc
 
+    gc.collect()  # what earlier tests left to the cycle collector goes first
+    before = _engine.Transfer.live
+    yield
     gc.collect()
     assert _engine.Transfer.live <= before, "a test leaked native transfers"
 

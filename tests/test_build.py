@@ -26,7 +26,7 @@ def test_version_compiled_in_matches_package() -> None:
 
 def test_version_mismatch_refuses_import() -> None:
     code = (
-        "import importlib, wdfusb, wdfusb._engine as e\n"
+        "import importlib, wdfusb, wdfusb._engine.native as e\n"
         "wdfusb.__version__ = '0.0.0-stale'\n"
         "try:\n    importlib.reload(e)\nexcept ImportError as x:\n    print('refused:', x)\n"
     )

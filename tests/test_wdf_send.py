@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from test_wdf_helpers import Rig, buffer_desc, open_rig
 
+from wdfusb import _engine
 from wdfusb.wdf import *
 from wdfusb.wdf import _memory
 
@@ -233,6 +234,14 @@ def test_allocation_failure_is_insufficient_resources(rig: Rig, monkeypatch: pyt
     assert WdfRequestCreate(None, None, req) == STATUS_SUCCESS
     monkeypatch.setattr(type(rig.pipes[0x06]), "new_transfer", fail)
     assert write(rig, b"abc", request=req)[0] == STATUS_INSUFFICIENT_RESOURCES
+
+    def no_memory(*a: object, **k: object) -> object:  # what the engine says when calloc fails
+        raise _engine.EngineError(_engine.WU_ERR_NO_MEM, "creating a transfer")
+
+    monkeypatch.setattr(type(rig.pipes[0x06]), "new_transfer", no_memory)
+    req2 = WDFREQUEST()
+    assert WdfRequestCreate(None, None, req2) == STATUS_SUCCESS
+    assert write(rig, b"abc", request=req2)[0] == STATUS_INSUFFICIENT_RESOURCES
     assert WdfMemoryCreate(None, NonPagedPool, 0, 1 << 62, WDFMEMORY(), None) == STATUS_INSUFFICIENT_RESOURCES
 
 

@@ -9,18 +9,15 @@ validators over ``CorePipe.transfer``: one engine, one place per concept.
 
 from __future__ import annotations
 
+import itertools
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from . import _engine
 from ._descriptors import DT_CONFIG, DT_DEVICE, ConfigInfo, EndpointInfo, parse_config
-from ._engine import NativeDevice, Transfer
-
-if TYPE_CHECKING:
-    pass
+from ._engine import WU_ERR_NO_DEVICE, WU_ERR_NOT_FOUND, EngineError, NativeDevice, NativeRing, Transfer
 
 MAX_TRANSFER_SIZE = 0xFFFFFFFF  # the engine moves any ULONG length in one request
-_WU_ERR_NO_DEVICE = _engine.lib.WU_ERR_NO_DEVICE
+_owners = itertools.count(1)  # each open CoreDevice owns its transfers in C by this number
 
 
 class Source(Protocol):
@@ -46,12 +43,14 @@ class CorePipe:
         self.is_in = ep.is_in
         self.maximum_transfer_size = MAX_TRANSFER_SIZE
         self._local = threading.local()  # each thread's internal transfer
-        self._owned: list[Transfer] = []
-        self._owned_lock = threading.Lock()
 
     def new_transfer(self) -> Transfer:
         """A native transfer on this pipe's device (for a request object)."""
         return self.device.new_transfer()
+
+    def new_ring(self, depth: int, chunk: int, timeout_us: int) -> NativeRing:
+        """A streaming ring on this (OUT) pipe; raises EngineError (e.g. the device is closed)."""
+        return self.device.new_ring(self.address, self.type, depth, chunk, timeout_us)
 
     def transfer(
         self, buf: Any, length: int, timeout_us: int = 0, flags: int = 0, xfer: Transfer | None = None
@@ -59,33 +58,28 @@ class CorePipe:
         """Move ``length`` bytes of ``buf`` (a pinned cdata, or None for a ZLP). Returns (code, actual).
 
         With ``xfer=None`` the calling thread's internal transfer is used (it cannot be
-        cancelled by the caller, like WDF's internal request object).
+        cancelled by the caller, like WDF's internal request object). A closed device is
+        C's to refuse (its transfers are retired).
         """
         if xfer is None:
-            xfer = getattr(self._local, "xfer", None) or self._thread_transfer()
-        if self.device.closed:
-            return _WU_ERR_NO_DEVICE, 0
+            xfer = getattr(self._local, "xfer", None)
+            if xfer is None:
+                try:
+                    xfer = self._local.xfer = self.device.new_transfer()
+                except EngineError as exc:
+                    return exc.code, 0
         return xfer.run(self.address, self.type, buf, length, flags, timeout_us)
 
-    def _thread_transfer(self) -> Transfer:
-        xfer = self._local.xfer = self.device.new_transfer()
-        with self._owned_lock:
-            self._owned.append(xfer)
-        return xfer
+    def _check(self, rc: int) -> int:
+        return WU_ERR_NO_DEVICE if self.device.closed else rc
 
     def reset(self) -> int:
         """Clear a halt (stall) on the endpoint and its data toggle."""
-        return self.device.native.clear_halt(self.address)
+        return self._check(self.device.native.clear_halt(self.address))
 
     def abort(self) -> int:
         """Cancel every transfer in flight on this pipe and wait until they are back."""
-        return self.device.native.abort(self.address)
-
-    def release(self) -> None:
-        with self._owned_lock:
-            owned, self._owned = self._owned, []
-        for x in owned:
-            x.free()
+        return self._check(self.device.native.abort(self.address))
 
 
 class CoreDevice:
@@ -96,7 +90,7 @@ class CoreDevice:
         self._owned = owned
         self._lock = threading.Lock()
         self._pipes: dict[int, list[CorePipe]] = {}
-        self._transfers: list[Transfer] = []
+        self.owner = next(_owners)
         self.closed = False
         self.stack_size = 1 if native.is_virtual else 2
         rc, self.device_descriptor = native.get_descriptor(DT_DEVICE, 0, 0, 18)
@@ -119,16 +113,22 @@ class CoreDevice:
         return 0, dev
 
     def new_transfer(self) -> Transfer:
-        x = Transfer(self.native)
+        """A native transfer of this device; raises EngineError once it is closed."""
+        with self._lock:  # against close(): a transfer made before it is retired by it
+            if self.closed:
+                raise EngineError(WU_ERR_NO_DEVICE, "creating a transfer")
+            return Transfer(self.native, self.owner)
+
+    def new_ring(self, ep: int, ep_type: int, depth: int, chunk: int, timeout_us: int) -> NativeRing:
         with self._lock:
-            self._transfers = [t for t in self._transfers if t._x is not None]
-            self._transfers.append(x)
-        return x
+            if self.closed:
+                raise EngineError(WU_ERR_NO_DEVICE, "creating a stream ring")
+            return NativeRing(self.native, self.owner, ep, ep_type, depth, chunk, timeout_us)
 
     def select_configuration(self, settings: dict[int, int]) -> int:
         """Select the configuration with interface number -> alternate setting; create the pipes."""
         if self.closed:
-            return _engine.lib.WU_ERR_NO_DEVICE
+            return WU_ERR_NO_DEVICE
         rc, current = self.native.get_configuration()
         if rc == 0 and current != self.config.value:
             rc = self.native.set_configuration(self.config.value)
@@ -138,14 +138,12 @@ class CoreDevice:
             iface = self.config.interface(number)
             setting = iface.setting(alt) if iface else None
             if setting is None:
-                return _engine.lib.WU_ERR_NOT_FOUND
+                return WU_ERR_NOT_FOUND
             rc = self.native.claim_interface(number)
             if rc == 0 and (alt != 0 or len(iface.settings) > 1 if iface else False):
                 rc = self.native.set_altsetting(number, alt)
             if rc != 0:
                 return rc
-            for old in self._pipes.get(number, []):
-                old.release()
             self._pipes[number] = [CorePipe(self, number, alt, ep) for ep in setting.endpoints]
         return 0
 
@@ -159,23 +157,17 @@ class CoreDevice:
         return [p for n in sorted(self._pipes) for p in self._pipes[n]]
 
     def close(self) -> None:
-        """Cancel and drain every transfer on every pipe, release interfaces; idempotent."""
+        """Cancel (newest first) and drain every transfer of this device, refuse their later
+        submits, release the interfaces; idempotent, any thread."""
         with self._lock:
             if self.closed:
                 return
             self.closed = True
-            transfers = list(self._transfers)
-        for x in transfers:  # nothing new starts (a streaming ring may be submitting in C) ...
-            x.retire()
-        for pipe in self.all_pipes():  # ... then what is in flight is cancelled, newest first
-            pipe.abort()
-            pipe.release()
+        self.native.cancel(-1, self.owner, retire=True)  # C: every transfer and ring of ours
+        for pipe in self.all_pipes():
+            pipe._local = threading.local()  # every thread's transfer goes (a running call keeps its own)
         for number in list(self._pipes):
             self.native.release_interface(number)
         self._pipes.clear()
         if self._owned:
             self.native.close()
-        with self._lock:
-            transfers, self._transfers = self._transfers, []
-        for x in transfers:
-            x.free()

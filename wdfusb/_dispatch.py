@@ -5,31 +5,29 @@ engine's event threads, which queue them; this module's thread — "wdfusb-compl
 started on first use, a daemon — takes them off the queue (waiting in C with the GIL
 released, no polling) and calls each submitter's callback with ``(status, actual)``.
 
-While a callback runs, the thread is in *completion context*: the engine refuses any
-synchronous transfer from it (``WU_ERR_WRONG_CONTEXT``, the host's "IRQL above
-PASSIVE_LEVEL"), and :func:`in_completion_routine` is true so the WDF layer returns
-``STATUS_INVALID_DEVICE_REQUEST`` first. An exception raised by a callback is never
-lost: it is kept and re-raised by :func:`raise_pending` (``wdfusb.wdf.wait_for_completions``
-calls it) — unless the submitter gave an ``on_error``.
+The thread is in *completion context* (owned by C, see :mod:`wdfusb._engine.completions`):
+the engine refuses any blocking call from it (``WU_ERR_WRONG_CONTEXT``, the host's "IRQL
+above PASSIVE_LEVEL"), the WDF layer returns ``STATUS_INVALID_DEVICE_REQUEST`` first, and
+:func:`wait_idle` refuses (it would wait for this very thread). An exception raised by a
+callback is never lost: it is kept and re-raised by :func:`raise_pending`
+(``wdfusb.wdf.wait_for_completions`` calls it) — unless the submitter gave an ``on_error``.
+
+After ``os.fork()`` the child starts a new thread on first use; the parent's pending
+transfers are not the child's (C refuses every device opened before the fork).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Callable
 
-from ._engine import Transfer, ffi, lib
+from ._engine import Transfer, in_completion_context, new_batch, next_completions, set_completion_context
 
 Callback = Callable[[int, int], None]
 ErrorSink = Callable[[BaseException], None]
 
-
-class _DispatchState(threading.local):
-    active = False  # True on the dispatcher thread only (set in _run)
-
-
-_local = _DispatchState()
 _lock = threading.Lock()
 _idle = threading.Condition(_lock)
 _pending: dict[int, tuple[Transfer, Callback, ErrorSink | None]] = {}
@@ -39,8 +37,8 @@ _thread: threading.Thread | None = None
 
 
 def in_completion_routine() -> bool:
-    """True on the dispatcher thread while it runs completion routines."""
-    return _local.active
+    """True on a thread that runs completion routines (the dispatcher thread among them)."""
+    return in_completion_context()
 
 
 def submit(
@@ -62,10 +60,8 @@ def submit(
     tag = next(_tags)
     with _lock:
         _pending[tag] = (xfer, callback, on_error)
-    xfer.dispatch_tag = tag
     rc = xfer.submit(ep, ep_type, buf, length, flags, timeout_us, tag)
     if rc != 0:
-        xfer.dispatch_tag = 0
         with _lock:
             _pending.pop(tag, None)
             _idle.notify_all()
@@ -79,7 +75,12 @@ def pending_count() -> int:
 
 
 def wait_idle(timeout: float | None = None) -> bool:
-    """Wait until every submitted transfer's callback has run; False on time-out."""
+    """Wait until every submitted transfer's callback has run; False on time-out.
+
+    Refused (``RuntimeError``) on a thread that runs completion routines: it would wait for
+    itself, and no later routine in the process would run."""
+    if in_completion_context():
+        raise RuntimeError("waiting for completions inside a completion routine would wait for itself")
     with _lock:
         return _idle.wait_for(lambda: not _pending, timeout)
 
@@ -103,26 +104,25 @@ def _ensure_thread() -> None:
 
 
 def _run() -> None:
-    lib.wu_set_completion_context(1)
-    _local.active = True
-    batch = ffi.new("wu_completion[]", 64)
+    set_completion_context(True)
+    batch = new_batch()
     while True:
-        n = lib.wu_cq_wait(-1, batch, 64)
-        for c in batch[0:n]:
+        for tag, status, actual in next_completions(batch):
             with _lock:
-                entry = _pending.get(c.tag)
+                entry = _pending.get(tag)
             if entry is None:
                 continue
             xfer, callback, on_error = entry
             try:
-                callback(int(c.status), int(c.actual))
+                callback(status, actual)
             except BaseException as exc:  # noqa: BLE001 - kept for the caller, never lost
                 _keep(exc, on_error)
             finally:
                 xfer.dispatched()  # unless the routine sent it again
                 with _lock:
-                    _pending.pop(c.tag, None)
+                    _pending.pop(tag, None)
                     _idle.notify_all()
+                del entry, xfer, callback, on_error  # hold nothing while waiting for the next
 
 
 def _keep(exc: BaseException, on_error: ErrorSink | None) -> None:
@@ -134,3 +134,16 @@ def _keep(exc: BaseException, on_error: ErrorSink | None) -> None:
             exc = again
     with _lock:
         _errors.append(exc)
+
+
+def _after_fork_in_child() -> None:
+    """The parent's thread and pending transfers are not the child's."""
+    global _lock, _idle, _thread
+    _lock = threading.Lock()
+    _idle = threading.Condition(_lock)
+    _pending.clear()
+    _thread = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -168,6 +168,12 @@ ENGINE_STATUS: dict[int, Outcome] = {
         "UsbError",
         "the request is already pending at a target",
     ),
+    -104: _o(
+        "STATUS_INVALID_DEVICE_STATE",
+        "USBD_STATUS_DEVICE_GONE",
+        "DeviceGoneError",
+        "the device was opened before os.fork(); open it again in this process",
+    ),
 }
 
 

@@ -21,13 +21,24 @@ Threads: a writer belongs to one thread at a time (like a file object); only
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from . import _engine
-from ._stream_ring import Buffer, Ring, Slot
+from ._engine import (
+    WU_ERR_BUSY,
+    WU_ERR_CANCELLED,
+    WU_ERR_INTERRUPTED,
+    WU_OK,
+    ZLP,
+    CData,
+    EngineError,
+    NativeRing,
+    RingInfo,
+)
 from .errors import error_for
 
 if TYPE_CHECKING:
@@ -35,10 +46,6 @@ if TYPE_CHECKING:
 
 ZlpPolicy = Literal["never", "end", "always"]
 ZLP_POLICIES = ("never", "end", "always")
-_WU_OK = _engine.WU_OK
-_WU_ERR_CANCELLED = _engine.lib.WU_ERR_CANCELLED
-_WU_ERR_INTERRUPTED = _engine.lib.WU_ERR_INTERRUPTED
-_ZLP = _engine.ZLP
 
 
 class StreamWriter:
@@ -76,13 +83,16 @@ class StreamWriter:
         timeout: float | None = None,
         zlp: ZlpPolicy = "never",
     ) -> None:
+        self._closed = True  # until the ring exists (__del__ looks at it)
         if not pipe._can_write:
             pipe._refuse(False, "stream to")
         maxp = pipe.max_packet
-        if not isinstance(depth, int) or depth < 1:
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
             raise ValueError("depth must be an int >= 1")
-        if not isinstance(chunk, int) or chunk < maxp or chunk % maxp:
-            raise ValueError(f"chunk must be a positive multiple of the max packet size ({maxp}), not {chunk!r}")
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < maxp or chunk % maxp or chunk > 1 << 30:
+            raise ValueError(
+                f"chunk must be a positive multiple of the max packet size ({maxp}) up to 1 GiB, not {chunk!r}"
+            )
         if timeout is not None and not timeout > 0:
             raise ValueError("timeout must be None or a number of seconds > 0")
         if timeout == float("inf"):
@@ -93,9 +103,15 @@ class StreamWriter:
         self.depth, self.chunk, self.zlp, self.timeout = depth, chunk, zlp, timeout
         self._maxp = maxp
         self._context = f"stream to pipe 0x{pipe.address:02X}"
-        self._ring = Ring(pipe._core, depth, chunk, timeout)
-        self._buf: Buffer | None = None  # the ring buffer being filled
+        timeout_us = 0 if timeout is None else max(1, min(round(timeout * 1e6), 2**63 - 1))
+        try:
+            self._ring: NativeRing | None = pipe._core.new_ring(depth, chunk, timeout_us)
+        except EngineError as exc:
+            raise error_for(exc.code, 0, self._context) from None
+        self._final: RingInfo | None = None  # what the ring said last, once it is released
+        self._stage: tuple[CData, memoryview] | None = None  # the staging buffer being filled
         self._fill = 0  # bytes waiting in it
+        self._accepted = 0  # bytes the caller handed over (returned by the write calls)
         self._zlp_owed = False  # "end": the last transfer ended on a packet boundary without a ZLP
         self._reported = False  # the ring's error was raised (or is the caller's own cancel)
         self._closed = False
@@ -107,12 +123,12 @@ class StreamWriter:
         """Bytes the device accepted: the actual lengths of every transfer that came back,
         partial ones included. Exact once :meth:`flush`, :meth:`close` or :meth:`cancel`
         returned, or an error was raised."""
-        return self._ring.bytes_done
+        return int(self._info().bytes_done)
 
     @property
     def in_flight(self) -> int:
         """Requests submitted and not yet back (never more than ``depth``)."""
-        return self._ring.count
+        return int(self._info().in_flight)
 
     @property
     def buffered(self) -> int:
@@ -122,7 +138,7 @@ class StreamWriter:
     @property
     def peak_in_flight(self) -> int:
         """The most requests ever in flight at once."""
-        return self._ring.peak
+        return int(self._info().peak)
 
     @property
     def closed(self) -> bool:
@@ -141,7 +157,7 @@ class StreamWriter:
         ``copy=True`` always copies; ``copy=False`` never copies whole chunks.
         """
         view, copy = _as_view(data, copy)
-        return self._guard(self._write_view, view, copy)
+        return int(self._guard(self._write_view, view, copy))
 
     def writelines(self, chunks: Iterable[Any], *, copy: bool | None = None) -> int:
         """Write every bytes-like object an iterable or generator yields; returns the bytes queued.
@@ -162,13 +178,13 @@ class StreamWriter:
         self._guard(self._flush)
 
     def close(self) -> None:
-        """Flush, then free the native transfers and buffers. Idempotent.
+        """Flush, then release the stream. Idempotent.
 
-        Raises the stream's error if no earlier call raised it (resources are freed anyway)."""
+        Raises the stream's error if no earlier call raised it (nothing is left in flight anyway)."""
         if self._closed:
             return
         try:
-            if self._ring.error == _WU_OK:
+            if self._info().error == WU_OK:
                 self._guard(self._flush)
             elif not self._reported:
                 self._raise()
@@ -181,12 +197,28 @@ class StreamWriter:
 
         The stream is finished afterwards: a write blocked in another thread raises
         :class:`~wdfusb.UsbCancelledError`, as do later writes; :meth:`close` does not."""
-        if self._closed:
-            return self._ring.bytes_done
-        self._reported = self._reported or self._ring.error == _WU_OK
-        return self._ring.abort(_WU_ERR_CANCELLED)
+        ring = self._ring
+        if ring is None:
+            return int(self._info().bytes_done)
+        self._reported = self._reported or ring.info().error == WU_OK
+        ring.cancel(WU_ERR_CANCELLED)
+        return int(ring.info().bytes_done)
 
     # ---- internals --------------------------------------------------------------------
+
+    def _info(self) -> RingInfo:
+        """What C says of the ring now (after :meth:`close`: what it said last)."""
+        ring = self._ring
+        if ring is None:
+            assert self._final is not None
+            return self._final
+        return ring.info()
+
+    def _live_ring(self) -> NativeRing:
+        ring = self._ring
+        if ring is None:
+            raise ValueError("I/O operation on a closed stream writer")
+        return ring
 
     def _guard(self, fn: Any, *args: Any) -> Any:
         """Run a blocking operation; on Ctrl-C (or any non-``Exception``) cancel and reap
@@ -196,68 +228,74 @@ class StreamWriter:
             return fn(*args)
         except BaseException as exc:
             if not isinstance(exc, Exception):
-                self._ring.abort(_WU_ERR_INTERRUPTED)
+                self._live_ring().cancel(WU_ERR_INTERRUPTED)
                 self._reported = True
             raise
 
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError("I/O operation on a closed stream writer")
-        if self._ring.error != _WU_OK:
+        if self._info().error != WU_OK:
             self._raise()
 
     def _raise(self) -> None:
-        """Stop the stream (cancel and reap what is left) and raise its error."""
-        ring = self._ring
-        ring.abort(ring.error)
-        self._buf, self._fill = None, 0
+        """Stop the stream (C cancels and reaps what is left) and raise its error."""
+        ring = self._live_ring()
+        error = ring.cancel(WU_ERR_CANCELLED)
+        self._stage, self._fill = None, 0
         self._reported = True
-        raise error_for(ring.error, ring.bytes_done, self._context)
+        raise error_for(error, int(ring.info().bytes_done), self._context)
 
     def _flags(self, length: int, final: bool) -> int:
         """ZLP flag for a transfer of ``length`` bytes under the policy; notes a ZLP owed."""
         boundary = length > 0 and length % self._maxp == 0
         flag = boundary and (self.zlp == "always" or (final and self.zlp == "end"))
         self._zlp_owed = boundary and not flag and self.zlp == "end"
-        return _ZLP if flag else 0
+        return ZLP if flag else 0
 
-    def _slot(self) -> Slot:
-        """The next free slot, waiting for the oldest request when all are in flight."""
-        ring = self._ring
-        if ring.count == ring.depth:
-            ring.poll()  # retire what is already back before blocking on the oldest
-            while ring.count == ring.depth and ring.error == _WU_OK:
-                ring.wait_oldest()
-        if ring.error != _WU_OK:
-            self._raise()
-        return ring.next_slot()
+    def _submit(self, buf: CData | None, length: int, flags: int) -> None:
+        """Submit one transfer, waiting for the oldest while all ``depth`` are in flight."""
+        ring = self._live_ring()
+        while True:
+            rc = ring.submit(buf, length, flags)
+            if rc == WU_ERR_BUSY:
+                rc = ring.poll()  # retire what is already back before blocking on the oldest
+                if rc == WU_OK and ring.info().in_flight == self.depth:
+                    rc = ring.wait()
+                if rc == WU_OK:
+                    continue
+            if rc != WU_OK:
+                self._raise()
+            return
 
     def _fill_target(self, room: int) -> memoryview:
-        """Where the next ``room`` bytes go: the rest of the buffer being filled (or a fresh one)."""
-        if self._buf is None:
-            self._buf = self._ring.free_buffer()
-        return self._buf.view[self._fill : self._fill + room]
+        """Where the next ``room`` bytes go: the rest of the staging buffer being filled."""
+        if self._stage is None:
+            self._stage = self._live_ring().stage()
+        return self._stage[1][self._fill : self._fill + room]
 
     def _submit_fill(self, final: bool = False) -> None:
-        """Submit the filled part of the ring buffer being filled."""
-        slot = self._slot()
-        buf, length = self._buf, self._fill
-        assert buf is not None
-        self._buf, self._fill = None, 0
-        if not self._ring.submit(slot, buf.cdata, length, self._flags(length, final), own=buf):
-            self._raise()
+        """Submit the filled part of the staging buffer being filled."""
+        stage, length = self._stage, self._fill
+        assert stage is not None
+        self._stage, self._fill = None, 0
+        self._submit(stage[0], length, self._flags(length, final))
 
     def _write_view(self, view: memoryview, copy: bool) -> int:
         n, pos, chunk = len(view), 0, self.chunk
         while pos < n:
             if not self._fill and not copy and n - pos >= chunk:
-                pos += self._ring.run_span(view[pos:], self._flags(chunk, False))  # whole chunks, looped in C
-                if self._ring.error != _WU_OK:
+                whole = (n - pos) - (n - pos) % chunk
+                rc, done = self._live_ring().run(view[pos : pos + whole], self._flags(chunk, False))  # looped in C
+                self._accepted += done
+                pos += done
+                if rc != WU_OK:
                     self._raise()
                 continue
             take = min(n - pos, chunk - self._fill)
             self._fill_target(take)[:] = view[pos : pos + take]
             self._fill += take
+            self._accepted += take
             pos += take
             if self._fill == chunk:
                 self._submit_fill()
@@ -286,6 +324,7 @@ class StreamWriter:
             if not got:
                 break
             self._fill += got
+            self._accepted += got
             total += got
             if self._fill == self.chunk:
                 self._submit_fill()
@@ -295,17 +334,23 @@ class StreamWriter:
         if self._fill:
             self._submit_fill(final=True)
         elif self._zlp_owed:
-            if not self._ring.submit(self._slot(), None, 0, 0):
-                self._raise()
+            self._submit(None, 0, 0)
         self._zlp_owed = False
-        self._ring.drain()
-        if self._ring.error != _WU_OK:
+        ring = self._live_ring()
+        while ring.info().in_flight:
+            if ring.wait() != WU_OK:
+                self._raise()
+        if ring.info().error != WU_OK:
             self._raise()
 
     def _release(self) -> None:
+        """Settle the ring (nothing is left in flight), keep what it said last, free it."""
         self._closed = True
-        self._buf, self._fill = None, 0
-        self._ring.free()
+        self._stage, self._fill = None, 0
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            ring.cancel(WU_ERR_CANCELLED)
+            self._final = ring.info()
 
     # ---- context manager and finalization ------------------------------------------------
 
@@ -319,14 +364,23 @@ class StreamWriter:
             return
         if not self._closed:
             self._reported = True
-            self._ring.abort(_WU_ERR_CANCELLED)
             self._release()
 
     def __del__(self) -> None:
+        """A writer dropped without :meth:`close` cancels what it had not written, and says so
+        (``ResourceWarning``, like an unclosed file), with the bytes lost."""
+        if self._closed:
+            return
         try:
-            if not self._closed and hasattr(self, "_ring"):
-                self._ring.abort(_WU_ERR_CANCELLED)
-                self._release()
+            self._release()
+            written = int(self._info().bytes_done)
+            lost = self._accepted - written
+            warnings.warn(
+                f"{self._context}: StreamWriter dropped without close(): {written} bytes written, "
+                f"{lost} bytes queued were cancelled",
+                ResourceWarning,
+                stacklevel=2,
+            )
         except Exception:  # noqa: BLE001, S110 - interpreter shutdown
             pass
 

@@ -91,6 +91,12 @@ class VirtualEndpoint:
         return bool(self._stats()["halted"])
 
     @property
+    def zero_length_packets(self) -> int:
+        """Zero-length packets this (OUT) endpoint received (a ZLP transfer, or one ending a
+        max-packet multiple)."""
+        return self._stats()["zero_length_packets"]
+
+    @property
     def loopback_dropped(self) -> int:
         """Bytes the loopback dropped because nobody read them in time."""
         return self._stats()["loopback_dropped"]
@@ -162,8 +168,9 @@ class VirtualDevice:
 
     def _open_native(self) -> tuple[int, NativeDevice | None, bool]:
         """The engine device (shared by every open of this virtual device; not owned by them)."""
-        if self._native.closed:
-            return -4, None, False
+        rc = self._native.status
+        if rc != 0:
+            return rc, None, False
         return 0, self._native, False
 
     def _check(self, rc: int) -> None:

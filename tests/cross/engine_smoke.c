@@ -40,6 +40,14 @@ static wu_device *open_sink(int speed)
     return d;
 }
 
+static wu_xfer *new_xfer(wu_device *d)
+{
+    wu_xfer *x = NULL;
+    int rc = wu_xfer_new(d, 0, &x);
+    CHECK(rc == WU_OK && x, "wu_xfer_new: %d", rc);
+    return x;
+}
+
 static void check_received(wu_device *d, const uint8_t *data, size_t n, const char *what)
 {
     wu_vep_stats st;
@@ -53,7 +61,7 @@ static void check_received(wu_device *d, const uint8_t *data, size_t n, const ch
 static void sync_writes_are_paced(const uint8_t *data)
 {
     wu_device *d = open_sink(WU_SPEED_HIGH);
-    wu_xfer *x = wu_xfer_new(d);
+    wu_xfer *x = new_xfer(d);
     int64_t t0 = wu_now_ns();
     double s, rate;
     for (size_t off = 0; off < TOTAL; off += CHUNK) {
@@ -67,8 +75,8 @@ static void sync_writes_are_paced(const uint8_t *data)
     /* never faster than the bus; whole-millisecond waits would make it 0.6-0.8x */
     CHECK(rate > 53.248 * 0.85 && rate < 53.248 * 1.02, "rate %.2f MB/s", rate);
     check_received(d, data, TOTAL, "sync");
-    CHECK(wu_xfer_free(x) == WU_OK, "free");
-    wu_device_close(d);
+    wu_xfer_free(x);
+    wu_device_free(d);
 }
 
 /* Asynchronous transfers: the device's event thread completes them, the queue wakes us. */
@@ -81,8 +89,8 @@ static void async_completions_arrive_in_order(const uint8_t *data)
     int n = 0;
     int64_t t0 = wu_now_ns();
     for (int i = 0; i < N; i++) {
-        x[i] = wu_xfer_new(d);
-        CHECK(wu_xfer_submit_async(x[i], EP_SINK, WU_EP_BULK, (uint8_t *)data + (size_t)i * CHUNK, CHUNK, 0, 0,
+        x[i] = new_xfer(d);
+        CHECK(wu_xfer_submit(x[i], EP_SINK, WU_EP_BULK, (uint8_t *)data + (size_t)i * CHUNK, CHUNK, 0, 0,
                                    (uint64_t)i + 1) == WU_OK,
               "submit %d", i);
     }
@@ -94,14 +102,14 @@ static void async_completions_arrive_in_order(const uint8_t *data)
               got[i].actual);
     check_received(d, data, (size_t)N * CHUNK, "async");
     for (int i = 0; i < N; i++) wu_xfer_free(x[i]);
-    wu_device_close(d);
+    wu_device_free(d);
 }
 
 /* A write the device NAKs ends at its time-out (the clock and timed condition waits). */
 static void a_nak_ends_at_the_timeout(const uint8_t *data)
 {
     wu_device *d = open_sink(WU_SPEED_HIGH);
-    wu_xfer *x = wu_xfer_new(d);
+    wu_xfer *x = new_xfer(d);
     size_t actual = 1;
     int64_t t0;
     double s;
@@ -114,7 +122,7 @@ static void a_nak_ends_at_the_timeout(const uint8_t *data)
     CHECK(rc == WU_ERR_TIMEOUT && actual == 0, "rc %d, %zu bytes", rc, actual);
     CHECK(s > 0.19 && s < 0.30, "took %.3f s", s);
     wu_xfer_free(x);
-    wu_device_close(d);
+    wu_device_free(d);
 }
 
 struct canceller {
@@ -141,7 +149,7 @@ static void another_thread_cancels(const uint8_t *data)
     struct wu_thread *t;
     size_t actual = 1;
     int rc;
-    c.x = wu_xfer_new(d);
+    c.x = new_xfer(d);
     c.delay_ns = 100000000;
     c.rc = 1;
     wu_virtual_nak(d, EP_SINK, 60.0);
@@ -153,7 +161,7 @@ static void another_thread_cancels(const uint8_t *data)
           actual);
     CHECK(wu_device_live_transfers(d) == 0, "transfers in flight after the cancel");
     wu_xfer_free(c.x);
-    wu_device_close(d);
+    wu_device_free(d);
 }
 
 static void *in_context(void *arg)
@@ -166,7 +174,7 @@ static void *in_context(void *arg)
 static void completion_context_is_per_thread(const uint8_t *data)
 {
     wu_device *d = open_sink(WU_SPEED_NONE);
-    wu_xfer *x = wu_xfer_new(d);
+    wu_xfer *x = new_xfer(d);
     int other = -1;
     size_t actual = 0;
     struct wu_thread *t;
@@ -179,51 +187,70 @@ static void completion_context_is_per_thread(const uint8_t *data)
           "a synchronous call from a completion routine");
     wu_set_completion_context(0);
     wu_xfer_free(x);
-    wu_device_close(d);
+    wu_device_free(d);
 }
 
-/* The C ring streams a buffer with four transfers in flight; cancelled midway, the device
-   holds exactly the prefix the ring counted. */
+/* The C ring streams a buffer with four transfers in flight; cancelled midway from another
+   thread, the device holds exactly the prefix the ring counted. */
+struct ring_cancel {
+    wu_ring *r;
+    int64_t delay_ns;
+};
+
+static void *cancel_ring_later(void *arg)
+{
+    struct ring_cancel *c = arg;
+    int64_t until = wu_now_ns() + c->delay_ns;
+    while (wu_now_ns() < until) {
+    }
+    wu_ring_cancel(c->r, WU_ERR_CANCELLED);
+    return NULL;
+}
+
 static void ring_streams_and_stops_on_a_prefix(const uint8_t *data)
 {
-    enum { DEPTH = 4 };
     wu_device *d = open_sink(WU_SPEED_HIGH);
-    wu_xfer *slots[DEPTH];
-    wu_ring_state st;
-    int rc;
-    for (int i = 0; i < DEPTH; i++) slots[i] = wu_xfer_new(d);
-    memset(&st, 0, sizeof st);
-    rc = wu_ring_run(slots, DEPTH, &st, EP_SINK, WU_EP_BULK, (uint8_t *)data, TOTAL / 4, 32 * 1024, 0, 0, 0);
-    CHECK(rc == WU_OK && st.next == TOTAL / 4, "ring: rc %d next %zu", rc, st.next);
-    while (st.count) { /* what is still in flight, oldest first */
-        size_t actual = 0;
-        CHECK(wu_xfer_wait(slots[st.head], 0, &actual) == WU_OK, "ring drain");
-        st.bytes_done += actual;
-        st.head = (st.head + 1) % DEPTH;
-        st.count--;
+    wu_ring *r = NULL;
+    wu_ring_info info;
+    struct ring_cancel c;
+    struct wu_thread *t;
+    size_t done = 0;
+    int rc = wu_ring_new(d, 0, EP_SINK, WU_EP_BULK, 4, 32 * 1024, 0, &r);
+    CHECK(rc == WU_OK && r, "wu_ring_new: %d", rc);
+    while ((rc = wu_ring_run(r, (uint8_t *)data, TOTAL / 4, 0, 5000, &done)) == WU_PENDING) {
     }
-    CHECK(st.bytes_done == TOTAL / 4, "ring counted %llu", (unsigned long long)st.bytes_done);
+    CHECK(rc == WU_OK && done == TOTAL / 4, "ring: rc %d done %zu", rc, done);
+    wu_ring_info_get(r, &info);
+    while (info.in_flight) { /* what is still in flight, oldest first */
+        CHECK(wu_ring_wait(r, 0) == WU_OK, "ring drain");
+        wu_ring_info_get(r, &info);
+    }
+    CHECK(info.bytes_done == TOTAL / 4 && info.peak == 4, "ring counted %llu, peak %d",
+          (unsigned long long)info.bytes_done, info.peak);
     check_received(d, data, TOTAL / 4, "ring");
-    for (int i = 0; i < DEPTH; i++) wu_xfer_free(slots[i]);
-    wu_device_close(d);
+    wu_ring_free(r);
+    wu_device_free(d);
 
-    d = open_sink(WU_SPEED_HIGH); /* again, told to stop after ~30 ms (between 5 ms slices) */
-    for (int i = 0; i < DEPTH; i++) slots[i] = wu_xfer_new(d);
-    memset(&st, 0, sizeof st);
-    {
-        int64_t until = wu_now_ns() + 30000000;
-        rc = WU_PENDING;
-        while (rc == WU_PENDING) {
-            if (wu_now_ns() >= until) WU_STORE(&st.stop, 1);
-            rc = wu_ring_run(slots, DEPTH, &st, EP_SINK, WU_EP_BULK, (uint8_t *)data, TOTAL, 32 * 1024, 0, 0, 5000);
-        }
+    d = open_sink(WU_SPEED_HIGH); /* again, cancelled from another thread after ~30 ms */
+    rc = wu_ring_new(d, 0, EP_SINK, WU_EP_BULK, 4, 32 * 1024, 0, &r);
+    CHECK(rc == WU_OK && r, "wu_ring_new: %d", rc);
+    c.r = r;
+    c.delay_ns = 30000000;
+    t = wu_thread_start(cancel_ring_later, &c);
+    CHECK(t != NULL, "wu_thread_start");
+    done = 0;
+    while ((rc = wu_ring_run(r, (uint8_t *)data, TOTAL, 0, 5000, &done)) == WU_PENDING) {
     }
-    CHECK(rc == WU_ERR_CANCELLED && st.count == 0, "stopped ring: rc %d, %d in flight", rc, st.count);
-    CHECK(st.bytes_done > 0 && st.bytes_done < TOTAL, "stopped ring moved %llu", (unsigned long long)st.bytes_done);
-    printf("ring: stopped after %llu bytes\n", (unsigned long long)st.bytes_done);
-    check_received(d, data, (size_t)st.bytes_done, "stopped ring");
-    for (int i = 0; i < DEPTH; i++) wu_xfer_free(slots[i]);
-    wu_device_close(d);
+    if (t) wu_thread_join(t);
+    wu_ring_info_get(r, &info);
+    CHECK(rc == WU_ERR_CANCELLED && info.in_flight == 0, "stopped ring: rc %d, %d in flight", rc, info.in_flight);
+    CHECK(info.bytes_done > 0 && info.bytes_done < TOTAL, "stopped ring moved %llu",
+          (unsigned long long)info.bytes_done);
+    CHECK(wu_ring_submit(r, NULL, 0, 0) == WU_ERR_CANCELLED, "a failed ring refuses submits");
+    printf("ring: stopped after %llu bytes\n", (unsigned long long)info.bytes_done);
+    check_received(d, data, (size_t)info.bytes_done, "stopped ring");
+    wu_ring_free(r);
+    wu_device_free(d);
 }
 
 int main(void)

@@ -14,29 +14,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .. import _dispatch
+from .._engine import completion_context, in_completion_context
 
-
-class _ThreadState(threading.local):
-    # A class default, not getattr(..., 0): a missing attribute on a thread-local costs an
-    # AttributeError inside getattr, about half a microsecond on every synchronous send.
-    completion_depth = 0
-
-
-_tls = _ThreadState()
 _event_threads: set[int] = set()
 _lock = threading.Lock()
 
 
 @contextmanager
 def completion_routine_context() -> Iterator[None]:
-    """Mark the current thread as running a WDF completion routine (nests)."""
-    depth = _tls.completion_depth
-    _tls.completion_depth = depth + 1
-    try:
+    """Mark the current thread as running a WDF completion routine (nests; C keeps the count)."""
+    with completion_context():
         yield
-    finally:
-        _tls.completion_depth = depth
 
 
 def mark_event_thread(thread: threading.Thread | None = None, on: bool = True) -> None:
@@ -53,14 +41,9 @@ def mark_event_thread(thread: threading.Thread | None = None, on: bool = True) -
 
 def in_completion_routine() -> bool:
     """True inside a WDF completion routine on this thread (or on wdfusb's completion thread)."""
-    return _tls.completion_depth > 0 or _dispatch.in_completion_routine()
+    return in_completion_context()
 
 
 def at_passive_level() -> bool:
     """False where a synchronous (blocking) WDF call must be refused."""
-    # in_completion_routine(), inlined: every synchronous send asks this
-    return (
-        not _tls.completion_depth
-        and not _dispatch.in_completion_routine()
-        and threading.get_ident() not in _event_threads
-    )
+    return not in_completion_context() and (not _event_threads or threading.get_ident() not in _event_threads)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._engine import ffi, pin
+from .._engine import address_of, pin
 from ._handles import SIZE_T, WDFOBJECT, FxObject, get_object, required, store, validate_attributes
 from ._ntstatus import (
     NT_ERROR,
@@ -380,7 +380,7 @@ class RequestBuffer:
         """The engine's buffer argument: None, the pinned cdata, or a pointer into it."""
         if self.cdata is None:
             return None
-        return self.cdata if self.offset == 0 else ffi.cast("uint8_t *", self.cdata) + self.offset
+        return self.cdata if self.offset == 0 else address_of(self.cdata, self.offset)
 
 
 def _pinnable(buffer: Any) -> tuple[Any, int, bool]:

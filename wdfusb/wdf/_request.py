@@ -20,9 +20,10 @@ it was last formatted for, so another thread can cancel it with
 from __future__ import annotations
 
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
+from .._engine import EngineError
+from .._status import outcome
 from ._handles import (
     LOCK,
     WDF_REQUEST_FATAL_ERROR,
@@ -163,6 +164,8 @@ class FxRequest(FxObject):
         if self.transfer is None or self._transfer_key is not key:
             try:
                 xfer = target.new_transfer()
+            except EngineError as exc:  # out of memory, or the target's device is gone
+                return outcome(exc.code).status
             except MemoryError:
                 return STATUS_INSUFFICIENT_RESOURCES
             self._free_transfer()
@@ -219,15 +222,10 @@ class FxRequest(FxObject):
             if not self.pending:
                 return False
             xfer = self.transfer
-        # The sender may not have submitted yet: it re-checks ``canceled`` before
-        # submitting; if it is in between, wait for the transfer to be in flight.
-        while xfer is not None:
-            if xfer.cancel():
-                return True
-            with self.lock:
-                if not self.pending:
-                    return True
-            time.sleep(0.0005)
+        # In flight: C cancels it. Not submitted yet (the sender is between its check of
+        # ``canceled`` and the submit): the cancel sticks in C and that submit fails.
+        if xfer is not None:
+            xfer.cancel()
         return True
 
     def _before_delete(self) -> None:
@@ -334,6 +332,9 @@ def WdfRequestReuse(Request: Any, ReuseParams: WDF_REQUEST_REUSE_PARAMS) -> NTST
         req.formatted_usb = False
         req.canceled = False
         req.target = None
+        xfer = req.transfer
+    if xfer is not None:
+        xfer.rearm()  # a cancel that reached the transfer after it was back is forgotten too
     return STATUS_SUCCESS
 
 

@@ -1,0 +1,129 @@
+"""The streaming ring (``wu_ring``, csrc/ring.c): depth transfers on one OUT pipe, driven in C.
+
+C owns every fact of the ring: which transfers are in flight, which staging buffer each
+carries, the bytes that moved, the time-outs (on the engine's clock), the first failure and
+the newest-first cancel. This wrapper only keeps the caller's buffers alive while C may read
+them, and waits in slices so Ctrl-C is seen.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from .device import NativeDevice
+from .native import SLICE_US, WU_OK, WU_PENDING, CData, EngineError, ffi, lib
+from .transfer import pin
+
+_ring_wait, _ring_run, _ring_submit, _ring_info = (
+    lib.wu_ring_wait,
+    lib.wu_ring_run,
+    lib.wu_ring_submit,
+    lib.wu_ring_info_get,
+)
+
+
+@dataclass(frozen=True)
+class RingInfo:
+    """What C says of a ring (``wu_ring_info``)."""
+
+    depth: int
+    in_flight: int
+    peak: int
+    error: int
+    bytes_done: int
+    submitted: int
+    retired: int
+
+
+class NativeRing:
+    """``depth`` transfers of up to ``chunk`` bytes, with ``depth + 1`` staging buffers."""
+
+    __slots__ = ("__weakref__", "_carried", "_done", "_info", "_r", "_views", "chunk", "depth")
+
+    def __init__(
+        self, device: NativeDevice, owner: int, ep: int, ep_type: int, depth: int, chunk: int, timeout_us: int
+    ) -> None:
+        self._r: CData = ffi.NULL
+        out = ffi.new("wu_ring **")
+        rc = lib.wu_ring_new(device.handle, owner, ep, ep_type, depth, chunk, timeout_us, out)
+        if rc != WU_OK:
+            raise EngineError(rc, "creating a stream ring")
+        self._r = out[0]
+        self.depth, self.chunk = depth, chunk
+        self._info = ffi.new("wu_ring_info *")
+        self._done = ffi.new("size_t *")
+        self._carried: deque[tuple[int, Any]] = deque()  # (submitted count after it, caller's buffer)
+        self._views: dict[int, tuple[CData, memoryview]] = {}  # staging buffers by address
+
+    # ---- what C says ---------------------------------------------------------------
+
+    def info(self) -> RingInfo:
+        """What C says of the ring now."""
+        i = self._info
+        _ring_info(self._r, i)
+        carried = self._carried
+        while carried and carried[0][0] <= i.retired:
+            carried.popleft()  # C is done with that buffer
+        return RingInfo(i.depth, i.in_flight, i.peak, i.error, i.bytes_done, i.submitted, i.retired)
+
+    # ---- driving -------------------------------------------------------------------
+
+    def stage(self) -> tuple[CData, memoryview]:
+        """The staging buffer to fill next (``chunk`` bytes, writable): the same one until it
+        is submitted."""
+        ptr = lib.wu_ring_stage(self._r)
+        key = int(ffi.cast("uintptr_t", ptr))
+        entry = self._views.get(key)
+        if entry is None:
+            entry = self._views[key] = (ptr, memoryview(ffi.buffer(ptr, self.chunk)))
+        return entry
+
+    def submit(self, buf: CData | None, length: int, flags: int, keep: Any = None) -> int:
+        """Submit one transfer (a staging buffer, ``keep``'s memory, or None for a ZLP).
+        ``WU_ERR_BUSY`` when all are in flight; any other error failed the ring."""
+        rc = int(_ring_submit(self._r, ffi.NULL if buf is None else buf, length, flags))
+        if rc == WU_OK and keep is not None:
+            self._carried.append((self.info().submitted, keep))
+        return rc
+
+    def run(self, view: memoryview, flags: int) -> tuple[int, int]:
+        """Submit ``view`` in chunks straight from the caller's memory, retiring as needed, all
+        in C. Returns ``(result, bytes submitted)``; the last transfers may still carry ``view``."""
+        pinned = pin(view)
+        done = self._done
+        done[0] = 0
+        try:
+            rc = WU_PENDING
+            while rc == WU_PENDING:
+                rc = int(_ring_run(self._r, pinned, len(view), flags, SLICE_US, done))
+        finally:
+            self._carried.append((self.info().submitted, (view, pinned)))
+        return rc, int(done[0])
+
+    def wait(self) -> int:
+        """Retire the oldest transfer (waiting for it): ``WU_OK`` or the ring's error."""
+        rc = WU_PENDING
+        while rc == WU_PENDING:
+            rc = int(_ring_wait(self._r, SLICE_US))
+        self.info()
+        return rc
+
+    def poll(self) -> int:
+        """Retire what is already back, without waiting; the ring's error or ``WU_OK``."""
+        rc = int(lib.wu_ring_poll(self._r))
+        self.info()
+        return rc
+
+    def cancel(self, reason: int) -> int:
+        """Fail the ring with ``reason`` (unless it failed already), cancel newest first and
+        wait until every transfer is back and counted. Any thread. Returns the ring's error."""
+        rc = int(lib.wu_ring_cancel(self._r, reason))
+        self.info()
+        return rc
+
+    def __del__(self) -> None:
+        r, self._r = self._r, ffi.NULL
+        if r:
+            lib.wu_ring_free(r)  # cancels and reaps first: the carried buffers are alive until here
