@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test check unit rig asan cross clean
+.PHONY: bench test check unit rig asan tsan cross clean
 
 $(STAMP): pyproject.toml setup.py build_ffi.py $(wildcard csrc/*.c csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,10 +35,14 @@ rig: $(STAMP)
 	$(PY) tests/rig/qemu_rig.py run --speed high -- $(RIG_PYTEST)
 	$(PY) tests/rig/qemu_rig.py run --speed super -- $(RIG_PYTEST)
 
-test: check unit asan cross rig
+test: check unit asan tsan cross rig
 
 asan:
 	tests/asan/run.sh
+
+# The concurrency tests against a ThreadSanitizer build of the shim: any data race fails.
+tsan:
+	tests/tsan/run.sh
 
 # The engine built for Windows (MinGW-w64) and run under Wine, without Python.
 cross: $(STAMP)

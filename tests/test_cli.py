@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -328,10 +329,12 @@ def test_subprocess_unplug_mid_run() -> None:
     assert b"bytes to pipe 0x06 before the failure" in p.stderr
 
 
-def test_subprocess_sigint_exits_130_and_reports_the_bytes() -> None:
+@pytest.mark.parametrize("depth", ["1", "4"])
+def test_subprocess_sigint_exits_130_and_reports_the_bytes(depth: str) -> None:
     with open("/dev/zero", "rb") as zero:
         p = subprocess.Popen(
-            [sys.executable, "-m", "wdfusb", "write", "virtual:full", "0x06", "--chunk", "4K"],
+            [sys.executable, "-m", "wdfusb", "--virtual-fault", "report", "write", "virtual:full", "0x06",
+             "--chunk", "64K", "--depth", depth],  # fmt: skip
             stdin=zero,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -345,6 +348,10 @@ def test_subprocess_sigint_exits_130_and_reports_the_bytes() -> None:
             p.wait()
     assert p.returncode == ExitCode.INTERRUPTED, err
     assert b"interrupted; nothing is left in flight" in err and b"before the interrupt" in err
+    reported = re.search(rb"wrote (\d+) bytes to pipe 0x06 before the interrupt", err)
+    received = re.search(rb"virtual: 0x06 received (\d+) bytes", err)
+    assert reported and received, err
+    assert int(reported[1]) == int(received[1]) > 0  # every byte that moved is reported, and only those
 
 
 @pytest.mark.parametrize(

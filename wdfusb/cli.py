@@ -209,7 +209,7 @@ def _parsed(parse: Callable[[str], Any], default: Any = None) -> Callable[..., A
 
 def _apply_faults(ctx: click.Context, vdev: VirtualDevice, faults: Sequence[str]) -> None:
     """The hidden ``--virtual-fault`` test hook: ``stall:EP``, ``nak:EP[:SECONDS]``, ``unplug``,
-    ``unplug-after:SECONDS``."""
+    ``unplug-after:SECONDS``, and ``report`` (at exit, print what each OUT endpoint received)."""
     for fault in faults:
         kind, _, rest = fault.partition(":")
         if kind == "stall":
@@ -224,8 +224,16 @@ def _apply_faults(ctx: click.Context, vdev: VirtualDevice, faults: Sequence[str]
             timer.daemon = True
             timer.start()
             ctx.call_on_close(timer.cancel)
+        elif kind == "report":
+            ctx.call_on_close(functools.partial(_report_received, vdev))
         else:
             raise click.BadParameter(f"unknown fault {fault!r}", param_hint="--virtual-fault")
+
+
+def _report_received(vdev: VirtualDevice) -> None:
+    for ep in vdev.endpoints:
+        if not ep.address & 0x80:
+            click.echo(f"virtual: 0x{ep.address:02X} received {ep.received_bytes} bytes", err=True)
 
 
 def resolve(ctx: click.Context, text: str) -> Any:
@@ -459,8 +467,8 @@ def write(ctx: click.Context, device: str, endpoint: int, file: BinaryIO, timeou
             except UsbError as exc:
                 written = exc.bytes_transferred
                 raise
-            except KeyboardInterrupt:
-                written = int(progress.tasks[0].completed)
+            except KeyboardInterrupt as exc:
+                written = int(getattr(exc, "bytes_transferred", 0))  # exact: the engine counted it
                 raise
     except (UsbError, KeyboardInterrupt) as exc:
         why = "the interrupt" if isinstance(exc, KeyboardInterrupt) else "the failure"
@@ -487,6 +495,9 @@ def _write_sync(pipe: Pipe, f: BinaryIO, chunk: int, timeout: float | None, zlp:
             except UsbError as exc:
                 exc.bytes_transferred += written
                 raise
+            except KeyboardInterrupt as exc:
+                exc.bytes_transferred = written + getattr(exc, "bytes_transferred", 0)  # type: ignore[attr-defined]
+                raise
             written += n
             advance(n)
         if last:
@@ -497,12 +508,17 @@ def _write_sync(pipe: Pipe, f: BinaryIO, chunk: int, timeout: float | None, zlp:
 def _write_stream(pipe: Pipe, f: BinaryIO, chunk: int, depth: int, timeout: float | None, zlp: bool,
                   completed: Callable[[int], Any]) -> int:  # fmt: skip
     """``depth`` transfers in flight through the streaming writer (issue 5)."""
-    with pipe.writer(depth=depth, chunk=chunk, timeout=timeout, zlp="end" if zlp else "never") as w:
-        while data := _read_full(f, chunk):
-            w.write(data)
-            completed(w.bytes_written)
-        w.flush()
-        written = w.bytes_written
+    w = pipe.writer(depth=depth, chunk=chunk, timeout=timeout, zlp="end" if zlp else "never")
+    try:
+        with w:
+            while data := _read_full(f, chunk):
+                w.write(data)
+                completed(w.bytes_written)
+            w.flush()
+    except KeyboardInterrupt as exc:  # wherever it landed, the writer cancelled and counted everything
+        exc.bytes_transferred = w.bytes_written  # type: ignore[attr-defined]
+        raise
+    written = w.bytes_written
     completed(written)
     return written
 

@@ -38,6 +38,7 @@ from ._engine import (
     EngineError,
     NativeRing,
     RingInfo,
+    note_bytes,
 )
 from .errors import error_for
 
@@ -228,8 +229,10 @@ class StreamWriter:
             return fn(*args)
         except BaseException as exc:
             if not isinstance(exc, Exception):
-                self._live_ring().cancel(WU_ERR_INTERRUPTED)
+                ring = self._live_ring()
+                ring.cancel(WU_ERR_INTERRUPTED)
                 self._reported = True
+                note_bytes(exc, int(ring.info().bytes_done))
             raise
 
     def _check_open(self) -> None:

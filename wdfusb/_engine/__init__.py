@@ -50,7 +50,7 @@ from .native import (
     shim_version,
 )
 from .ring import NativeRing, RingInfo
-from .transfer import Transfer, address_of, byte_view, crc32, pin
+from .transfer import Transfer, address_of, byte_view, crc32, note_bytes, pin
 
 __all__ = [
     "EP_BULK",
@@ -97,6 +97,7 @@ __all__ = [
     "live_objects",
     "new_batch",
     "next_completions",
+    "note_bytes",
     "pin",
     "set_completion_context",
     "shim_version",

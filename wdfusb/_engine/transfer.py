@@ -57,6 +57,17 @@ def address_of(cdata: CData, offset: int = 0) -> CData:
     return ffi.cast("uint8_t *", cdata) + offset
 
 
+def note_bytes(exc: BaseException, moved: int) -> None:
+    """Tell the caller what moved before a blocking call was interrupted: a ``KeyboardInterrupt``
+    (or any exception that is not wdfusb's own) gets ``bytes_transferred``, as wdfusb's
+    errors carry it."""
+    if not hasattr(exc, "bytes_transferred"):
+        try:
+            exc.bytes_transferred = moved  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - an exception type without a __dict__
+            pass
+
+
 def crc32(data: Any, crc: int = 0) -> int:
     """zlib-compatible CRC-32, computed by the shim (checks the shim against zlib)."""
     view = pin(data)
@@ -99,8 +110,9 @@ class Transfer:
             rc = _xfer_run(x, ep, ep_type, _NULL if buf is None else buf, length, flags, timeout_us, SLICE_US, actual)
             while rc == WU_PENDING:
                 rc = _xfer_wait(x, SLICE_US, actual)
-        except BaseException:
+        except BaseException as exc:
             _xfer_reap(x, actual)  # Ctrl-C or any error: cancel and wait until the transfer is back
+            note_bytes(exc, int(actual[0]))
             raise
         return rc, actual[0]
 
