@@ -329,12 +329,14 @@ def test_subprocess_unplug_mid_run() -> None:
     assert b"bytes to pipe 0x06 before the failure" in p.stderr
 
 
+WRITE_REPORTING = [sys.executable, "-m", "wdfusb", "--virtual-fault", "report", "write", "virtual:full", "0x06"]
+
+
 @pytest.mark.parametrize("depth", ["1", "4"])
 def test_subprocess_sigint_exits_130_and_reports_the_bytes(depth: str) -> None:
     with open("/dev/zero", "rb") as zero:
         p = subprocess.Popen(
-            [sys.executable, "-m", "wdfusb", "--virtual-fault", "report", "write", "virtual:full", "0x06",
-             "--chunk", "64K", "--depth", depth],  # fmt: skip
+            [*WRITE_REPORTING, "--chunk", "64K", "--depth", depth],
             stdin=zero,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

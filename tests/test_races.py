@@ -40,9 +40,7 @@ from wdfusb.wdf import (
 
 def run_child(code: str, timeout: float = 120) -> str:
     """Run ``code`` in a fresh interpreter; a crash or a hang fails the test with its output."""
-    p = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout
-    )
+    p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, f"child exited {p.returncode}\n{p.stdout}\n{p.stderr}"
     return p.stdout
 
@@ -142,7 +140,7 @@ def test_device_closed_under_a_stream_writer_reports_exactly_what_moved() -> Non
         data = bytes(range(256)) * 4096  # 1 MiB: ~20 ms at high speed
         w = dev.pipe(0x06).writer(depth=4, chunk=16384)
 
-        def write(w: wdfusb.StreamWriter = w) -> int:
+        def write(w: wdfusb.StreamWriter = w, data: bytes = data) -> int:
             w.write(data)
             w.flush()
             return w.bytes_written
