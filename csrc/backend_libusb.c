@@ -295,13 +295,16 @@ static void handle_events(int64_t until_ns, int *completed)
 
 /* A transfer cut short by an unplug often ends as a bus error first: ask the device
    (GET_STATUS) and report it gone when it is. */
-static void classify_io_error(wu_xfer *x)
+static void lu_refine(wu_xfer *x)
 {
     uint8_t status[2];
     ldev *ld = LD(x->dev);
-    if (x->result != WU_ERR_IO || !ld->h) return;
-    if (L.libusb_control_transfer(ld->h, 0x80, 0x00, 0, 0, status, 2, 100) == WU_ERR_NO_DEVICE)
+    if (!ld->h || !wu_device_usable(x->dev)) return;
+    if (L.libusb_control_transfer(ld->h, 0x80, 0x00, 0, 0, status, 2, 100) == WU_ERR_NO_DEVICE) {
+        wu_mutex_lock(&x->dev->lock);
         x->result = WU_ERR_NO_DEVICE;
+        wu_mutex_unlock(&x->dev->lock);
+    }
 }
 
 static int lu_wait(wu_xfer *x, int64_t until_ns)
@@ -310,7 +313,6 @@ static int lu_wait(wu_xfer *x, int64_t until_ns)
         if (until_ns != WU_NS_FOREVER && wu_now_ns() >= until_ns) return WU_PENDING;
         handle_events(until_ns, &x->completed);
     }
-    classify_io_error(x);
     return WU_OK;
 }
 
@@ -380,7 +382,7 @@ static void lu_destroy(wu_device *d)
 }
 
 const wu_backend wu_libusb_backend = {
-    lu_xfer_init, lu_xfer_fini, lu_submit, lu_wait, lu_cancel, lu_speed, lu_get_descriptor,
+    lu_xfer_init, lu_xfer_fini, lu_submit, lu_wait, lu_cancel, lu_refine, lu_speed, lu_get_descriptor,
     lu_get_configuration, lu_set_configuration, lu_claim, lu_release, lu_set_alt, lu_clear_halt,
     lu_start_events, lu_drain, lu_close, lu_destroy,
 };

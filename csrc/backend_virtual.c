@@ -452,7 +452,7 @@ static void v_destroy(wu_device *d)
 }
 
 const wu_backend wu_virtual_backend = {
-    v_xfer_init, v_xfer_fini, v_submit, v_wait, v_cancel, v_speed, v_get_descriptor,
+    v_xfer_init, v_xfer_fini, v_submit, v_wait, v_cancel, NULL, v_speed, v_get_descriptor,
     v_get_configuration, v_set_configuration, v_claim, v_claim, v_set_alt, v_clear_halt,
     v_start_events, v_drain, v_close, v_destroy,
 };

@@ -399,6 +399,7 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
     x->result = WU_OK;
     x->completed = 0;
     x->cancel_requested = 0;
+    x->refined = 0;
     x->deadline_ns = WU_NS_FOREVER;
     if (timeout_us > 0) {
         int64_t now = wu_now_ns();
@@ -424,6 +425,25 @@ static void waiters_add(wu_xfer *x, int delta)
     wu_mutex_unlock(&x->dev->lock);
 }
 
+/* The result of a transfer that is back, refined once by the backend (an I/O error that is
+   really an unplug). Not in a callback: the backend may ask the device. */
+static int final_result(wu_xfer *x)
+{
+    wu_device *d = x->dev;
+    int ask;
+    if (x->result != WU_ERR_IO || !d->be->refine || wu_in_callback()) return x->result;
+    wu_mutex_lock(&d->lock);
+    ask = !x->refined && x->state == WU_XFER_DONE;
+    x->refined = 1;
+    x->waiters += ask;
+    wu_mutex_unlock(&d->lock);
+    if (ask) {
+        d->be->refine(x);
+        waiters_add(x, -1);
+    }
+    return x->result;
+}
+
 int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual)
 {
     int state;
@@ -443,7 +463,8 @@ int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual)
         state = WU_LOAD(&x->state);
     }
     if (actual) *actual = x->actual;
-    return state == WU_XFER_IDLE && x->result == WU_OK ? WU_ERR_NOT_FOUND : x->result;
+    if (state == WU_XFER_IDLE) return x->result == WU_OK ? WU_ERR_NOT_FOUND : x->result;
+    return final_result(x);
 }
 
 int wu_xfer_run(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
@@ -483,7 +504,7 @@ int wu_xfer_reap(wu_xfer *x, size_t *actual)
     }
     waiters_add(x, -1);
     if (actual) *actual = x->actual;
-    return x->result;
+    return WU_LOAD(&x->state) == WU_XFER_DONE ? final_result(x) : x->result;
 }
 
 int wu_bench_loop(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, uint64_t count,

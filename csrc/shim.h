@@ -21,6 +21,9 @@ typedef struct wu_backend {
     int (*submit)(wu_xfer *x);
     int (*wait)(wu_xfer *x, int64_t until_ns);
     int (*cancel)(wu_xfer *x);
+    /* a transfer came back with WU_ERR_IO: the backend may name the cause better (a device
+       that is gone); called once per submission, outside every lock and callback, or NULL */
+    void (*refine)(wu_xfer *x);
     /* device operations */
     int (*speed)(wu_device *d);
     int (*get_descriptor)(wu_device *d, uint8_t type, uint8_t index, uint16_t langid, uint8_t *buf, int len);
@@ -61,6 +64,7 @@ struct wu_xfer {
     int cancel_sticky;           /* a cancel that found it idle: the next submit fails */
     int retired;                 /* no more submits (its owner let go, or the device closes) */
     int waiters;                 /* threads inside wu_xfer_wait / wu_xfer_reap */
+    int refined;                 /* be->refine ran for this submission */
     uint64_t seq;                /* submission order on the device */
     uint8_t ep, type;
     unsigned flags;

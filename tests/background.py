@@ -19,7 +19,8 @@ def native_counts_unchanged(join_s: float) -> Iterator[None]:
     yield
     assert wait_for_completions(join_s)
     gc.collect()
-    assert (_engine.Transfer.live, _engine.live_objects()) == before
+    after = (_engine.Transfer.live, _engine.live_objects())
+    assert after == before, f"(Python transfers, native objects) went from {before} to {after}"
 
 
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:

@@ -8,6 +8,8 @@ into whole chunks (multiples of the max packet size) however it was written, so
 
 from __future__ import annotations
 
+import gc
+
 import random
 import threading
 import time
@@ -37,6 +39,7 @@ def still_accepts(pipe: wdfusb.Pipe, maxp: int) -> None:
 
 def test_depth8_64k_of_16mib_verified_by_the_gadget(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
     data = np.frombuffer(gadget.mod63(16 * MIB, bulk_maxp), np.uint8)
+    gc.collect()
     before = (_engine.Transfer.live, _engine.live_objects())
     with open_sourcesink() as dev:
         p = dev.pipe(0x02)
@@ -49,6 +52,8 @@ def test_depth8_64k_of_16mib_verified_by_the_gadget(sourcesink: gadget.SourceSin
         assert w.peak_in_flight == 8
         still_accepts(p, bulk_maxp)
         assert dev._core.native.live_transfers() == 0
+    del dev, p, w  # the native objects go with the last reference (closing ended their I/O)
+    gc.collect()
     assert (_engine.Transfer.live, _engine.live_objects()) == before
 
 

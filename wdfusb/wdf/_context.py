@@ -14,10 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .._engine import completion_context, in_completion_context
-
-_event_threads: set[int] = set()
-_lock = threading.Lock()
+from .._engine import completion_context, in_completion_context, set_completion_context
 
 
 @contextmanager
@@ -28,15 +25,12 @@ def completion_routine_context() -> Iterator[None]:
 
 
 def mark_event_thread(thread: threading.Thread | None = None, on: bool = True) -> None:
-    """Mark (or unmark) ``thread`` (default: the current one) as the event-handling thread."""
-    ident = (thread or threading.current_thread()).ident
-    if ident is None:
-        return
-    with _lock:
-        if on:
-            _event_threads.add(ident)
-        else:
-            _event_threads.discard(ident)
+    """Mark (or unmark) the current thread as an event-handling thread: blocking calls from it
+    are refused, as from a completion routine (C keeps one context per thread; marks nest).
+    ``thread`` may name the current thread only."""
+    if thread is not None and thread is not threading.current_thread():
+        raise ValueError("mark_event_thread marks the calling thread; call it on that thread")
+    set_completion_context(on)
 
 
 def in_completion_routine() -> bool:
@@ -46,4 +40,4 @@ def in_completion_routine() -> bool:
 
 def at_passive_level() -> bool:
     """False where a synchronous (blocking) WDF call must be refused."""
-    return not in_completion_context() and (not _event_threads or threading.get_ident() not in _event_threads)
+    return not in_completion_context()
