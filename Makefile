@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test check unit rig asan tsan cross clean
+.PHONY: bench test check unit explore rig asan tsan cross clean
 
 $(STAMP): pyproject.toml setup.py build_ffi.py $(wildcard csrc/*.c csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ check: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q -m "not kernel" tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "unit: pytest collected no test"; fi; exit $$rc
+
+# Hypothesis profiles (tests/conftest.py): the suite runs "ci" (derandomized, the same examples every
+# run); "explore" draws thousands of random ones to look for new failures (each prints its blob).
+explore: $(STAMP)
+	HYPOTHESIS_PROFILE=explore $(PY) -m pytest -q tests/test_properties.py
 
 # The kernel lane: tests/kernel inside a QEMU guest with the real Linux USB stack, at
 # high and at super speed (tests/rig/qemu_rig.py installs QEMU and builds the image).

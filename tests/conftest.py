@@ -1,16 +1,26 @@
-"""Shared fixtures: virtual devices and the devices opened on them."""
+"""Shared fixtures: virtual devices and the devices opened on them; the hypothesis profiles."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 from test_wdf_helpers import Rig, open_rig
 
 import wdfusb
 from wdfusb import _engine
 from wdfusb.wdf import WdfObjectDelete
+
+# Hypothesis: "ci" (the default) draws the same examples on every run and machine (derandomized,
+# no example database), so a failure is the code's, reproducible from the printed blob; "explore"
+# (HYPOTHESIS_PROFILE=explore, `make explore`) searches at random with many more examples.
+_HYPOTHESIS = {"deadline": None, "print_blob": True, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+settings.register_profile("ci", derandomize=True, database=None, max_examples=200, **_HYPOTHESIS)
+settings.register_profile("explore", max_examples=5000, **_HYPOTHESIS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # A job started in the background of a non-interactive shell inherits SIGINT ignored, and
 # so would every child the Ctrl-C tests start (a Python started that way never raises

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 import zlib
@@ -134,6 +135,14 @@ def test_mod63_data_reaches_the_device(vdev: VirtualDevice) -> None:
 def test_bad_arguments(vdev: VirtualDevice, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         bench.run(vdev, **kwargs)
+
+
+def test_infinite_timeout_means_no_timeout(vdev: VirtualDevice) -> None:
+    r = bench.run(vdev, methods=("c-loop", "wdf", "pythonic", "streaming"), depths=(2,), timeout=math.inf, **QUICK)
+    assert r.cells and all(c.ok for c in r.cells)
+    for bad in (math.nan, -1.0, -math.inf):
+        with pytest.raises(ValueError, match="timeout"):
+            bench.run(vdev, methods=("pythonic",), timeout=bad, **QUICK)
 
 
 def test_an_in_pipe_is_refused(vdev: VirtualDevice) -> None:

@@ -221,6 +221,23 @@ def test_write_timeout_on_a_naking_endpoint(vdev: VirtualDevice) -> None:
     assert "STATUS_IO_TIMEOUT" in r.output and "wrote 0 bytes to pipe 0x06 before the failure" in r.output
 
 
+@pytest.mark.parametrize("text", ["inf", "Infinity", "1e999", "none", "forever"])
+def test_write_timeout_inf_waits_for_ever(vdev: VirtualDevice, text: str) -> None:
+    vdev.endpoint(0x06).nak(0.05)
+    for depth in ("1", "2"):
+        args = ["write", "v", "0x06", "--timeout", text, "--depth", depth, "--chunk", "512"]
+        r = invoke(args, {"v": vdev}, input=b"x" * 4096)
+        assert r.exit_code == 0, r.output
+    assert vdev.endpoint(0x06).received_bytes == 2 * 4096
+
+
+@pytest.mark.parametrize("text", ["nan", "-1", "-inf", "0", "soon"])
+def test_write_bad_timeout_is_a_usage_error(vdev: VirtualDevice, text: str) -> None:
+    r = invoke(["write", "v", "0x06", "--timeout", text], {"v": vdev}, input=b"x")
+    assert r.exit_code == ExitCode.USAGE and "--timeout" in r.output
+    assert vdev.endpoint(0x06).received_bytes == 0
+
+
 def test_write_stall(vdev: VirtualDevice) -> None:
     vdev.endpoint(0x06).stall()
     r = invoke(["write", "v", "0x06"], {"v": vdev}, input=b"x" * 100)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import itertools
 import mmap
+import operator
 import subprocess
 import sys
 import zlib
@@ -31,7 +32,8 @@ from wdfusb.wdf import *
 EP_OUT, EP_IN = 0x06, 0x88
 GUARD = 0xA5
 ALLOWED = (WdfBugCheck, TypeError, ValueError)
-PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# examples, deadline and randomness come from the profile (tests/conftest.py: "ci" unless HYPOTHESIS_PROFILE says)
+PROPS = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # lengths and offsets around every boundary that matters, and some that do not exist
 EDGES = [0, 1, -1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**32 + 1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63)]
@@ -42,8 +44,18 @@ def lengths(size: int) -> st.SearchStrategy[Any]:
     return st.one_of(
         st.sampled_from(EDGES + near),
         st.integers(-5, size + 5),
-        st.sampled_from([None, 1.5, "8", True, np.int64(4)]),
+        st.sampled_from([None, 1.5, 2.0, np.float64(1.0), "8", True, False, np.int64(4), np.uint16(1)]),
     )
+
+
+def as_int(value: Any) -> int | None:
+    """A size_t field or parameter: an int or a numpy integer (never a bool or a float); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 @pytest.fixture
@@ -129,10 +141,13 @@ def test_buffer_descriptor_writes_exactly_what_it_describes(rig: Rig, buf: tuple
     length = data.draw(lengths(len(raw)))
     desc = WDF_MEMORY_DESCRIPTOR()
     WDF_MEMORY_DESCRIPTOR_INIT_BUFFER(desc, obj, length)
-    valid = isinstance(length, int) and 0 <= length <= len(raw)
+    ln = as_int(length)
+    valid = ln is not None and 0 <= ln <= len(raw)
     result, n, before, crc = write_desc(rig, desc)
-    check_write(rig, result, n, before, crc, raw[:length] if valid else None)
-    if valid and length:
+    check_write(rig, result, n, before, crc, raw[:ln] if valid else None)
+    if ln is None:
+        assert result == STATUS_INVALID_PARAMETER
+    if valid and ln:
         assert result == STATUS_SUCCESS
 
 
@@ -162,15 +177,9 @@ def test_handle_descriptor_with_offsets(rig: Rig, data: Any) -> None:
             expected = raw[off : off + (ln or size - off)]
     result, n, before, crc = write_desc(rig, desc)
     check_write(rig, result, n, before, crc, expected)
+    if offsets is not None and None in (as_int(offsets.BufferOffset), as_int(offsets.BufferLength)):
+        assert result == STATUS_INVALID_PARAMETER
     WdfObjectDelete(mem)
-
-
-def as_int(value: Any) -> int | None:
-    """WDFMEMORY_OFFSET fields are size_t: what ``int()`` makes of them, None if it cannot."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 @st.composite
@@ -195,9 +204,12 @@ def test_mdl_descriptor_writes_exactly_what_it_describes(rig: Rig, chain: tuple[
     length = data.draw(lengths(len(described)))
     desc = WDF_MEMORY_DESCRIPTOR()
     WDF_MEMORY_DESCRIPTOR_INIT_MDL(desc, mdl, length)
-    valid = isinstance(length, int) and 0 <= length <= len(described)
+    ln = as_int(length)
+    valid = ln is not None and 0 <= ln <= len(described)
     result, n, before, crc = write_desc(rig, desc)
-    check_write(rig, result, n, before, crc, described[:length] if valid else None)
+    check_write(rig, result, n, before, crc, described[:ln] if valid else None)
+    if ln is None:
+        assert result == STATUS_INVALID_PARAMETER
 
 
 @PROPS
@@ -257,8 +269,11 @@ def test_buffer_reads_stay_inside_the_target(rig: Rig, kind: str, size: int, pad
     result = call(lambda: WdfUsbTargetPipeReadSynchronously(rig.pipes[EP_IN], None, None, desc, n))
     assert isinstance(result, (NTSTATUS, *ALLOWED)), result
     assert guards_intact(whole, pad, size)
+    ln = as_int(length)
+    if ln is None:
+        assert result == STATUS_INVALID_PARAMETER
     if isinstance(result, NTSTATUS) and NT_SUCCESS(result):
-        assert isinstance(length, int) and n.value <= length <= size
+        assert ln is not None and n.value <= ln <= size
 
 
 @PROPS
@@ -275,8 +290,11 @@ def test_handle_reads_stay_inside_the_window(rig: Rig, size: int, pad: int, data
     result = call(lambda: WdfUsbTargetPipeReadSynchronously(rig.pipes[EP_IN], None, None, desc, n))
     assert isinstance(result, (NTSTATUS, *ALLOWED)), result
     assert guards_intact(whole, pad, size)
-    if isinstance(result, NTSTATUS) and NT_SUCCESS(result) and n.value:
-        window = whole[pad + off : pad + off + n.value]
+    o, ln_ = as_int(off), as_int(ln)
+    if o is None or ln_ is None:
+        assert result == STATUS_INVALID_PARAMETER  # a float, bool, str or None is no size_t
+    elif isinstance(result, NTSTATUS) and NT_SUCCESS(result) and n.value:
+        window = whole[pad + o : pad + o + n.value]
         assert len(window) == n.value  # what was read lies inside the memory
     WdfObjectDelete(mem)
 

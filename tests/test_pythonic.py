@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import array
 import errno
+import math
 import mmap
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
 
 import wdfusb
+from wdfusb.device import timeout_us
 from wdfusb.errors import error_for
 
 
@@ -78,12 +81,6 @@ def test_direction_and_type_are_checked(dev: wdfusb.Device) -> None:
         dev.pipe(0x06).read(1)
     with pytest.raises(ValueError, match="isochronous"):
         dev.pipe(0x03).write(b"x")
-
-
-def test_bad_timeouts(dev: wdfusb.Device) -> None:
-    for bad in (-1, float("nan")):
-        with pytest.raises(ValueError, match="timeout"):
-            dev.pipe(0x06).write(b"x", timeout=bad)
 
 
 def test_timeout_zero_does_not_wait(vdev: wdfusb.VirtualDevice, dev: wdfusb.Device) -> None:
@@ -167,3 +164,80 @@ def test_device_repr_and_context(vdev: wdfusb.VirtualDevice) -> None:
     with wdfusb.open(vdev) as d:
         assert "1209:0001" in repr(d)
     assert "closed" in repr(d)
+
+
+# ---- time-outs: None or math.inf wait for ever; NaN and negatives are refused -----------------
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, -math.inf, math.nan])
+def test_bad_timeouts_on_every_call(dev: wdfusb.Device, bad: float) -> None:
+    calls = [
+        lambda: dev.pipe(0x06).write(b"x", timeout=bad),
+        lambda: dev.pipe(0x88).read(512, timeout=bad),
+        lambda: dev.pipe(0x88).readinto(bytearray(512), timeout=bad),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="timeout"):
+            call()
+    with pytest.raises(ValueError, match="timeout"):
+        timeout_us(bad)
+
+
+def test_infinite_timeout_waits_for_ever(vdev: wdfusb.VirtualDevice, dev: wdfusb.Device) -> None:
+    assert timeout_us(math.inf) == timeout_us(None) == 0  # the engine's "no time-out"
+    data = bytes(range(256)) * 8
+    vdev.endpoint(0x06).nak(0.05)  # a finite wait would have to outlast this; for ever does
+    assert dev.pipe(0x06).write(data, timeout=math.inf) == len(data)
+    assert dev.pipe(0x88).read(len(data), timeout=math.inf) == data
+    dev.pipe(0x06).write(data, timeout=float("inf"))
+    buf = np.zeros(len(data), np.uint8)
+    assert dev.pipe(0x88).readinto(buf, timeout=math.inf) == len(data) and buf.tobytes() == data
+    with dev.pipe(0x06).writer(depth=2, chunk=512, timeout=math.inf) as w:
+        w.write(data)
+    assert vdev.endpoint(0x06).received_bytes == 3 * len(data)
+
+
+def test_finite_timeouts_still_expire(vdev: wdfusb.VirtualDevice, dev: wdfusb.Device) -> None:
+    assert timeout_us(1e300) == 2**63 - 1 and timeout_us(0) == 1 and timeout_us(0.25) == 250_000
+    vdev.endpoint(0x06).nak(math.inf)
+    with pytest.raises(wdfusb.UsbTimeoutError):
+        dev.pipe(0x06).write(b"x", timeout=0.01)
+    vdev.endpoint(0x06).nak(0)
+
+
+# ---- a closed device: every pipe call raises the error a write raises ------------------------
+
+
+def gone_error(call: Any) -> wdfusb.UsbError:
+    with pytest.raises(wdfusb.DeviceGoneError) as err:
+        call()
+    return err.value
+
+
+def test_pipe_calls_after_close_raise_device_gone(vdev: wdfusb.VirtualDevice) -> None:
+    dev = wdfusb.open(vdev)
+    out, inp = dev.pipe(0x06), dev.pipe(0x88)
+    dev.close()
+    expected = gone_error(lambda: out.write(b"x"))
+    assert expected.status == 0xC000009D and expected.errno == errno.ENODEV
+    calls = [
+        (inp, "read", lambda: inp.read(512, timeout=1)),
+        (out, "writer", lambda: out.writer(depth=2, chunk=512)),
+        *((p, name, getattr(p, name)) for p in (out, inp) for name in ("reset", "abort")),
+    ]
+    for pipe, name, call in calls:
+        e = gone_error(call)
+        assert (type(e), e.status, e.usbd_status) == (type(expected), expected.status, expected.usbd_status), name
+        assert f"pipe 0x{pipe.address:02X}" in str(e), name
+    assert vdev.endpoint(0x06).received_bytes == 0 and vdev.endpoint(0x06).transfers == 0  # nothing was sent
+
+
+def test_writer_made_before_close_fails_after_it(vdev: wdfusb.VirtualDevice) -> None:
+    dev = wdfusb.open(vdev)
+    w = dev.pipe(0x06).writer(depth=2, chunk=512)
+    dev.close()
+    with pytest.raises(wdfusb.DeviceGoneError):
+        w.write(bytes(4096))
+        w.flush()
+    w.close()
+    assert vdev.endpoint(0x06).received_bytes == 0

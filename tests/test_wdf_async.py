@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import zlib
@@ -213,3 +214,24 @@ def test_nothing_alive_after_the_device_is_deleted() -> None:
     WdfObjectDelete(rig.device)
     rig.vdev.close()
     assert _engine.Transfer.live == before
+
+
+def test_the_helpers_waits_take_inf_as_for_ever() -> None:
+    rig = open_rig(None)
+    config = WDF_IO_QUEUE_CONFIG()
+    WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE(config, WdfIoQueueDispatchSequential)
+    config.EvtIoWrite = lambda q, r, n: WdfRequestCompleteWithInformation(r, STATUS_SUCCESS, n)
+    assert WdfIoQueueCreate(rig.device, config, None, WDFQUEUE()) == STATUS_SUCCESS
+    assert post_write(rig.device, b"abc").wait(math.inf) == (STATUS_SUCCESS, 3)
+    req = new_request(rig.pipes[0x06])
+    assert WdfUsbTargetPipeFormatRequestForWrite(rig.pipes[0x06], req, new_memory(b"xyz"), None) == STATUS_SUCCESS
+    assert WdfRequestSend(req, WdfUsbTargetPipeGetIoTarget(rig.pipes[0x06]), None)
+    assert wait_for_completions(math.inf) and wait_for_completions(float("inf"))
+    for bad in (math.nan, -1.0):
+        with pytest.raises(ValueError, match="timeout"):
+            wait_for_completions(bad)
+        with pytest.raises(ValueError, match="timeout"):
+            post_write(rig.device, b"x").wait(bad)
+    assert rig.vdev.endpoint(0x06).received_bytes == 3
+    WdfObjectDelete(req)
+    WdfObjectDelete(rig.device)

@@ -347,6 +347,44 @@ def test_unplug_gives_device_gone() -> None:
     WdfObjectDelete(r.device)
 
 
+def test_pipe_of_a_closed_device_is_device_gone() -> None:
+    """A pipe kept by a reference outlives its deleted (closed) device: every call on it says the
+    device is gone, as a write does; once the last reference goes, the handle is a bug check."""
+    r = open_rig()
+    pipe = r.pipes[0x06]
+    WdfObjectReference(pipe)
+    WdfObjectDelete(r.device)
+    gone = WdfUsbTargetPipeWriteSynchronously(pipe, None, None, None, None)
+    assert gone in (STATUS_NO_SUCH_DEVICE, STATUS_DEVICE_NOT_CONNECTED, STATUS_DEVICE_REMOVED)
+    assert WdfUsbTargetPipeResetSynchronously(pipe, None, None) == gone
+    assert WdfUsbTargetPipeAbortSynchronously(pipe, None, None) == gone
+    req = WDFREQUEST()
+    assert WdfRequestCreate(None, None, req) == STATUS_SUCCESS
+    with_request = WdfUsbTargetPipeWriteSynchronously(pipe, req, None, None, None)
+    assert not NT_SUCCESS(with_request)
+    for fn in (WdfUsbTargetPipeResetSynchronously, WdfUsbTargetPipeAbortSynchronously):
+        assert fn(pipe, req, None) == with_request
+    assert r.vdev.endpoint(0x06).transfers == 0
+    WdfObjectDelete(req)
+    WdfObjectDereference(pipe)
+    for fn in (WdfUsbTargetPipeResetSynchronously, WdfUsbTargetPipeAbortSynchronously):
+        with pytest.raises(WdfBugCheck) as info:
+            fn(pipe, None, None)
+        assert info.value.subcode == WDF_INVALID_HANDLE
+    r.vdev.close()
+
+
+def test_pipe_calls_after_deleting_the_device_bug_check() -> None:
+    r = open_rig()
+    WdfObjectDelete(r.device)
+    for fn in (WdfUsbTargetPipeResetSynchronously, WdfUsbTargetPipeAbortSynchronously):
+        for ep in (0x06, 0x88):
+            with pytest.raises(WdfBugCheck) as info:
+                fn(r.pipes[ep], None, None)
+            assert info.value.subcode == WDF_INVALID_HANDLE
+    r.vdev.close()
+
+
 def test_read_packet_size_check_and_its_switch(rig: Rig) -> None:
     buf = bytearray(100)
     n = ULONG()

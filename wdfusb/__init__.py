@@ -3,11 +3,13 @@
 Two layers:
 
 * :mod:`wdfusb` — the Pythonic API: :func:`open`, :func:`find_device`, :func:`list_devices`,
-  :class:`VirtualDevice`, :class:`Device` and :class:`Pipe`; seconds, context managers and
-  exceptions rooted in :class:`OSError`.
+  :class:`VirtualDevice`, :class:`Device`, :class:`Pipe` and its :class:`StreamWriter`; seconds,
+  context managers and exceptions rooted in :class:`OSError`.
 * :mod:`wdfusb.wdf` — the WDF names one-to-one (``WdfUsbTargetPipeWriteSynchronously`` ...),
   returning NTSTATUS values, so driver code ports line by line.
 """
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -26,6 +28,19 @@ from .errors import (
     UsbTimeoutError,
 )
 from .virtual import VirtualDevice, VirtualEndpoint
+
+if TYPE_CHECKING:
+    from .stream import StreamWriter
+
+
+def __getattr__(name: str) -> Any:
+    """``StreamWriter`` is imported on first use: it needs numpy, ``import wdfusb`` does not."""
+    if name == "StreamWriter":
+        from .stream import StreamWriter
+
+        return StreamWriter
+    raise AttributeError(f"module 'wdfusb' has no attribute {name!r}")
+
 
 __all__ = [
     "Device",

@@ -34,6 +34,7 @@ import numpy as np
 
 from . import __version__
 from ._bench_methods import METHODS, RUNNERS, Runner, is_virtual
+from ._timeout import seconds
 from .device import Device, parse_target
 from .device import open as open_device
 
@@ -196,7 +197,8 @@ def run(
     :class:`VirtualDevice` or a :class:`UsbDeviceInfo`); ``endpoint`` None = first bulk OUT.
 
     ``depths`` are the queue depths of the methods that keep several transfers in flight
-    (streaming); the synchronous methods always run at depth 1.
+    (streaming); the synchronous methods always run at depth 1. ``timeout`` is per transfer
+    (seconds; ``None`` or ``math.inf``: none).
     Methods that cannot run (not installed, cannot reach the device) land in
     ``result.skipped`` with the reason. A transfer error stops the run and propagates
     (a :class:`UsbError` with its byte count); the device is closed either way.
@@ -212,6 +214,7 @@ def run(
         raise ValueError("depths must be >= 1")
     if not duration > 0:
         raise ValueError("duration must be > 0 seconds")
+    timeout = seconds(timeout)  # math.inf: no time-out, as None
     source = parse_target(target) if isinstance(target, str) else target
     owned = isinstance(target, str) and is_virtual(source)
     try:

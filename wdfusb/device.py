@@ -3,7 +3,8 @@
 ``wdfusb.open(...)`` returns a :class:`Device` (a context manager) whose pipes are
 :class:`Pipe` objects. Every method names the WDF function it corresponds to; all
 of them run on the same engine as :mod:`wdfusb.wdf`. Timeouts are in seconds on a
-monotonic clock (``None`` = wait for ever, ``0`` = do not wait), as in pyserial.
+monotonic clock (``None`` or ``math.inf`` = wait for ever, ``0`` = do not wait), as in pyserial.
+A read that fails after some bytes arrived raises with those bytes in ``.data``.
 """
 
 from __future__ import annotations
@@ -16,23 +17,15 @@ from . import _engine
 from ._core import CoreDevice, CorePipe
 from ._descriptors import DT_STRING, TYPE_NAMES, DeviceDescriptor
 from ._engine import DevInfo, NativeDevice
+from ._timeout import seconds, timeout_us
 from .errors import DeviceNotFoundError, UsbError, error_for
 from .virtual import VirtualDevice
 
 if TYPE_CHECKING:
     from .stream import StreamWriter, ZlpPolicy
 
-_US_MAX = 2**63 - 1
 SPEED_LABELS = {0: "unknown", 1: "low", 2: "full", 3: "high", 4: "super", 5: "super_plus"}
-
-
-def timeout_us(timeout: float | None) -> int:
-    """Seconds (``None`` = for ever, ``0`` = do not wait) as the engine's microseconds."""
-    if timeout is None:
-        return 0
-    if timeout != timeout or timeout < 0:
-        raise ValueError("timeout must be None or a number of seconds >= 0")
-    return min(max(1, round(timeout * 1e6)), _US_MAX)  # beyond ~292,000 years: for ever
+_WU_ERR_NO_DEVICE = _engine.lib.WU_ERR_NO_DEVICE
 
 
 def read_string(native: NativeDevice, index: int) -> str | None:
@@ -147,6 +140,11 @@ class Pipe:
         self._can_write = supported and self.is_out
         self._can_read = supported and self.is_in
 
+    def _check_open(self, verb: str) -> None:
+        """A closed device: the error a transfer on it gets (device gone), before the engine is reached."""
+        if self.device.closed:
+            raise error_for(_WU_ERR_NO_DEVICE, 0, f"{verb} pipe 0x{self.address:02X}")
+
     def _refuse(self, want_in: bool, verb: str) -> None:
         if self.is_in != want_in:
             raise ValueError(f"cannot {verb} pipe 0x{self.address:02X}: it is an {'IN' if self.is_in else 'OUT'} pipe")
@@ -163,11 +161,10 @@ class Pipe:
         """
         if not self._can_write:
             self._refuse(False, "write to")
+        self._check_open("write to")
         kind = type(data)
         buf = _pin(data) if kind is bytes or kind is bytearray else _as_buffer(data, writable=False)
-        rc, actual = self._core.transfer(
-            buf, len(buf), 0 if timeout is None else timeout_us(timeout), _engine.ZLP if zlp else 0
-        )
+        rc, actual = self._core.transfer(buf, len(buf), timeout_us(timeout), _engine.ZLP if zlp else 0)
         if rc != 0:
             raise error_for(rc, actual, f"write to pipe 0x{self.address:02X}")
         return actual
@@ -180,7 +177,9 @@ class Pipe:
     def read(self, size_or_buffer: Any, timeout: float | None = None) -> bytes | int:
         """Read up to ``size`` bytes (returns ``bytes``) or into a writable buffer (returns the count).
 
-        Mirrors ``WdfUsbTargetPipeReadSynchronously``; see also :meth:`readinto`.
+        A read that fails after some bytes arrived (time-out, cancel, stall, removal) raises a
+        :class:`UsbError` whose ``.data`` holds them. Mirrors ``WdfUsbTargetPipeReadSynchronously``;
+        see also :meth:`readinto`.
         """
         if isinstance(size_or_buffer, int):
             if size_or_buffer < 0:
@@ -191,13 +190,19 @@ class Pipe:
         return self.readinto(size_or_buffer, timeout)
 
     def readinto(self, buffer: Any, timeout: float | None = None) -> int:
-        """Read into a writable, contiguous buffer without copying; returns the bytes read."""
+        """Read into a writable, contiguous buffer without copying; returns the bytes read.
+
+        On failure the bytes that arrived are at the start of ``buffer`` (and in the error's
+        ``.data``; ``bytes_transferred`` counts them).
+        """
         if not self._can_read:
             self._refuse(True, "read from")
+        self._check_open("read from")
         buf = _as_buffer(buffer, writable=True)
         rc, actual = self._core.transfer(buf, len(buf), timeout_us(timeout))
         if rc != 0:
-            raise error_for(rc, actual, f"read from pipe 0x{self.address:02X}")
+            data = bytes(_engine.ffi.buffer(buf, actual)) if actual else b""
+            raise error_for(rc, actual, f"read from pipe 0x{self.address:02X}", data)
         return actual
 
     def writer(
@@ -208,16 +213,19 @@ class Pipe:
         ``"always"``). Use it as a context manager; see :mod:`wdfusb.stream`."""
         from .stream import StreamWriter
 
-        return StreamWriter(self, depth=depth, chunk=chunk, timeout=timeout, zlp=zlp)
+        self._check_open("stream to")
+        return StreamWriter(self, depth=depth, chunk=chunk, timeout=seconds(timeout), zlp=zlp)
 
     def reset(self) -> None:
         """Clear a stall (``WdfUsbTargetPipeResetSynchronously``)."""
+        self._check_open("reset")
         rc = self._core.reset()
         if rc != 0:
             raise error_for(rc, 0, f"reset pipe 0x{self.address:02X}")
 
     def abort(self) -> None:
         """Cancel every transfer in flight on the pipe (``WdfUsbTargetPipeAbortSynchronously``)."""
+        self._check_open("abort")
         rc = self._core.abort()
         if rc != 0:
             raise error_for(rc, 0, f"abort pipe 0x{self.address:02X}")

@@ -1,8 +1,9 @@
 """The exception hierarchy of the Pythonic layer, rooted in :class:`OSError`.
 
-Every exception carries ``.status`` (NTSTATUS), ``.usbd_status`` and
-``.bytes_transferred``; which class is raised comes from the one status table in
-:mod:`wdfusb._status`, so the WDF layer's NTSTATUS and the exception always agree.
+Every exception carries ``.status`` (NTSTATUS), ``.usbd_status``, ``.bytes_transferred`` and,
+for a read that ended early, ``.data`` (the bytes that arrived); which class is raised comes from
+the one status table in :mod:`wdfusb._status`, so the WDF layer's NTSTATUS and the exception
+always agree.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from ._status import NTSTATUS, USBD_STATUS, Outcome, outcome
 
 
 class UsbError(OSError):
-    """A USB operation failed. Base of every wdfusb error."""
+    """A USB operation failed. Base of every wdfusb error.
+
+    ``data``: the bytes a read received before it failed (a time-out, cancel, stall or
+    removal), ``bytes_transferred`` of them; ``b""`` when none arrived and for writes.
+    """
 
     errno_value = errno.EIO
 
@@ -23,11 +28,13 @@ class UsbError(OSError):
         status: int = 0xC0000001,
         usbd_status: int = 0,
         bytes_transferred: int = 0,
+        data: bytes = b"",
     ) -> None:
         super().__init__(self.errno_value, message)
         self.status = NTSTATUS(status)
         self.usbd_status = USBD_STATUS(usbd_status)
         self.bytes_transferred = bytes_transferred
+        self.data = data
 
     def __str__(self) -> str:
         return f"{self.strerror} [{self.status!r}, {self.usbd_status!r}, {self.bytes_transferred} bytes transferred]"
@@ -107,12 +114,13 @@ _CLASSES: dict[str, type[UsbError]] = {
 }
 
 
-def error_for(code: int, bytes_transferred: int = 0, context: str = "") -> UsbError:
-    """The exception for an engine result code (libusb error number or ``WU_ERR_*``)."""
+def error_for(code: int, bytes_transferred: int = 0, context: str = "", data: bytes = b"") -> UsbError:
+    """The exception for an engine result code (libusb error number or ``WU_ERR_*``); ``data``:
+    the bytes a failed read received."""
     out: Outcome = outcome(code)
     cls = _CLASSES.get(out.kind or "UsbError", UsbError)
     text = f"{context}: {out.text}" if context else out.text
-    return cls(text, out.status, out.usbd_status, bytes_transferred)
+    return cls(text, out.status, out.usbd_status, bytes_transferred, data)
 
 
 def error_for_status(status: int, usbd_status: int = 0, bytes_transferred: int = 0, context: str = "") -> UsbError:

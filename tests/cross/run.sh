@@ -11,9 +11,15 @@ CC=x86_64-w64-mingw32-gcc
 if ! command -v "$CC" >/dev/null || ! command -v wine >/dev/null; then
     sudo=$([ "$(id -u)" = 0 ] || echo sudo)
     $sudo apt-get update -q
+    # Debian 12: the `wine` command comes from the `wine` package (/usr/bin/wine, an alternative
+    # for wine-stable); wine64 holds only the loader (/usr/lib/wine/wine64) and just recommends
+    # `wine`, which --no-install-recommends skips. So both are named.
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
-        gcc-mingw-w64-x86-64-win32 wine64 >/dev/null
+        gcc-mingw-w64-x86-64-win32 wine wine64 >/dev/null
 fi
+for tool in "$CC" wine; do
+    command -v "$tool" >/dev/null || { echo "cross: no $tool command after installing its package" >&2; exit 1; }
+done
 read -r version sources < <("$PY" -c '
 import build_ffi
 print(build_ffi.package_version(), " ".join("csrc/" + s for s in build_ffi.SOURCES))')

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import _dispatch
 from .._status import outcome
+from .._timeout import seconds
 from ._context import at_passive_level, completion_routine_context
 from ._handles import get_object
 from ._memory import WDF_MEMORY_DESCRIPTOR, WDF_MEMORY_DESCRIPTOR_INIT_HANDLE, RequestBuffer, resolve_descriptor
@@ -175,7 +176,8 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
 
 def wait_for_completions(timeout: float | None = None) -> bool:
     """Wait until every sent request's completion routine has run (wdfusb's own helper,
-    not a WDF name); re-raises an exception a completion routine raised. False on time-out."""
-    idle = _dispatch.wait_idle(timeout)
+    not a WDF name); re-raises an exception a completion routine raised. False on time-out
+    (``timeout`` in seconds; ``None``, ``math.inf``: for ever)."""
+    idle = _dispatch.wait_idle(seconds(timeout))
     _dispatch.raise_pending()
     return idle

@@ -18,6 +18,7 @@ the last reference is released — WDF's reference rule, and never a use-after-f
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -173,7 +174,7 @@ class ULONG:
     """An out-box for a ``ULONG`` (``PULONG`` parameter): read ``.value``."""
 
     def __init__(self, value: int = 0) -> None:
-        self.value = int(value)
+        self.value = require_integer(value, "value")
 
     def __repr__(self) -> str:
         return f"ULONG({self.value})"
@@ -249,6 +250,27 @@ def get_object(handle: Any, cls: type[T], expected: str | None = None) -> T:
     return obj
 
 
+def integer(value: Any) -> int | None:
+    """A C integer parameter or field (ULONG, size_t, LONGLONG ...): an ``int`` or a numpy integer
+    as an ``int``; None for anything else — a float, a bool, a string, None — never truncated."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def require_integer(value: Any, what: str) -> int:
+    """:func:`integer`, or a ``TypeError`` naming the parameter (for calls that return no NTSTATUS)."""
+    n = integer(value)
+    if n is None:
+        raise TypeError(f"{what} must be an integer, not {type(value).__name__} {value!r}")
+    return n
+
+
 def required(value: Any, what: str) -> None:
     """FxPointerNotNull: a NULL required pointer is a bug check."""
     if value is None:
@@ -269,7 +291,7 @@ def validate_attributes(attributes: WDF_OBJECT_ATTRIBUTES | None) -> tuple[NTSTA
         return STATUS_SUCCESS, None
     if not isinstance(attributes, WDF_OBJECT_ATTRIBUTES):
         raise TypeError(f"attributes must be WDF_OBJECT_ATTRIBUTES or None, not {type(attributes).__name__}")
-    if attributes.Size != WDF_OBJECT_ATTRIBUTES.SIZEOF:
+    if integer(attributes.Size) != WDF_OBJECT_ATTRIBUTES.SIZEOF:
         return STATUS_INFO_LENGTH_MISMATCH, None
     if attributes.ParentObject is None:
         return STATUS_SUCCESS, None

@@ -13,7 +13,17 @@ from typing import Any
 import numpy as np
 
 from .._engine import address_of, pin
-from ._handles import SIZE_T, WDFOBJECT, FxObject, get_object, required, store, validate_attributes
+from ._handles import (
+    SIZE_T,
+    WDFOBJECT,
+    FxObject,
+    get_object,
+    integer,
+    require_integer,
+    required,
+    store,
+    validate_attributes,
+)
 from ._ntstatus import (
     NT_ERROR,
     NT_SUCCESS,
@@ -87,13 +97,14 @@ def WdfMemoryCreate(
     """
     required(Memory, "Memory")
     status, parent = validate_attributes(Attributes)
-    if int(BufferSize) <= 0:
+    size = integer(BufferSize)
+    if size is None or size <= 0:
         return STATUS_INVALID_PARAMETER
     Memory.value = None
     if not NT_SUCCESS(status):
         return status
     try:
-        mem = FxMemory(np.zeros(int(BufferSize), dtype=np.uint8), parent, Attributes)
+        mem = FxMemory(np.zeros(size, dtype=np.uint8), parent, Attributes)
     except (MemoryError, ValueError, OverflowError):
         return STATUS_INSUFFICIENT_RESOURCES
     store(Memory, "Memory", mem, WDFMEMORY)
@@ -118,7 +129,8 @@ def WdfMemoryCreatePreallocated(
     required(Buffer, "Buffer")
     required(Memory, "Memory")
     status, parent = validate_attributes(Attributes)
-    if int(BufferSize) == 0:
+    size = integer(BufferSize)
+    if size is None or size == 0:
         return STATUS_INVALID_PARAMETER
     Memory.value = None
     if not NT_SUCCESS(status):
@@ -127,10 +139,10 @@ def WdfMemoryCreatePreallocated(
         view = _byte_view(Buffer)
     except (TypeError, ValueError, BufferError):
         return STATUS_INVALID_PARAMETER
-    if int(BufferSize) < 0 or int(BufferSize) > view.size:
+    if size < 0 or size > view.size:
         return STATUS_INVALID_PARAMETER
     try:
-        mem = FxMemory(view[: int(BufferSize)], parent, Attributes, owner=Buffer)
+        mem = FxMemory(view[:size], parent, Attributes, owner=Buffer)
     except MemoryError:
         return STATUS_INSUFFICIENT_RESOURCES
     store(Memory, "Memory", mem, WDFMEMORY)
@@ -146,7 +158,7 @@ def WdfMemoryGetBuffer(Memory: Any, BufferSize: SIZE_T | None = None) -> np.ndar
 
 
 class WDFMEMORY_OFFSET:
-    """WDFMEMORY_OFFSET: BufferOffset, BufferLength (size_t each; sizeof 16)."""
+    """WDFMEMORY_OFFSET: BufferOffset, BufferLength (size_t each: an int or a numpy integer; sizeof 16)."""
 
     def __init__(self, BufferOffset: int = 0, BufferLength: int = 0) -> None:
         self.BufferOffset = BufferOffset
@@ -160,11 +172,11 @@ def _copy(src: np.ndarray, src_off: int, dst: np.ndarray, dst_off: int, dst_len:
     """IFxMemory::_CopyPtrToPtr's checks, then the copy."""
     src_size, copy_len = src.size, dst.size
     if src_off:
-        if src_off >= src_size:
+        if not 0 < src_off < src_size:  # a negative offset is a huge size_t
             return STATUS_BUFFER_TOO_SMALL
         src_size -= src_off
     if dst_off:
-        if dst_off >= copy_len:
+        if not 0 < dst_off < copy_len:
             return STATUS_INVALID_BUFFER_SIZE
         copy_len -= dst_off
     if dst_len:
@@ -183,8 +195,8 @@ def WdfMemoryCopyFromBuffer(
     """WdfMemoryCopyFromBuffer: copy ``NumBytesToCopyFrom`` bytes of ``Buffer`` into the memory at an offset."""
     mem = get_object(DestinationMemory, FxMemory)
     required(Buffer, "Buffer")
-    n = int(NumBytesToCopyFrom)
-    if n <= 0:
+    n, offset = integer(NumBytesToCopyFrom), integer(DestinationOffset)
+    if n is None or offset is None or n <= 0:
         return STATUS_INVALID_PARAMETER
     if mem.readonly:
         return STATUS_ACCESS_VIOLATION
@@ -194,15 +206,15 @@ def WdfMemoryCopyFromBuffer(
         return STATUS_INVALID_PARAMETER
     if src.size < n:  # C would read past the caller's buffer
         return STATUS_BUFFER_TOO_SMALL
-    return _copy(src[:n], 0, mem.array, int(DestinationOffset), n)
+    return _copy(src[:n], 0, mem.array, offset, n)
 
 
 def WdfMemoryCopyToBuffer(SourceMemory: Any, SourceOffset: int, Buffer: Any, NumBytesToCopyTo: int) -> NTSTATUS:
     """WdfMemoryCopyToBuffer: copy ``NumBytesToCopyTo`` bytes from the memory at an offset into ``Buffer``."""
     mem = get_object(SourceMemory, FxMemory)
     required(Buffer, "Buffer")
-    n = int(NumBytesToCopyTo)
-    if n <= 0:
+    n, offset = integer(NumBytesToCopyTo), integer(SourceOffset)
+    if n is None or offset is None or n <= 0:
         return STATUS_INVALID_PARAMETER
     try:
         dst = _byte_view(Buffer)
@@ -210,7 +222,7 @@ def WdfMemoryCopyToBuffer(SourceMemory: Any, SourceOffset: int, Buffer: Any, Num
         return STATUS_INVALID_PARAMETER
     if not dst.flags.writeable or dst.size < n:  # C would write past (or into read-only) memory
         return STATUS_INVALID_PARAMETER
-    return _copy(mem.array, int(SourceOffset), dst[:n], 0, n)
+    return _copy(mem.array, offset, dst[:n], 0, n)
 
 
 # ---- MDL -----------------------------------------------------------------------------
@@ -226,6 +238,9 @@ class MDL:
 
     def __init__(self, buffer: Any, offset: int = 0, length: int | None = None) -> None:
         view = _byte_view(buffer)
+        offset = require_integer(offset, "offset")
+        if length is not None:
+            length = require_integer(length, "length")
         if offset < 0 or offset > view.size:
             raise ValueError(f"MDL offset {offset} outside a buffer of {view.size} bytes")
         if length is None:
@@ -257,6 +272,8 @@ def IoAllocateMdl(
     VirtualAddress: Any, Length: int, SecondaryBuffer: bool = False, ChargeQuota: bool = False, Irp: Any = None
 ) -> MDL | None:
     """IoAllocateMdl: an MDL for the first ``Length`` bytes of ``VirtualAddress`` (a buffer); None on failure."""
+    if integer(Length) is None:
+        return None
     try:
         return MDL(VirtualAddress, 0, Length)
     except (TypeError, ValueError, BufferError):
@@ -416,8 +433,8 @@ def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
     kind = desc.Type
     if kind == WdfMemoryDescriptorTypeBuffer:
         bt = desc.u.BufferType
-        buf, length = bt.Buffer, bt.Length
-        if not isinstance(length, int) or length < 0 or length > ULONG_MAX:
+        buf, length = bt.Buffer, integer(bt.Length)
+        if length is None or length < 0 or length > ULONG_MAX:
             return STATUS_INVALID_PARAMETER, rb
         if buf is None:
             return STATUS_INVALID_PARAMETER, rb  # with or without a length (WDF's flags are 0)
@@ -430,8 +447,8 @@ def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
         rb.array, rb.length, rb.keep, rb.readonly = target, length, buf, readonly
         return STATUS_SUCCESS, rb
     if kind == WdfMemoryDescriptorTypeMdl:
-        mdl, length = desc.u.MdlType.Mdl, desc.u.MdlType.BufferLength
-        if not isinstance(length, int) or length < 0 or length > ULONG_MAX:
+        mdl, length = desc.u.MdlType.Mdl, integer(desc.u.MdlType.BufferLength)
+        if length is None or length < 0 or length > ULONG_MAX:
             return STATUS_INVALID_PARAMETER, rb
         if mdl is None or not isinstance(mdl, MDL) or mdl.freed:
             return STATUS_INVALID_PARAMETER, rb
@@ -440,9 +457,12 @@ def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
         except ValueError:
             return STATUS_INVALID_PARAMETER, rb
         # ByteCount is a writable field: it may describe less than the MDL's buffer, never more
-        counts = [m.ByteCount for m in chain]
-        if any(not isinstance(n, int) or not 0 <= n <= m.array.size for n, m in zip(counts, chain, strict=True)):
-            return STATUS_INVALID_PARAMETER, rb
+        counts: list[int] = []
+        for m in chain:
+            n = integer(m.ByteCount)
+            if n is None or not 0 <= n <= m.array.size:
+                return STATUS_INVALID_PARAMETER, rb
+            counts.append(n)
         if length > sum(counts):
             return STATUS_INVALID_DEVICE_REQUEST, rb
         rb.length, rb.keep = length, chain
@@ -478,8 +498,8 @@ def memory_window(mem: FxMemory, offsets: WDFMEMORY_OFFSET | None) -> tuple[NTST
         return STATUS_SUCCESS, 0, mem.size
     if not isinstance(offsets, WDFMEMORY_OFFSET):
         return STATUS_INVALID_PARAMETER, 0, 0
-    off, length = int(offsets.BufferOffset), int(offsets.BufferLength)
-    if off < 0 or length < 0:
+    off, length = integer(offsets.BufferOffset), integer(offsets.BufferLength)
+    if off is None or length is None or off < 0 or length < 0:  # a float, bool, str or None is no size_t
         return STATUS_INVALID_PARAMETER, 0, 0
     if off + length > mem.size:
         return STATUS_INVALID_DEVICE_REQUEST, 0, 0

@@ -45,11 +45,14 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .._timeout import seconds
 from ._handles import (
     LOCK,
     WDFOBJECT,
     FxObject,
     get_object,
+    integer,
+    require_integer,
     required,
     store,
     validate_attributes,
@@ -126,8 +129,9 @@ class IoOperation:
 
     def wait(self, timeout: float | None = None) -> tuple[NTSTATUS, int]:
         """Wait for completion: ``(status, information)``. ``TimeoutError`` if not done in
-        ``timeout`` seconds; re-raises an exception the driver's callback raised for it."""
-        if not self._event.wait(timeout):
+        ``timeout`` seconds (``None``, ``math.inf``: for ever); re-raises an exception the driver's
+        callback raised for it."""
+        if not self._event.wait(seconds(timeout)):
             raise TimeoutError(f"{self!r} not completed within {timeout} s")
         if self.exception is not None:
             raise self.exception
@@ -268,10 +272,10 @@ def post_write(Queue: Any, data: Any, length: int | None = None, stack_size: int
     else:
         queue = get_object(Queue, FxIoQueue)
     view = memoryview(data).cast("B") if data is not None else memoryview(b"")
-    n = view.nbytes if length is None else int(length)
+    n = view.nbytes if length is None else require_integer(length, "length")
     if n < 0 or n > view.nbytes:
         raise ValueError(f"length {n} outside a buffer of {view.nbytes} bytes")
-    depth = queue.device.stack_size + 1 if stack_size is None else int(stack_size)
+    depth = queue.device.stack_size + 1 if stack_size is None else require_integer(stack_size, "stack_size")
     op = IoOperation(n)
     try:
         req = FxReceivedRequest(queue, data, n, depth, op)
@@ -322,7 +326,7 @@ class FxIoQueue(FxObject):
         if dispatch == WdfIoQueueDispatchSequential:
             self.limit, workers = 1, 1
         elif dispatch == WdfIoQueueDispatchParallel:
-            n = int(config.Settings.Parallel.NumberOfPresentedRequests)
+            n = integer(config.Settings.Parallel.NumberOfPresentedRequests) or 0  # WdfIoQueueCreate checked it
             self.limit = n if n > 0 else 1 << 30
             workers = min(self.limit, PARALLEL_WORKERS)
         else:
@@ -465,11 +469,13 @@ def WdfIoQueueCreate(
     required(Config, "Config")
     if Queue is not None:
         Queue.value = None
-    if Config.Size != WDF_IO_QUEUE_CONFIG.SIZEOF:
+    if integer(Config.Size) != WDF_IO_QUEUE_CONFIG.SIZEOF:
         return STATUS_INFO_LENGTH_MISMATCH
-    if Config.DispatchType not in (WdfIoQueueDispatchSequential, WdfIoQueueDispatchParallel, WdfIoQueueDispatchManual):
+    dispatch = integer(Config.DispatchType)
+    if dispatch not in (WdfIoQueueDispatchSequential, WdfIoQueueDispatchParallel, WdfIoQueueDispatchManual):
         return STATUS_INVALID_PARAMETER
-    if Config.DispatchType == WdfIoQueueDispatchParallel and Config.Settings.Parallel.NumberOfPresentedRequests == 0:
+    presented = integer(Config.Settings.Parallel.NumberOfPresentedRequests)
+    if dispatch == WdfIoQueueDispatchParallel and (presented is None or presented == 0):
         return STATUS_INVALID_PARAMETER
     if Config.DispatchType != WdfIoQueueDispatchManual and Config.EvtIoWrite is None and Config.EvtIoDefault is None:
         return STATUS_INVALID_DEVICE_REQUEST

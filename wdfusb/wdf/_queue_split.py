@@ -17,7 +17,7 @@ import queue
 import threading
 from typing import Any
 
-from ._handles import ULONG, get_object
+from ._handles import ULONG, get_object, require_integer
 from ._memory import WDF_MEMORY_DESCRIPTOR, WDF_MEMORY_DESCRIPTOR_INIT_HANDLE, WDFMEMORY, WDFMEMORY_OFFSET
 from ._ntstatus import NT_SUCCESS, NTSTATUS, STATUS_CANCELLED, STATUS_INVALID_PARAMETER, STATUS_SUCCESS
 from ._received import (
@@ -44,9 +44,10 @@ class WriteSplitter:
 
     def __init__(self, Pipe: Any, limit: int, count: int = 1, RequestOptions: Any = None) -> None:
         self.pipe = get_object(Pipe, FxUsbPipe)
+        limit, count = require_integer(limit, "limit"), require_integer(count, "count")
         if limit <= 0 or count <= 0:
             raise ValueError("limit and count must be positive")
-        self.limit = int(limit)
+        self.limit = limit
         self.options = RequestOptions
         self.requests: list[WDFREQUEST] = []
         self._free: queue.SimpleQueue[WDFREQUEST] = queue.SimpleQueue()

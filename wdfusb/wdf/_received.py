@@ -11,13 +11,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._handles import LOCK, SIZE_T, WDF_REQUEST_FATAL_ERROR, WdfBugCheck, get_object, required, store
+from ._handles import (
+    LOCK,
+    SIZE_T,
+    WDF_REQUEST_FATAL_ERROR,
+    WdfBugCheck,
+    get_object,
+    integer,
+    require_integer,
+    required,
+    store,
+)
 from ._memory import MDL, WDFMEMORY
 from ._ntstatus import (
     NTSTATUS,
     STATUS_BUFFER_TOO_SMALL,
     STATUS_CANCELLED,
     STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_PARAMETER,
     STATUS_SUCCESS,
 )
 from ._queue import (
@@ -94,8 +105,11 @@ def WdfRequestRetrieveInputBuffer(
     Buffer.value = None
     if Length is not None:
         Length.value = 0
+    minimum = integer(MinimumRequiredSize)
+    if minimum is None:
+        return STATUS_INVALID_PARAMETER
     mem = req.input_memory
-    if mem is None or mem.size < int(MinimumRequiredSize):
+    if mem is None or mem.size < minimum:
         return STATUS_BUFFER_TOO_SMALL
     Buffer.value = mem.array
     if Length is not None:
@@ -133,14 +147,16 @@ def WdfRequestGetParameters(Request: Any, Parameters: WDF_REQUEST_PARAMETERS) ->
 def WdfRequestSetInformation(Request: Any, Information: int) -> None:
     """WdfRequestSetInformation: IoStatus.Information, reported by a later WdfRequestComplete."""
     req = get_object(Request, FxRequest)
+    information = require_integer(Information, "Information")
     with req.lock:
-        req.information = int(Information)
+        req.information = information
 
 
 def WdfRequestCompleteWithInformation(Request: Any, Status: int, Information: int) -> None:
     """WdfRequestCompleteWithInformation: complete a received request; the producer's
     ``IoOperation.wait()`` returns ``(Status, Information)``. See the module's rules."""
     req = _owned_received(Request, "WdfRequestComplete")
+    status, information = require_integer(Status, "Status"), require_integer(Information, "Information")
     with req.lock:
         sent = req.pending
     if sent:
@@ -171,7 +187,7 @@ def WdfRequestCompleteWithInformation(Request: Any, Status: int, Information: in
                     req,
                     mem,
                 )
-    req.finish(NTSTATUS(Status), int(Information))
+    req.finish(NTSTATUS(status), information)
 
 
 def WdfRequestComplete(Request: Any, Status: int) -> None:

@@ -32,6 +32,8 @@ from ._handles import (
     FxObject,
     WdfBugCheck,
     get_object,
+    integer,
+    require_integer,
     required,
     store,
     validate_attributes,
@@ -70,6 +72,7 @@ class IRP:
     """A minimal I/O request packet: what matters here is ``StackSize``."""
 
     def __init__(self, StackSize: int) -> None:
+        StackSize = require_integer(StackSize, "StackSize")
         if StackSize < 0 or StackSize > 127:
             raise ValueError("StackSize must be 0..127 (a CCHAR)")
         self.StackSize = StackSize
@@ -82,8 +85,8 @@ class IRP:
 def IoAllocateIrp(StackSize: int, ChargeQuota: bool = False) -> IRP | None:
     """IoAllocateIrp: an IRP with ``StackSize`` stack locations (None on failure)."""
     try:
-        return IRP(int(StackSize))
-    except (ValueError, MemoryError):
+        return IRP(StackSize)
+    except (TypeError, ValueError, MemoryError):
         return None
 
 
@@ -311,9 +314,10 @@ def WdfRequestReuse(Request: Any, ReuseParams: WDF_REQUEST_REUSE_PARAMS) -> NTST
     if req.FROM_IO:
         return STATUS_INVALID_DEVICE_REQUEST
     required(ReuseParams, "ReuseParams")
-    if ReuseParams.Size != WDF_REQUEST_REUSE_PARAMS.SIZEOF:
+    if integer(ReuseParams.Size) != WDF_REQUEST_REUSE_PARAMS.SIZEOF:
         return STATUS_INVALID_PARAMETER
-    if ReuseParams.Flags & ~WDF_REQUEST_REUSE_VALID_FLAGS:
+    flags = integer(ReuseParams.Flags)
+    if flags is None or flags & ~WDF_REQUEST_REUSE_VALID_FLAGS:
         return STATUS_INVALID_PARAMETER
     new_irp = ReuseParams.NewIrp if ReuseParams.Flags & WDF_REQUEST_REUSE_SET_NEW_IRP else None
     if new_irp is not None and not isinstance(new_irp, IRP):

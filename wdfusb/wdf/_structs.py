@@ -10,6 +10,7 @@ import struct
 import time
 from typing import Any
 
+from ._handles import require_integer
 from ._ntstatus import NTSTATUS, STATUS_SUCCESS, USBD_STATUS
 
 # ---- WDF_USB_PIPE_TYPE (wdfusb.h) -------------------------------------------------
@@ -96,32 +97,32 @@ _EPOCH_1601_TO_1970 = 116_444_736_000_000_000  # 100 ns intervals
 
 def WDF_REL_TIMEOUT_IN_SEC(Time: int) -> int:
     """WDF_REL_TIMEOUT_IN_SEC: a relative time-out (negative, 100 ns units)."""
-    return -int(Time) * WDF_TIMEOUT_TO_SEC
+    return -require_integer(Time, "Time") * WDF_TIMEOUT_TO_SEC
 
 
 def WDF_REL_TIMEOUT_IN_MS(Time: int) -> int:
     """WDF_REL_TIMEOUT_IN_MS: a relative time-out (negative, 100 ns units)."""
-    return -int(Time) * WDF_TIMEOUT_TO_MS
+    return -require_integer(Time, "Time") * WDF_TIMEOUT_TO_MS
 
 
 def WDF_REL_TIMEOUT_IN_US(Time: int) -> int:
     """WDF_REL_TIMEOUT_IN_US: a relative time-out (negative, 100 ns units)."""
-    return -int(Time) * WDF_TIMEOUT_TO_US
+    return -require_integer(Time, "Time") * WDF_TIMEOUT_TO_US
 
 
 def WDF_ABS_TIMEOUT_IN_SEC(Time: int) -> int:
     """WDF_ABS_TIMEOUT_IN_SEC: seconds in 100 ns units; add to ``KeQuerySystemTime()`` for an absolute time."""
-    return int(Time) * WDF_TIMEOUT_TO_SEC
+    return require_integer(Time, "Time") * WDF_TIMEOUT_TO_SEC
 
 
 def WDF_ABS_TIMEOUT_IN_MS(Time: int) -> int:
     """WDF_ABS_TIMEOUT_IN_MS: milliseconds in 100 ns units (see WDF_ABS_TIMEOUT_IN_SEC)."""
-    return int(Time) * WDF_TIMEOUT_TO_MS
+    return require_integer(Time, "Time") * WDF_TIMEOUT_TO_MS
 
 
 def WDF_ABS_TIMEOUT_IN_US(Time: int) -> int:
     """WDF_ABS_TIMEOUT_IN_US: microseconds in 100 ns units (see WDF_ABS_TIMEOUT_IN_SEC)."""
-    return int(Time) * WDF_TIMEOUT_TO_US
+    return require_integer(Time, "Time") * WDF_TIMEOUT_TO_US
 
 
 def KeQuerySystemTime() -> int:
@@ -158,14 +159,15 @@ class WDF_REQUEST_SEND_OPTIONS:
 def WDF_REQUEST_SEND_OPTIONS_INIT(Options: WDF_REQUEST_SEND_OPTIONS, Flags: int) -> None:
     """WDF_REQUEST_SEND_OPTIONS_INIT."""
     Options.Size = WDF_REQUEST_SEND_OPTIONS.SIZEOF
-    Options.Flags = int(Flags)
+    Options.Flags = require_integer(Flags, "Flags")
     Options.Timeout = 0
 
 
 def WDF_REQUEST_SEND_OPTIONS_SET_TIMEOUT(Options: WDF_REQUEST_SEND_OPTIONS, Timeout: int) -> None:
     """WDF_REQUEST_SEND_OPTIONS_SET_TIMEOUT: set the TIMEOUT flag and the value (100 ns units)."""
+    timeout = require_integer(Timeout, "Timeout")
     Options.Flags |= WDF_REQUEST_SEND_OPTION_TIMEOUT
-    Options.Timeout = int(Timeout)
+    Options.Timeout = timeout
 
 
 class WDF_REQUEST_REUSE_PARAMS:
@@ -184,8 +186,8 @@ def WDF_REQUEST_REUSE_PARAMS_INIT(Params: WDF_REQUEST_REUSE_PARAMS, Flags: int, 
     """WDF_REQUEST_REUSE_PARAMS_INIT."""
     Params.__init__()  # type: ignore[misc]
     Params.Size = WDF_REQUEST_REUSE_PARAMS.SIZEOF
-    Params.Flags = int(Flags)
-    Params.Status = NTSTATUS(Status)
+    Params.Flags = require_integer(Flags, "Flags")
+    Params.Status = NTSTATUS(require_integer(Status, "Status"))
 
 
 def WDF_REQUEST_REUSE_PARAMS_SET_NEW_IRP(Params: WDF_REQUEST_REUSE_PARAMS, NewIrp: Any) -> None:

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from .._engine import pin
+from .._engine import lib, pin
 from .._status import outcome
 from ._context import at_passive_level
-from ._handles import ULONG, get_object
+from ._handles import ULONG, get_object, integer
 from ._memory import RequestBuffer, resolve_descriptor
 from ._ntstatus import (
     NT_ERROR,
@@ -61,18 +61,22 @@ from ._usbpipe import FxUsbPipe
 
 ULONG_MAX = 0xFFFFFFFF
 WU_ERR_TIMEOUT = -7
+WU_ERR_NO_DEVICE = lib.WU_ERR_NO_DEVICE
 _PIPE_TRANSFER_TYPES = (WdfUsbPipeTypeBulk, WdfUsbPipeTypeInterrupt)
 
 
 def validate_request_options(options: Any) -> NTSTATUS:
-    """FxValidateRequestOptions (kernel-mode rules)."""
+    """FxValidateRequestOptions (kernel-mode rules); a field that is not an integer (a float, a
+    bool ...) is a wrong Size (STATUS_INFO_LENGTH_MISMATCH) or STATUS_INVALID_PARAMETER."""
     if options is None:
         return STATUS_SUCCESS
     if not isinstance(options, WDF_REQUEST_SEND_OPTIONS):
         return STATUS_INVALID_PARAMETER
-    if options.Size != WDF_REQUEST_SEND_OPTIONS.SIZEOF:
+    if integer(options.Size) != WDF_REQUEST_SEND_OPTIONS.SIZEOF:
         return STATUS_INFO_LENGTH_MISMATCH
-    flags = int(options.Flags)
+    flags = integer(options.Flags)
+    if flags is None or integer(options.Timeout) is None:
+        return STATUS_INVALID_PARAMETER
     if flags & ~WDF_REQUEST_SEND_OPTIONS_VALID_FLAGS:
         return STATUS_INVALID_PARAMETER
     if flags & WDF_REQUEST_SEND_OPTION_SEND_AND_FORGET and flags & ~WDF_REQUEST_SEND_OPTION_SEND_AND_FORGET:
@@ -84,10 +88,11 @@ US_MAX = 2**63 - 1  # the engine's int64 microseconds
 
 
 def _timeout_us(options: WDF_REQUEST_SEND_OPTIONS | None) -> int:
-    """The engine's time-out: 0 = none. WDF: TIMEOUT flag with Timeout 0 waits for ever."""
-    if options is None or not options.Flags & WDF_REQUEST_SEND_OPTION_TIMEOUT or options.Timeout == 0:
+    """The engine's time-out: 0 = none. WDF: TIMEOUT flag with Timeout 0 waits for ever.
+    ``options`` passed :func:`validate_request_options` (its fields are integers)."""
+    if options is None or not (integer(options.Flags) or 0) & WDF_REQUEST_SEND_OPTION_TIMEOUT:
         return 0
-    seconds = timeout_to_seconds(int(options.Timeout))
+    seconds = timeout_to_seconds(integer(options.Timeout) or 0)
     if seconds is None:
         return 0
     # an absolute time already past still cancels at once; beyond the engine's range: for ever
@@ -279,7 +284,9 @@ def _pipe_control(Pipe: Any, Request: Any, RequestOptions: Any, reset: bool) -> 
         if canceled:
             req.end(STATUS_CANCELLED, 0, USBD_STATUS_CANCELED)
             return STATUS_CANCELLED
-    if reset:
+    if pipe.target_closed:  # a pipe kept by a reference after its device was deleted (closed)
+        code = WU_ERR_NO_DEVICE
+    elif reset:
         pipe.core.abort()  # CancelSentIo, then the reset (clear halt)
         code = pipe.core.reset()
     else:

@@ -15,6 +15,8 @@ from ._handles import (
     FxObject,
     WdfBugCheck,
     get_object,
+    integer,
+    require_integer,
     required,
     store,
     validate_attributes,
@@ -150,10 +152,10 @@ def WdfUsbTargetDeviceSelectConfig(
     required(Params, "Params")
     if not at_passive_level():
         return STATUS_INVALID_DEVICE_REQUEST
-    if Params.Size != WDF_USB_DEVICE_SELECT_CONFIG_PARAMS.SIZEOF:
+    if integer(Params.Size) != WDF_USB_DEVICE_SELECT_CONFIG_PARAMS.SIZEOF:
         return STATUS_INFO_LENGTH_MISMATCH
-    kind = Params.Type
-    if kind < WdfUsbTargetDeviceSelectConfigTypeDeconfig or kind > WdfUsbTargetDeviceSelectConfigTypeUrb:
+    kind = integer(Params.Type)
+    if kind is None or not WdfUsbTargetDeviceSelectConfigTypeDeconfig <= kind <= WdfUsbTargetDeviceSelectConfigTypeUrb:
         return STATUS_INVALID_PARAMETER
     if kind not in (
         WdfUsbTargetDeviceSelectConfigTypeSingleInterface,
@@ -178,13 +180,15 @@ def WdfUsbTargetDeviceSelectConfig(
         multi = Params.Types.MultiInterface
         if multi.Pairs is None:
             return STATUS_INVALID_PARAMETER
-        if multi.NumberInterfaces != len(dev.interfaces) or len(multi.Pairs) < multi.NumberInterfaces:
+        number = integer(multi.NumberInterfaces)
+        if number is None or number != len(dev.interfaces) or len(multi.Pairs) < number:
             return STATUS_INVALID_PARAMETER
-        for pair in multi.Pairs[: multi.NumberInterfaces]:
+        for pair in multi.Pairs[:number]:
             iface = get_object(pair.UsbInterface, FxUsbInterface)
-            if iface.device is not dev or not 0 <= pair.SettingIndex < len(iface.info.settings):
+            index = integer(pair.SettingIndex)
+            if iface.device is not dev or index is None or not 0 <= index < len(iface.info.settings):
                 return STATUS_INVALID_PARAMETER
-            choice[iface] = pair.SettingIndex
+            choice[iface] = index
     settings = {iface.number: iface.info.settings[index].alternate for iface, index in choice.items()}
     code = dev.core.select_configuration(settings)
     if code != 0:
@@ -208,8 +212,9 @@ def WdfUsbTargetDeviceGetNumInterfaces(UsbDevice: Any) -> int:
 def WdfUsbTargetDeviceGetInterface(UsbDevice: Any, InterfaceIndex: int) -> FxUsbInterface | None:
     """WdfUsbTargetDeviceGetInterface: the interface at an index (None if out of range)."""
     dev = get_object(UsbDevice, FxUsbDevice)
-    if 0 <= InterfaceIndex < len(dev.interfaces):
-        return dev.interfaces[InterfaceIndex]
+    index = require_integer(InterfaceIndex, "InterfaceIndex")
+    if 0 <= index < len(dev.interfaces):
+        return dev.interfaces[index]
     return None
 
 
@@ -233,8 +238,9 @@ def WdfUsbInterfaceGetNumSettings(UsbInterface: Any) -> int:
 def WdfUsbInterfaceGetNumEndpoints(UsbInterface: Any, SettingIndex: int) -> int:
     """WdfUsbInterfaceGetNumEndpoints: endpoints of a setting (0 for a bad index)."""
     iface = get_object(UsbInterface, FxUsbInterface)
-    if 0 <= SettingIndex < len(iface.info.settings):
-        return len(iface.info.settings[SettingIndex].endpoints)
+    index = require_integer(SettingIndex, "SettingIndex")
+    if 0 <= index < len(iface.info.settings):
+        return len(iface.info.settings[index].endpoints)
     return 0
 
 
@@ -257,11 +263,12 @@ def WdfUsbInterfaceGetConfiguredPipe(
     Size is not 20 (WDF_USB_PIPE_INFORMATION_INIT sets it).
     """
     iface = get_object(UsbInterface, FxUsbInterface)
-    if PipeInfo is not None and PipeInfo.Size != WDF_USB_PIPE_INFORMATION.SIZEOF:
+    index = require_integer(PipeIndex, "PipeIndex")
+    if PipeInfo is not None and integer(PipeInfo.Size) != WDF_USB_PIPE_INFORMATION.SIZEOF:
         return None
-    if not 0 <= PipeIndex < len(iface.pipes):
+    if not 0 <= index < len(iface.pipes):
         return None
-    pipe = iface.pipes[PipeIndex]
+    pipe = iface.pipes[index]
     if PipeInfo is not None:
         pipe.fill_information(PipeInfo)
     return pipe
