@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 from . import _engine
 from ._core import CoreDevice, CorePipe
 from ._descriptors import DT_STRING, TYPE_NAMES, DeviceDescriptor
+from ._engine import WU_ERR_NO_DEVICE as _WU_ERR_NO_DEVICE
 from ._engine import DevInfo, NativeDevice
 from ._timeout import seconds, timeout_us
 from .errors import DeviceNotFoundError, UsbError, error_for
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from .stream import StreamWriter, ZlpPolicy
 
 SPEED_LABELS = {0: "unknown", 1: "low", 2: "full", 3: "high", 4: "super", 5: "super_plus"}
-_WU_ERR_NO_DEVICE = _engine.lib.WU_ERR_NO_DEVICE
 
 
 def read_string(native: NativeDevice, index: int) -> str | None:
@@ -201,7 +201,7 @@ class Pipe:
         buf = _as_buffer(buffer, writable=True)
         rc, actual = self._core.transfer(buf, len(buf), timeout_us(timeout))
         if rc != 0:
-            data = bytes(_engine.ffi.buffer(buf, actual)) if actual else b""
+            data = _engine.copy_out(buf, actual)
             raise error_for(rc, actual, f"read from pipe 0x{self.address:02X}", data)
         return actual
 

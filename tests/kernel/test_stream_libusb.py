@@ -9,7 +9,6 @@ into whole chunks (multiples of the max packet size) however it was written, so
 from __future__ import annotations
 
 import gc
-
 import random
 import threading
 import time

@@ -50,7 +50,7 @@ from .native import (
     shim_version,
 )
 from .ring import NativeRing, RingInfo
-from .transfer import Transfer, address_of, byte_view, crc32, note_bytes, pin
+from .transfer import Transfer, address_of, byte_view, copy_out, crc32, note_bytes, pin
 
 __all__ = [
     "EP_BULK",
@@ -85,6 +85,7 @@ __all__ = [
     "address_of",
     "byte_view",
     "completion_context",
+    "copy_out",
     "crc32",
     "ensure_libusb",
     "ffi",

@@ -57,6 +57,11 @@ def address_of(cdata: CData, offset: int = 0) -> CData:
     return ffi.cast("uint8_t *", cdata) + offset
 
 
+def copy_out(cdata: CData, length: int) -> bytes:
+    """The first ``length`` bytes of a pinned buffer, copied."""
+    return bytes(ffi.buffer(cdata, length)) if length else b""
+
+
 def note_bytes(exc: BaseException, moved: int) -> None:
     """Tell the caller what moved before a blocking call was interrupted: a ``KeyboardInterrupt``
     (or any exception that is not wdfusb's own) gets ``bytes_transferred``, as wdfusb's

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .._engine import lib, pin
+from .._engine import WU_ERR_NO_DEVICE, pin
 from .._status import outcome
 from ._context import at_passive_level
 from ._handles import ULONG, get_object, integer
@@ -61,7 +61,6 @@ from ._usbpipe import FxUsbPipe
 
 ULONG_MAX = 0xFFFFFFFF
 WU_ERR_TIMEOUT = -7
-WU_ERR_NO_DEVICE = lib.WU_ERR_NO_DEVICE
 _PIPE_TRANSFER_TYPES = (WdfUsbPipeTypeBulk, WdfUsbPipeTypeInterrupt)
 
 
