@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 from . import _engine
 from ._core import CoreDevice, CorePipe
 from ._descriptors import DT_STRING, TYPE_NAMES, DeviceDescriptor
-from ._engine import WU_ERR_NO_DEVICE as _WU_ERR_NO_DEVICE
+from ._engine import ZLP as _ZLP
 from ._engine import DevInfo, NativeDevice
 from ._timeout import seconds, timeout_us
 from .errors import DeviceNotFoundError, UsbError, error_for
@@ -140,11 +140,6 @@ class Pipe:
         self._can_write = supported and self.is_out
         self._can_read = supported and self.is_in
 
-    def _check_open(self, verb: str) -> None:
-        """A closed device: the error a transfer on it gets (device gone), before the engine is reached."""
-        if self.device.closed:
-            raise error_for(_WU_ERR_NO_DEVICE, 0, f"{verb} pipe 0x{self.address:02X}")
-
     def _refuse(self, want_in: bool, verb: str) -> None:
         if self.is_in != want_in:
             raise ValueError(f"cannot {verb} pipe 0x{self.address:02X}: it is an {'IN' if self.is_in else 'OUT'} pipe")
@@ -161,10 +156,10 @@ class Pipe:
         """
         if not self._can_write:
             self._refuse(False, "write to")
-        self._check_open("write to")
-        kind = type(data)
+        kind = type(data)  # a closed device is the engine's to refuse (device gone)
         buf = _pin(data) if kind is bytes or kind is bytearray else _as_buffer(data, writable=False)
-        rc, actual = self._core.transfer(buf, len(buf), timeout_us(timeout), _engine.ZLP if zlp else 0)
+        us = 0 if timeout is None else timeout_us(timeout)
+        rc, actual = self._core.transfer(buf, len(buf), us, _ZLP if zlp else 0)
         if rc != 0:
             raise error_for(rc, actual, f"write to pipe 0x{self.address:02X}")
         return actual
@@ -197,7 +192,6 @@ class Pipe:
         """
         if not self._can_read:
             self._refuse(True, "read from")
-        self._check_open("read from")
         buf = _as_buffer(buffer, writable=True)
         rc, actual = self._core.transfer(buf, len(buf), timeout_us(timeout))
         if rc != 0:
@@ -213,19 +207,16 @@ class Pipe:
         ``"always"``). Use it as a context manager; see :mod:`wdfusb.stream`."""
         from .stream import StreamWriter
 
-        self._check_open("stream to")
         return StreamWriter(self, depth=depth, chunk=chunk, timeout=seconds(timeout), zlp=zlp)
 
     def reset(self) -> None:
         """Clear a stall (``WdfUsbTargetPipeResetSynchronously``)."""
-        self._check_open("reset")
         rc = self._core.reset()
         if rc != 0:
             raise error_for(rc, 0, f"reset pipe 0x{self.address:02X}")
 
     def abort(self) -> None:
         """Cancel every transfer in flight on the pipe (``WdfUsbTargetPipeAbortSynchronously``)."""
-        self._check_open("abort")
         rc = self._core.abort()
         if rc != 0:
             raise error_for(rc, 0, f"abort pipe 0x{self.address:02X}")
