@@ -1,13 +1,13 @@
 # wdfusb: the two commands README.md documents, and their helpers.
 #   make bench  — set up .venv and run the write benchmark on the built-in virtual device
-#   make test   — set up .venv and run the whole test suite (lint, types, tests, kernel rig)
+#   make test   — set up .venv and run the whole test suite (lint, types, tests, fake-libusb lane, kernel rig)
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test check unit explore rig asan tsan cross clean
+.PHONY: bench test check unit explore fakeusb rig asan tsan cross clean
 
 $(STAMP): pyproject.toml setup.py build_ffi.py $(wildcard csrc/*.c csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,14 +24,22 @@ check: $(STAMP)
 	$(PY) -m mypy
 
 # pytest exits 5 when it collected no test: that is a failure here, said out loud.
+# (UNIT_ARGS: `make test` leaves tests/fakeusb to its own stage below, so it runs once.)
 unit: $(STAMP)
-	$(PY) -m pytest -q -m "not kernel" tests; rc=$$?; \
+	$(PY) -m pytest -q -m "not kernel" $(UNIT_ARGS) tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "unit: pytest collected no test"; fi; exit $$rc
 
 # Hypothesis profiles (tests/conftest.py): the suite runs "ci" (derandomized, the same examples every
 # run); "explore" draws thousands of random ones to look for new failures (each prints its blob).
 explore: $(STAMP)
 	HYPOTHESIS_PROFILE=explore $(PY) -m pytest -q tests/test_properties.py
+
+# The fake-libusb lane: csrc/backend_libusb.c against a scripted fake libusb built from
+# tests/fakeusb/fakeusb.c and loaded through WDFUSB_LIBUSB, in a fresh interpreter (no QEMU, no USB).
+fakeusb: $(STAMP)
+	$(PY) tests/fakeusb/build_fake.py
+	$(PY) -m pytest -q tests/fakeusb; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "fakeusb: pytest collected no test"; fi; exit $$rc
 
 # The kernel lane: tests/kernel inside a QEMU guest with the real Linux USB stack, at
 # high and at super speed (tests/rig/qemu_rig.py installs QEMU and builds the image).
@@ -40,7 +48,8 @@ rig: $(STAMP)
 	$(PY) tests/rig/qemu_rig.py run --speed high -- $(RIG_PYTEST)
 	$(PY) tests/rig/qemu_rig.py run --speed super -- $(RIG_PYTEST)
 
-test: check unit asan tsan cross rig
+test: UNIT_ARGS = --ignore=tests/fakeusb
+test: check unit fakeusb asan tsan cross rig
 
 asan:
 	tests/asan/run.sh

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parent / "cross" / "run.sh"
+SCRIPT = Path(__file__).resolve().parent / "cross" / "run.sh"
 PROVIDES = {"gcc-mingw-w64-x86-64-win32": "x86_64-w64-mingw32-gcc", "wine": "wine"}  # bookworm, on PATH
 TOOLS = ("bash", "basename", "chmod", "dirname", "id", "mkdir")  # real tools the script and stand-ins use
 
@@ -99,4 +99,4 @@ def test_a_machine_that_has_everything_installs_nothing(tmp_path: Path) -> None:
 
 def test_the_script_is_what_ci_runs() -> None:
     assert os.access(SCRIPT, os.X_OK)
-    assert "tests/cross/run.sh" in (Path(__file__).parent.parent / "Makefile").read_text()
+    assert "tests/cross/run.sh" in (Path(__file__).resolve().parent.parent / "Makefile").read_text()
