@@ -4,6 +4,7 @@
  * asynchronous one plus event handling on a completion flag, the way libusb's own
  * sync.c does it; lengths beyond one libusb transfer continue from the callback.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,7 +215,8 @@ static int submit_chunk(wu_xfer *x)
     if (x->deadline_ns != WU_NS_FOREVER) {
         int64_t ns = x->deadline_ns - wu_now_ns();
         if (ns <= 0) return WU_ERR_TIMEOUT;
-        timeout_ms = (unsigned int)((ns + 999999) / 1000000);
+        int64_t ms = (ns + 999999) / 1000000;
+        timeout_ms = ms >= (int64_t)UINT_MAX ? UINT_MAX : (unsigned int)ms; /* libusb's range: ~49.7 days */
     }
     t->dev_handle = LD(x->dev)->h;
     t->flags = (n == left && (x->flags & WU_XFER_ZLP)) ? LIBUSB_TRANSFER_ADD_ZERO_PACKET : 0;
@@ -252,12 +254,16 @@ static void WU_CALLBACK lu_callback(struct libusb_transfer *t)
     wu_enter_callback();
     wu_mutex_lock(&d->lock);
     x->actual += (size_t)(t->actual_length > 0 ? t->actual_length : 0);
-    if (result == WU_OK && x->actual < x->len && t->actual_length == t->length && !x->cancel_requested) {
-        result = submit_chunk(x);
-        if (result == WU_OK) {
-            wu_mutex_unlock(&d->lock);
-            wu_leave_callback();
-            return;
+    if (result == WU_OK && x->actual < x->len && t->actual_length == t->length) {
+        if (x->cancel_requested) {
+            result = WU_ERR_CANCELLED; /* cancelled between two pieces: the rest never went out */
+        } else {
+            result = submit_chunk(x);
+            if (result == WU_OK) {
+                wu_mutex_unlock(&d->lock);
+                wu_leave_callback();
+                return;
+            }
         }
     }
     wu_xfer_finish(x, result);

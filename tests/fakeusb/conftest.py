@@ -224,7 +224,7 @@ def fake() -> Any:
 
 
 @pytest.fixture(autouse=True)
-def lane_guard(fake: Any) -> Iterator[None]:
+def lane_guard(fake: Any, request: pytest.FixtureRequest) -> Iterator[None]:
     """Each test starts on a reset fake and must leave nothing behind: no transfer in flight
     in the fake, native objects back to their starting count, no handle open, no interface
     claimed, no device list unfreed, no misuse of libusb."""
@@ -236,10 +236,18 @@ def lane_guard(fake: Any) -> Iterator[None]:
 
     fake.wait(lambda: fake.in_flight() == 0, 10, "nothing in flight before the test")
     assert fake.reset() == 0
+    # what an earlier test's threads still held goes first (native objects go with their owners)
+    settle_by = time.monotonic() + 5
     gc.collect()
+    while _engine.live_objects() and time.monotonic() < settle_by:
+        time.sleep(0.01)
+        gc.collect()
     before = _engine.live_objects()
     yield
     assert wait_for_completions(10)
+    # native objects are freed with their Python objects (closing ends their I/O): let go of
+    # the test's fixture values (a Device the test used) before counting
+    request.node.funcargs.clear()
     problems = []
     deadline = time.monotonic() + 10
     while True:
