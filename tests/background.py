@@ -33,7 +33,7 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
         except BaseException as e:  # noqa: BLE001 - handed to the test
             out.append(e)
 
-    t = threading.Thread(target=run)
+    t = threading.Thread(target=run, daemon=True)  # a hung one fails its test, not the exit
     t.start()
     return t, out
 

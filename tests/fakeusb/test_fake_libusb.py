@@ -18,6 +18,7 @@ from typing import Any
 import fakectl as fk
 import numpy as np
 import pytest
+from background import in_thread
 
 import wdfusb
 from wdfusb import _engine
@@ -42,21 +43,6 @@ def gz(fake: fk.Fake) -> Iterator[wdfusb.Device]:
         return
     with wdfusb.open(vid=fk.GZ_VID, pid=fk.GZ_PID) as dev:
         yield dev
-
-
-def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    """Run ``fn`` in a thread; the list gets its result or the exception it raised."""
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(fn())
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            out.append(e)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
 
 
 def joined(t: threading.Thread, seconds: float = JOIN_S) -> None:
