@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 US_MAX = 2**63 - 1  # the engine's int64 microseconds (~292,000 years)
+_FAST_LIMIT = 1e12  # seconds: below this, a plain conversion cannot reach US_MAX
 
 
 def seconds(timeout: float | None) -> float | None:
@@ -24,6 +25,10 @@ def seconds(timeout: float | None) -> float | None:
 
 def timeout_us(timeout: float | None) -> int:
     """Seconds as the engine's microseconds: 0 = for ever (``None``, ``math.inf``); ``0`` s = 1 us (do not wait)."""
+    kind = type(timeout)
+    if (kind is float or kind is int) and 0 <= timeout < _FAST_LIMIT:  # every synchronous call: kept short
+        us = round(timeout * 1e6)  # type: ignore[operator]
+        return us if us > 0 else 1
     value = seconds(timeout)
     if value is None:
         return 0

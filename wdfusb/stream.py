@@ -207,7 +207,7 @@ class StreamWriter:
 
     # ---- internals --------------------------------------------------------------------
 
-    def _info(self) -> RingInfo:
+    def _info(self) -> Any:
         """What C says of the ring now (after :meth:`close`: what it said last)."""
         ring = self._ring
         if ring is None:
@@ -353,7 +353,7 @@ class StreamWriter:
         ring, self._ring = self._ring, None
         if ring is not None:
             ring.cancel(WU_ERR_CANCELLED)
-            self._final = ring.info()
+            self._final = ring.snapshot()
 
     # ---- context manager and finalization ------------------------------------------------
 

@@ -59,14 +59,23 @@ class NativeRing:
 
     # ---- what C says ---------------------------------------------------------------
 
-    def info(self) -> RingInfo:
-        """What C says of the ring now."""
-        i = self._info
-        _ring_info(self._r, i)
-        carried = self._carried
-        while carried and carried[0][0] <= i.retired:
-            carried.popleft()  # C is done with that buffer
+    def info(self) -> Any:
+        """What C says of the ring now: the ``wu_ring_info`` struct (``in_flight``, ``peak``,
+        ``error``, ``bytes_done``, ``submitted``, ``retired``), overwritten by the next call."""
+        _ring_info(self._r, self._info)
+        return self._info
+
+    def snapshot(self) -> RingInfo:
+        """What C says of the ring now, as a value that stays."""
+        i = self.info()
         return RingInfo(i.depth, i.in_flight, i.peak, i.error, i.bytes_done, i.submitted, i.retired)
+
+    def _let_go(self) -> None:
+        """Drop the caller's buffers C is done with (every transfer up to the ones they carried retired)."""
+        retired = self.info().retired
+        carried = self._carried
+        while carried and carried[0][0] <= retired:
+            carried.popleft()
 
     # ---- driving -------------------------------------------------------------------
 
@@ -86,6 +95,8 @@ class NativeRing:
         rc = int(_ring_submit(self._r, ffi.NULL if buf is None else buf, length, flags))
         if rc == WU_OK and keep is not None:
             self._carried.append((self.info().submitted, keep))
+        elif self._carried:
+            self._let_go()
         return rc
 
     def run(self, view: memoryview, flags: int) -> tuple[int, int]:
@@ -99,6 +110,8 @@ class NativeRing:
             while rc == WU_PENDING:
                 rc = int(_ring_run(self._r, pinned, len(view), flags, SLICE_US, done))
         finally:
+            if self._carried:
+                self._let_go()
             self._carried.append((self.info().submitted, (view, pinned)))
         return rc, int(done[0])
 
@@ -107,20 +120,22 @@ class NativeRing:
         rc = WU_PENDING
         while rc == WU_PENDING:
             rc = int(_ring_wait(self._r, SLICE_US))
-        self.info()
+        if self._carried:
+            self._let_go()
         return rc
 
     def poll(self) -> int:
         """Retire what is already back, without waiting; the ring's error or ``WU_OK``."""
         rc = int(lib.wu_ring_poll(self._r))
-        self.info()
+        if self._carried:
+            self._let_go()
         return rc
 
     def cancel(self, reason: int) -> int:
         """Fail the ring with ``reason`` (unless it failed already), cancel newest first and
         wait until every transfer is back and counted. Any thread. Returns the ring's error."""
         rc = int(lib.wu_ring_cancel(self._r, reason))
-        self.info()
+        self._let_go()  # nothing is in flight any more
         return rc
 
     def __del__(self) -> None:
