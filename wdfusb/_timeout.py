@@ -26,9 +26,9 @@ def seconds(timeout: float | None) -> float | None:
 def timeout_us(timeout: float | None) -> int:
     """Seconds as the engine's microseconds: 0 = for ever (``None``, ``math.inf``); ``0`` s = 1 us (do not wait)."""
     kind = type(timeout)
-    if (kind is float or kind is int) and 0 <= timeout < _FAST_LIMIT:  # every synchronous call: kept short
-        us = round(timeout * 1e6)  # type: ignore[operator]
-        return us if us > 0 else 1
+    if (kind is float or kind is int) and 0 <= timeout < _FAST_LIMIT:  # type: ignore[operator]
+        fast = round(timeout * 1e6)  # type: ignore[operator]  # every synchronous call: kept short
+        return fast if fast > 0 else 1
     value = seconds(timeout)
     if value is None:
         return 0
