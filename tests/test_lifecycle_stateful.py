@@ -260,6 +260,12 @@ def take_warning_naming(number: int) -> str | None:
 # ---- the model ------------------------------------------------------------------------------
 
 
+def take(vs: Any, items: list[Any], which: int) -> Any:
+    """Remove and return entry ``which`` (modulo its length) of one of ``vs``'s lists, or None."""
+    with vs.lock:
+        return items.pop(which % len(items)) if items else None
+
+
 class Lane:
     """One worker thread running the jobs of one endpoint of one virtual device, in order."""
 
@@ -1070,10 +1076,9 @@ class LifecycleMachine(RuleBasedStateMachine):
     def close_device(self, v: int, which: int) -> None:
         vs = self.vs[v]
         with self.step(f"close_device {vs.name} #{which}"):
-            with vs.lock:
-                if not vs.devices:
-                    return
-                dev = vs.devices.pop(which % len(vs.devices))
+            dev = take(vs, vs.devices, which)
+            if dev is None:
+                return
             dev.close()
             with vs.lock:
                 vs.closed_devices = [*vs.closed_devices[-2:], dev]
@@ -1083,10 +1088,9 @@ class LifecycleMachine(RuleBasedStateMachine):
     def delete_wdf(self, v: int, which: int) -> None:
         vs = self.vs[v]
         with self.step(f"delete_wdf {vs.name} #{which}"):
-            with vs.lock:
-                if not vs.wdfs:
-                    return
-                entry = vs.wdfs.pop(which % len(vs.wdfs))
+            entry = take(vs, vs.wdfs, which)
+            if entry is None:
+                return
             WdfObjectDelete(entry[0])
             with vs.lock:
                 vs.deleted_wdfs = [*vs.deleted_wdfs[-2:], entry]
@@ -1096,10 +1100,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     def drop_device(self, v: int, which: int) -> None:
         vs = self.vs[v]
         with self.step(f"drop_device {vs.name} #{which} + gc.collect()"):
-            with vs.lock:
-                if not vs.devices:
-                    return
-                vs.devices.pop(which % len(vs.devices))
+            if take(vs, vs.devices, which) is None:
+                return
             gc.collect()
 
     @op("unplug")
