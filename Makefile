@@ -44,15 +44,9 @@ fakeusb: $(STAMP)
 # The kernel lane: tests/kernel inside a QEMU guest with the real Linux USB stack, at
 # high and at super speed (tests/rig/qemu_rig.py installs QEMU and builds the image).
 RIG_PYTEST = $(abspath $(PY)) -m pytest -q -p no:cacheprovider tests/kernel
-# At super speed each file gets a fresh guest: with every file in one guest, the unplug test of
-# test_pythonic_libusb.py crashed the guest kernel (2 of 2 runs) in f_sourcesink's completion
-# (dev_err on a NULL gadget, Debian 6.1.176); that file alone, or the test alone, passes.
-RIG_FILES = $(sort $(wildcard tests/kernel/test_*.py))
 rig: $(STAMP)
 	$(PY) tests/rig/qemu_rig.py run --speed high -- $(RIG_PYTEST)
-	for f in $(RIG_FILES); do \
-		$(PY) tests/rig/qemu_rig.py run --speed super -- $(RIG_PYTEST:tests/kernel=$$f) || exit $$?; \
-	done
+	$(PY) tests/rig/qemu_rig.py run --speed super -- $(RIG_PYTEST)
 
 test: UNIT_ARGS = --ignore=tests/fakeusb
 test: check unit fakeusb asan tsan cross rig

@@ -6,6 +6,7 @@ import array
 import errno
 import math
 import mmap
+import time
 import zlib
 from typing import Any
 
@@ -203,6 +204,22 @@ def test_finite_timeouts_still_expire(vdev: wdfusb.VirtualDevice, dev: wdfusb.De
     with pytest.raises(wdfusb.UsbTimeoutError):
         dev.pipe(0x06).write(b"x", timeout=0.01)
     vdev.endpoint(0x06).nak(0)
+
+
+def test_a_pipe_sees_each_new_timeout(vdev: wdfusb.VirtualDevice, dev: wdfusb.Device) -> None:
+    pipe = dev.pipe(0x06)
+    long_wait = 30.0
+    assert pipe.write(b"x", timeout=long_wait) == 1  # the pipe keeps this conversion
+    vdev.endpoint(0x06).nak(math.inf)
+    t0 = time.monotonic()
+    with pytest.raises(wdfusb.UsbTimeoutError):
+        pipe.write(b"x", timeout=0.05)
+    assert time.monotonic() - t0 < 10
+    for bad in (-1.0, "1", math.nan):
+        with pytest.raises((ValueError, TypeError), match="timeout"):
+            pipe.write(b"x", timeout=bad)  # type: ignore[arg-type]
+    vdev.endpoint(0x06).nak(0)
+    assert pipe.write(b"y", timeout=long_wait) == 1 and pipe.write(b"z") == 1
 
 
 # ---- a closed device: every pipe call raises the error a write raises ------------------------

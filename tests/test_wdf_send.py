@@ -225,8 +225,8 @@ def test_allocation_failure_is_insufficient_resources(rig: Rig, monkeypatch: pyt
     monkeypatch.setattr(tr, "pin", fail)
     n = ULONG(5)
     assert (
-        WdfUsbTargetPipeWriteSynchronously(rig.pipes[0x06], None, None, buffer_desc(b"abc"), n)
-        == STATUS_INSUFFICIENT_RESOURCES
+        WdfUsbTargetPipeWriteSynchronously(rig.pipes[0x06], None, None, buffer_desc(bytearray(b"abc")), n)
+        == STATUS_INSUFFICIENT_RESOURCES  # a bytearray is pinned (bytes go to C as they are)
     )
     assert n.value == 0
     monkeypatch.undo()
@@ -464,3 +464,47 @@ def test_delete_device_while_a_write_is_blocked() -> None:
 
 def test_helper_module_is_importable() -> None:
     assert _memory.WdfMemoryDescriptorTypeMdl == 2
+
+
+# ---- what the hot path keeps between calls (the descriptor's and the options' last result) ----
+
+
+def test_a_descriptor_changed_between_sends_is_seen(rig: Rig) -> None:
+    desc = buffer_desc(b"abcdef")
+    n = ULONG()
+    pipe = rig.pipes[0x06]
+    assert WdfUsbTargetPipeWriteSynchronously(pipe, None, None, desc, n) == STATUS_SUCCESS and n.value == 6
+    desc.u.BufferType.Length = 2
+    assert WdfUsbTargetPipeWriteSynchronously(pipe, None, None, desc, n) == STATUS_SUCCESS and n.value == 2
+    desc.u.BufferType.Buffer = b"wxyz"
+    desc.u.BufferType.Length = 4
+    assert WdfUsbTargetPipeWriteSynchronously(pipe, None, None, desc, n) == STATUS_SUCCESS and n.value == 4
+    desc.u.BufferType.Length = 5  # longer than the bytes
+    assert WdfUsbTargetPipeWriteSynchronously(pipe, None, None, desc, n) == STATUS_INVALID_DEVICE_REQUEST
+    desc.u.BufferType.Length = 4.0  # not an integer
+    assert WdfUsbTargetPipeWriteSynchronously(pipe, None, None, desc, n) == STATUS_INVALID_PARAMETER
+    desc.u.BufferType.Length = 4
+    desc.u.BufferType.Buffer = bytearray(b"1234")
+    assert WdfUsbTargetPipeWriteSynchronously(pipe, None, None, desc, n) == STATUS_SUCCESS and n.value == 4
+    ep = rig.vdev.endpoint(0x06)
+    assert ep.received_bytes == 16 and ep.crc32 == zlib.crc32(b"abcdefab" + b"wxyz" + b"1234")
+
+
+def test_options_changed_between_sends_are_seen(rig: Rig) -> None:
+    o = timeout_options(5000)
+    assert write(rig, b"ab", options=o) == (STATUS_SUCCESS, 2)
+    o.Flags = 0x10  # unknown
+    assert write(rig, b"ab", options=o)[0] == STATUS_INVALID_PARAMETER
+    o.Flags = True  # equal to the TIMEOUT flag (1) but not an integer field
+    assert write(rig, b"ab", options=o)[0] == STATUS_INVALID_PARAMETER
+    o.Flags = WDF_REQUEST_SEND_OPTION_TIMEOUT
+    o.Size = 16.0
+    assert write(rig, b"ab", options=o)[0] == STATUS_INFO_LENGTH_MISMATCH
+    o.Size = WDF_REQUEST_SEND_OPTIONS.SIZEOF
+    assert write(rig, b"ab", options=o) == (STATUS_SUCCESS, 2)
+    rig.vdev.endpoint(0x06).nak(float("inf"))
+    WDF_REQUEST_SEND_OPTIONS_SET_TIMEOUT(o, WDF_REL_TIMEOUT_IN_MS(50))  # was 5 s
+    t0 = time.monotonic()
+    assert write(rig, b"ab", options=o) == (STATUS_IO_TIMEOUT, 0)
+    assert time.monotonic() - t0 < 2.5
+    rig.vdev.endpoint(0x06).nak(0)

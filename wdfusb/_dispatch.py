@@ -38,7 +38,7 @@ _thread: threading.Thread | None = None
 
 def in_completion_routine() -> bool:
     """True on a thread that runs completion routines (the dispatcher thread among them)."""
-    return in_completion_context()
+    return bool(in_completion_context())
 
 
 def submit(

@@ -139,6 +139,17 @@ class Pipe:
         supported = core.type in (_engine.EP_BULK, _engine.EP_INTERRUPT)
         self._can_write = supported and self.is_out
         self._can_read = supported and self.is_in
+        self._last_timeout: tuple[Any, int] = (None, 0)  # (seconds as given, engine microseconds)
+
+    def _timeout_us(self, timeout: float | None) -> int:
+        """``timeout`` in the engine's microseconds; a script passes the same object call after
+        call, so the last conversion is kept (one tuple, so threads never pair it wrongly)."""
+        last = self._last_timeout
+        if timeout is last[0]:
+            return last[1]
+        us = timeout_us(timeout)
+        self._last_timeout = (timeout, us)
+        return us
 
     def _refuse(self, want_in: bool, verb: str) -> None:
         if self.is_in != want_in:
@@ -157,9 +168,9 @@ class Pipe:
         if not self._can_write:
             self._refuse(False, "write to")
         kind = type(data)  # a closed device is the engine's to refuse (device gone)
-        buf = _pin(data) if kind is bytes or kind is bytearray else _as_buffer(data, writable=False)
-        us = 0 if timeout is None else timeout_us(timeout)
-        rc, actual = self._core.transfer(buf, len(buf), us, _ZLP if zlp else 0)
+        # bytes go to C as they are (cffi passes their own storage); other buffers are pinned
+        buf = data if kind is bytes else _pin(data) if kind is bytearray else _as_buffer(data, writable=False)
+        rc, actual = self._core.transfer(buf, len(buf), self._timeout_us(timeout), _ZLP if zlp else 0)
         if rc != 0:
             raise error_for(rc, actual, f"write to pipe 0x{self.address:02X}")
         return actual
@@ -193,7 +204,7 @@ class Pipe:
         if not self._can_read:
             self._refuse(True, "read from")
         buf = _as_buffer(buffer, writable=True)
-        rc, actual = self._core.transfer(buf, len(buf), timeout_us(timeout))
+        rc, actual = self._core.transfer(buf, len(buf), self._timeout_us(timeout))
         if rc != 0:
             data = _engine.copy_out(buf, actual)
             raise error_for(rc, actual, f"read from pipe 0x{self.address:02X}", data)

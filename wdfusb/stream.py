@@ -158,7 +158,7 @@ class StreamWriter:
         ``copy=True`` always copies; ``copy=False`` never copies whole chunks.
         """
         view, copy = _as_view(data, copy)
-        return int(self._guard(self._write_view, view, copy))
+        return int(self._guard(self._write_view, view, copy, data))
 
     def writelines(self, chunks: Iterable[Any], *, copy: bool | None = None) -> int:
         """Write every bytes-like object an iterable or generator yields; returns the bytes queued.
@@ -236,9 +236,10 @@ class StreamWriter:
             raise
 
     def _check_open(self) -> None:
-        if self._closed:
+        ring = self._ring
+        if ring is None or self._closed:
             raise ValueError("I/O operation on a closed stream writer")
-        if self._info().error != WU_OK:
+        if ring.info().error != WU_OK:
             self._raise()
 
     def _raise(self) -> None:
@@ -284,12 +285,15 @@ class StreamWriter:
         self._stage, self._fill = None, 0
         self._submit(stage[0], length, self._flags(length, final))
 
-    def _write_view(self, view: memoryview, copy: bool) -> int:
+    def _write_view(self, view: memoryview, copy: bool, data: Any = None) -> int:
+        """Queue ``view``; ``data`` is the object it views, handed to C itself when it is
+        ``bytes`` and goes whole (no pin, no slice)."""
         n, pos, chunk = len(view), 0, self.chunk
         while pos < n:
             if not self._fill and not copy and n - pos >= chunk:
                 whole = (n - pos) - (n - pos) % chunk
-                rc, done = self._live_ring().run(view[pos : pos + whole], self._flags(chunk, False))  # looped in C
+                part = data if pos == 0 and whole == n and type(data) is bytes else view[pos : pos + whole]
+                rc, done = self._live_ring().run(part, whole, self._flags(chunk, False))  # looped in C
                 self._accepted += done
                 pos += done
                 if rc != WU_OK:
@@ -397,6 +401,8 @@ class StreamWriter:
 
 def _as_view(data: Any, copy: bool | None) -> tuple[memoryview, bool]:
     """A flat byte view of ``data`` and whether to copy it (see :meth:`StreamWriter.write`)."""
+    if type(data) is bytes:  # the common case, kept short: a flat view, never copied unless asked
+        return memoryview(data), bool(copy)
     view = _engine.byte_view(data, flat=True)
     if copy is None:
         copy = not (type(data) is bytes or isinstance(data, np.ndarray) or view.readonly)

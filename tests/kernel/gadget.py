@@ -115,15 +115,30 @@ class Gadget:
         if wait:
             self.wait_enumerated(wait)
 
-    def unbind(self, wait: float | None = 10.0) -> None:
-        """Simulate an unplug: detach from the UDC (the host sees a disconnect)."""
+    def unplug(self, wait: float | None = 10.0) -> None:
+        """Pull the cable: the UDC drops its pull-up (the host sees a disconnect); the function
+        stays bound, as a real device's firmware keeps running when its cable is pulled.
+
+        Tests unplug this way while I/O is in flight, never by unbinding: an unbind racing a
+        transfer's completion can oops the guest (f_sourcesink's completion logs through the
+        composite device's gadget pointer, which the configfs unbind has just cleared)."""
         if (self.root / "UDC").read_text().strip():
+            _write(Path("/sys/class/udc") / udc_name() / "soft_connect", "disconnect")
+        self._wait_gone(wait)
+
+    def unbind(self, wait: float | None = 10.0) -> None:
+        """Detach the gadget from the UDC. Unplugs first, so no host I/O races the unbind."""
+        if (self.root / "UDC").read_text().strip():
+            self.unplug(wait=10.0)
             _write(self.root / "UDC", "\n")
+        self._wait_gone(wait)
+
+    def _wait_gone(self, wait: float | None) -> None:
         if wait:
             deadline = time.monotonic() + wait
             while find_usb_device(self.vid, self.pid, SERIAL) is not None:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.name}: device still present after unbind")
+                    raise TimeoutError(f"{self.name}: device still present after the unplug")
                 time.sleep(0.05)
         self.usb_dir = None
 
@@ -197,6 +212,7 @@ class Gadget:
     def _remove_tree(root: Path) -> None:
         try:
             if (root / "UDC").read_text().strip():
+                _write(Path("/sys/class/udc") / udc_name() / "soft_connect", "disconnect")
                 _write(root / "UDC", "\n")
         except OSError:
             pass

@@ -85,6 +85,12 @@ def test_unbind_rebind(sourcesink: gadget.SourceSink) -> None:
     assert sourcesink.devnum != first
 
 
+def test_unplug_is_seen_by_the_host(sourcesink: gadget.SourceSink) -> None:
+    assert sourcesink.usb_dir is not None
+    sourcesink.unplug()
+    assert gadget.find_usb_device(0x0525, 0xA4A0) is None
+
+
 def test_hid_enumerates_and_receives(hid_gadget: gadget.HidGadget, run_raw_bench) -> None:
     eps = hid_gadget.endpoints()
     outs = [a for a, e in eps.items() if e["direction"] == "out"]

@@ -19,6 +19,7 @@ import gadget
 import numpy as np
 import pytest
 from sigint import interrupt_child
+from unplug import FIRST_ERRORS, assert_gone_soon, unplug_after
 
 import wdfusb
 from wdfusb import _engine
@@ -91,9 +92,9 @@ def test_unplug_mid_stream(sourcesink: gadget.SourceSink, bulk_maxp: int) -> Non
     data = np.frombuffer(gadget.mod63(4 * MIB, bulk_maxp), np.uint8)
     with open_sourcesink() as dev:
         w = dev.pipe(0x02).writer(depth=8, chunk=64 << 10, timeout=10)
-        threading.Timer(0.5, sourcesink.unbind, kwargs={"wait": None}).start()
+        unplug_after(sourcesink, 0.5)
         deadline = time.monotonic() + 30
-        with pytest.raises(wdfusb.DeviceGoneError) as err:
+        with pytest.raises(FIRST_ERRORS) as err:
             while time.monotonic() < deadline:
                 w.write(data)
             w.flush()
@@ -101,6 +102,7 @@ def test_unplug_mid_stream(sourcesink: gadget.SourceSink, bulk_maxp: int) -> Non
         assert err.value.bytes_transferred % bulk_maxp == 0  # whole packets only
         assert dev._core.native.live_transfers() == 0
         w.close()
+        assert_gone_soon(dev.pipe(0x02))
 
 
 @pytest.mark.parametrize("ffs_gadget", [{"mode": "slow", "read_size": 4096, "slow_delay": 0.01}], indirect=True)

@@ -8,13 +8,15 @@ from it (``WU_ERR_WRONG_CONTEXT``), and the layers above ask :func:`in_completio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .native import CData, ffi, lib
 
 _BATCH = 64
-_in_context = lib.wu_in_completion_context
+# True (non-zero) on a thread that runs completion routines (blocking calls are refused there).
+# The C function itself: every synchronous WDF call asks, so no Python frame wraps it.
+in_completion_context: Callable[[], int] = lib.wu_in_completion_context
 
 
 def next_completions(batch: CData = None, timeout_us: int = -1) -> list[tuple[int, int, int]]:
@@ -32,11 +34,6 @@ def new_batch() -> CData:
 def wake() -> None:
     """Make one waiting :func:`next_completions` return now."""
     lib.wu_cq_wake()
-
-
-def in_completion_context() -> bool:
-    """True on a thread that runs completion routines (blocking calls are refused there)."""
-    return bool(_in_context())
 
 
 def set_completion_context(on: bool) -> None:

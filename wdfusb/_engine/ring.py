@@ -99,21 +99,24 @@ class NativeRing:
             self._let_go()
         return rc
 
-    def run(self, view: memoryview, flags: int) -> tuple[int, int]:
-        """Submit ``view`` in chunks straight from the caller's memory, retiring as needed, all
-        in C. Returns ``(result, bytes submitted)``; the last transfers may still carry ``view``."""
-        pinned = pin(view)
+    def run(self, data: Any, length: int, flags: int) -> tuple[int, int]:
+        """Submit ``length`` bytes of ``data`` (``bytes``, or a flat view) in chunks straight
+        from the caller's memory, retiring as needed, all in C. Returns ``(result, bytes
+        submitted)``; the last transfers may still carry ``data``, which is kept until then."""
+        buf = data if type(data) is bytes else pin(data)  # cffi hands C a bytes' own storage
         done = self._done
         done[0] = 0
         try:
-            rc = WU_PENDING
-            while rc == WU_PENDING:
-                rc = int(_ring_run(self._r, pinned, len(view), flags, SLICE_US, done))
+            rc = _ring_run(self._r, buf, length, flags, SLICE_US, done)
+            while rc == WU_PENDING:  # a slice ended: Ctrl-C is seen between slices
+                rc = _ring_run(self._r, buf, length, flags, SLICE_US, done)
         finally:
-            if self._carried:
-                self._let_go()
-            self._carried.append((self.info().submitted, (view, pinned)))
-        return rc, int(done[0])
+            info = self.info()  # one look at C's counters serves both: what retired, what was sent
+            retired, carried = info.retired, self._carried
+            while carried and carried[0][0] <= retired:
+                carried.popleft()
+            carried.append((info.submitted, (data, buf)))
+        return rc, done[0]
 
     def wait(self) -> int:
         """Retire the oldest transfer (waiting for it): ``WU_OK`` or the ring's error."""

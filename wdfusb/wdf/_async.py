@@ -41,10 +41,9 @@ from ._transfer import (
     WU_ERR_TIMEOUT,
     _prepare_buffer,
     _scatter,
-    _timeout_us,
     check_transfer,
     format_request,
-    validate_request_options,
+    send_options,
 )
 from ._usbpipe import FxUsbPipe
 
@@ -118,7 +117,7 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
     """
     req = get_object(Request, FxRequest)
     target = get_object(Target, FxIoTarget)
-    status = validate_request_options(Options)
+    status, timeout_us = send_options(Options)
     if not NT_SUCCESS(status):
         return _fail(req, status)
     flags = Options.Flags if Options is not None else 0
@@ -143,7 +142,6 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
     except MemoryError:
         req.abandon()
         return _fail(req, STATUS_INSUFFICIENT_RESOURCES)
-    timeout_us = _timeout_us(Options)
 
     def complete(code: int, actual: int) -> None:
         if scratch is not None and read and actual:

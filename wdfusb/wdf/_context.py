@@ -35,7 +35,7 @@ def mark_event_thread(thread: threading.Thread | None = None, on: bool = True) -
 
 def in_completion_routine() -> bool:
     """True inside a WDF completion routine on this thread (or on wdfusb's completion thread)."""
-    return in_completion_context()
+    return bool(in_completion_context())
 
 
 def at_passive_level() -> bool:

@@ -317,6 +317,9 @@ def MmGetSystemAddressForMdlSafe(Mdl: MDL, Priority: int = 0) -> np.ndarray:
 class _BufferType:
     Buffer: Any = None
     Length: int = 0
+    # (Buffer, Length, what they resolved to) when Buffer is bytes: immutable, so the same two
+    # objects always resolve the same way; a script re-sends one descriptor for every transfer
+    _resolved: tuple[Any, Any, RequestBuffer] | None = None
 
 
 class _MdlType:
@@ -433,7 +436,11 @@ def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
     kind = desc.Type
     if kind == WdfMemoryDescriptorTypeBuffer:
         bt = desc.u.BufferType
-        buf, length = bt.Buffer, integer(bt.Length)
+        buf, given = bt.Buffer, bt.Length
+        seen = bt._resolved
+        if seen is not None and seen[0] is buf and seen[1] is given:
+            return STATUS_SUCCESS, seen[2]
+        length = integer(given)
         if length is None or length < 0 or length > ULONG_MAX:
             return STATUS_INVALID_PARAMETER, rb
         if buf is None:
@@ -445,6 +452,8 @@ def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
         if length > size:
             return STATUS_INVALID_DEVICE_REQUEST, rb
         rb.array, rb.length, rb.keep, rb.readonly = target, length, buf, readonly
+        if type(buf) is bytes:
+            bt._resolved = (buf, given, rb)
         return STATUS_SUCCESS, rb
     if kind == WdfMemoryDescriptorTypeMdl:
         mdl, length = desc.u.MdlType.Mdl, integer(desc.u.MdlType.BufferLength)
