@@ -53,6 +53,9 @@ def test_sweep_measures_every_cell_and_the_device_counts_every_byte(vdev: Virtua
         assert c.count >= 1 and c.bytes == c.count * c.size
         assert c.device_bytes == c.bytes  # what the virtual endpoint received in the timed run
         assert c.mb_s > 0 and c.us_per_transfer > 0
+        assert c.count % bench.ROUNDS == 0  # equal rounds; the rate is the fastest round's
+        assert c.mb_s >= c.bytes / c.seconds / 1e6 * 0.999  # the fastest round is at least the mean
+        assert abs(c.mb_s - c.size / c.us_per_transfer) <= 1e-9 * c.mb_s  # both from that round
         assert c.ratio is not None
     assert all(c.ratio == 1.0 for c in r.cells if c.method == "c-loop")
     assert r.speed == "unpaced" and r.bus_limit_mb_s is None and all(c.bus_pct is None for c in r.cells)

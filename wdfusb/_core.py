@@ -28,6 +28,12 @@ class Source(Protocol):
         ...
 
 
+class _Internal(threading.local):
+    """A thread's internal transfer on one pipe (None until its first transfer)."""
+
+    xfer: Transfer | None = None
+
+
 class CorePipe:
     """One configured endpoint of an open device."""
 
@@ -42,7 +48,7 @@ class CorePipe:
         self.interval = ep.interval
         self.is_in = ep.is_in
         self.maximum_transfer_size = MAX_TRANSFER_SIZE
-        self._local = threading.local()  # each thread's internal transfer
+        self._local = _Internal()  # each thread's internal transfer
 
     def new_transfer(self) -> Transfer:
         """A native transfer on this pipe's device (for a request object)."""
@@ -62,7 +68,7 @@ class CorePipe:
         C's to refuse (its transfers are retired).
         """
         if xfer is None:
-            xfer = getattr(self._local, "xfer", None)
+            xfer = self._local.xfer
             if xfer is None:
                 try:
                     xfer = self._local.xfer = self.device.new_transfer()
@@ -165,7 +171,7 @@ class CoreDevice:
             self.closed = True
         self.native.cancel(-1, self.owner, retire=True)  # C: every transfer and ring of ours
         for pipe in self.all_pipes():
-            pipe._local = threading.local()  # every thread's transfer goes (a running call keeps its own)
+            pipe._local = _Internal()  # every thread's transfer goes (a running call keeps its own)
         for number in list(self._pipes):
             self.native.release_interface(number)
         self._pipes.clear()

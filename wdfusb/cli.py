@@ -536,7 +536,7 @@ def _write_stream(pipe: Pipe, f: BinaryIO, chunk: int, depth: int, timeout: floa
 @click.option("--depths", default="1,8", callback=_parsed(bench.parse_depths), show_default=True,
               help="queue depths of the streaming method (the synchronous ones run at depth 1)")  # fmt: skip
 @click.option("--duration", type=click.FloatRange(0.01, 10.0), default=bench.DEFAULT_DURATION, show_default=True,
-              help="seconds per cell after calibration")  # fmt: skip
+              help="seconds per cell after calibration, in 3 timed rounds (the fastest is reported)")  # fmt: skip
 @click.option("--pattern", type=click.Choice(bench.PATTERNS), default="zeros", show_default=True,
               help="data: zeros, or mod63 (Gadget Zero pattern=1: byte j of each packet = j % 63)")  # fmt: skip
 @click.option("--timeout", default="10", callback=_parsed(parse_timeout), show_default=True,

@@ -170,7 +170,9 @@ class Pipe:
         kind = type(data)  # a closed device is the engine's to refuse (device gone)
         # bytes go to C as they are (cffi passes their own storage); other buffers are pinned
         buf = data if kind is bytes else _pin(data) if kind is bytearray else _as_buffer(data, writable=False)
-        rc, actual = self._core.transfer(buf, len(buf), self._timeout_us(timeout), _ZLP if zlp else 0)
+        last = self._last_timeout  # _timeout_us(), inlined: every write runs it
+        us = last[1] if timeout is last[0] else self._timeout_us(timeout)
+        rc, actual = self._core.transfer(buf, len(buf), us, _ZLP if zlp else 0)
         if rc != 0:
             raise error_for(rc, actual, f"write to pipe 0x{self.address:02X}")
         return actual

@@ -158,7 +158,12 @@ class StreamWriter:
         ``copy=True`` always copies; ``copy=False`` never copies whole chunks.
         """
         view, copy = _as_view(data, copy)
-        return int(self._guard(self._write_view, view, copy, data))
+        self._check_open()
+        try:  # _guard(), spelled out: the call every chunk makes
+            return self._write_view(view, copy, data)
+        except BaseException as exc:
+            self._interrupted(exc)
+            raise
 
     def writelines(self, chunks: Iterable[Any], *, copy: bool | None = None) -> int:
         """Write every bytes-like object an iterable or generator yields; returns the bytes queued.
@@ -228,12 +233,17 @@ class StreamWriter:
         try:
             return fn(*args)
         except BaseException as exc:
-            if not isinstance(exc, Exception):
-                ring = self._live_ring()
-                ring.cancel(WU_ERR_INTERRUPTED)
-                self._reported = True
-                note_bytes(exc, int(ring.info().bytes_done))
+            self._interrupted(exc)
             raise
+
+    def _interrupted(self, exc: BaseException) -> None:
+        """A blocking operation is leaving by ``exc``: on Ctrl-C (anything not an ``Exception``)
+        cancel and reap everything, and tell ``exc`` what moved."""
+        if not isinstance(exc, Exception):
+            ring = self._live_ring()
+            ring.cancel(WU_ERR_INTERRUPTED)
+            self._reported = True
+            note_bytes(exc, int(ring.info().bytes_done))
 
     def _check_open(self) -> None:
         ring = self._ring

@@ -111,7 +111,8 @@ class NativeRing:
             while rc == WU_PENDING:  # a slice ended: Ctrl-C is seen between slices
                 rc = _ring_run(self._r, buf, length, flags, SLICE_US, done)
         finally:
-            info = self.info()  # one look at C's counters serves both: what retired, what was sent
+            info = self._info  # one look at C's counters serves both: what retired, what was sent
+            _ring_info(self._r, info)
             retired, carried = info.retired, self._carried
             while carried and carried[0][0] <= retired:
                 carried.popleft()

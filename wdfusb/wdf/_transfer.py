@@ -127,6 +127,9 @@ def _timeout_us(options: WDF_REQUEST_SEND_OPTIONS | None) -> int:
 
 def _prepare_buffer(rb: RequestBuffer, read: bool) -> tuple[Any, Any]:
     """Pin the buffer for the engine: (pointer argument, gather/scatter scratch or None)."""
+    array = rb.array
+    if type(array) is bytes and rb.offset == 0 and 0 < rb.length <= len(array):
+        return array, None  # cffi hands C the bytes' own storage: no pin needed (never read into)
     if rb.length == 0:
         return None, None
     if rb.pieces is not None:  # a chained MDL: one contiguous scratch buffer
@@ -140,10 +143,7 @@ def _prepare_buffer(rb: RequestBuffer, read: bool) -> tuple[Any, Any]:
     cdata = rb.cdata
     if cdata is None:
         assert rb.array is not None
-        if type(rb.array) is bytes and rb.offset == 0:
-            cdata = rb.array  # cffi hands C the bytes' own storage: no pin needed (never read into)
-        else:
-            cdata = rb.cdata = pin(rb.array, writable=read)
+        cdata = rb.cdata = pin(rb.array, writable=read)
     if len(cdata) < rb.offset + rb.length:  # the engine trusts its length: never past the pinned bytes
         raise ValueError("the descriptor is longer than its buffer")
     return (cdata if rb.offset == 0 else rb.pointer()), None
@@ -246,14 +246,15 @@ def _send_transfer(
         code, actual = pipe.core.transfer(ptr, rb.length, timeout_us, 0, xfer=req.transfer)
     if scratch is not None and read and actual:
         _scatter(rb, scratch, actual)
-    result = outcome(code)
     if BytesTransferred is not None:
         BytesTransferred.value = actual
-    if req is not None:
-        if code == WU_ERR_TIMEOUT:
-            with req.lock:
-                req.canceled = True  # WDF cancels the request on a time-out (FX_REQUEST_CANCELLED_FROM_TIMER)
-        req.end(result.status, actual, result.usbd_status)
+    if req is None:
+        return STATUS_SUCCESS if code == 0 else outcome(code).status
+    result = outcome(code)
+    if code == WU_ERR_TIMEOUT:
+        with req.lock:
+            req.canceled = True  # WDF cancels the request on a time-out (FX_REQUEST_CANCELLED_FROM_TIMER)
+    req.end(result.status, actual, result.usbd_status)
     return result.status
 
 
