@@ -220,6 +220,15 @@ def test_a_pipe_sees_each_new_timeout(vdev: wdfusb.VirtualDevice, dev: wdfusb.De
             pipe.write(b"x", timeout=bad)  # type: ignore[arg-type]
     vdev.endpoint(0x06).nak(0)
     assert pipe.write(b"y", timeout=long_wait) == 1 and pipe.write(b"z") == 1
+    mutable = np.array(30.0)  # a 0-d array is a number that can change in place
+    assert pipe.write(b"x", timeout=mutable) == 1
+    mutable[()] = 0.05
+    vdev.endpoint(0x06).nak(math.inf)
+    t0 = time.monotonic()
+    with pytest.raises(wdfusb.UsbTimeoutError):
+        pipe.write(b"x", timeout=mutable)  # type: ignore[arg-type]
+    assert time.monotonic() - t0 < 10
+    vdev.endpoint(0x06).nak(0)
 
 
 # ---- a closed device: every pipe call raises the error a write raises ------------------------

@@ -486,8 +486,21 @@ def test_a_descriptor_changed_between_sends_is_seen(rig: Rig) -> None:
     desc.u.BufferType.Length = 4
     desc.u.BufferType.Buffer = bytearray(b"1234")
     assert WdfUsbTargetPipeWriteSynchronously(pipe, None, None, desc, n) == STATUS_SUCCESS and n.value == 4
+    desc.u.BufferType.Buffer = b"wxyz"
+    desc.u.BufferType.Length = count = _Count(3)  # an integer that can change in place
+    assert WdfUsbTargetPipeWriteSynchronously(pipe, None, None, desc, n) == STATUS_SUCCESS and n.value == 3
+    count.n = 1
+    assert WdfUsbTargetPipeWriteSynchronously(pipe, None, None, desc, n) == STATUS_SUCCESS and n.value == 1
     ep = rig.vdev.endpoint(0x06)
-    assert ep.received_bytes == 16 and ep.crc32 == zlib.crc32(b"abcdefab" + b"wxyz" + b"1234")
+    assert ep.received_bytes == 20 and ep.crc32 == zlib.crc32(b"abcdefab" + b"wxyz" + b"1234" + b"wxy" + b"w")
+
+
+class _Count:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __index__(self) -> int:
+        return self.n
 
 
 def test_options_changed_between_sends_are_seen(rig: Rig) -> None:

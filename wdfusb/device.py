@@ -143,12 +143,14 @@ class Pipe:
 
     def _timeout_us(self, timeout: float | None) -> int:
         """``timeout`` in the engine's microseconds; a script passes the same object call after
-        call, so the last conversion is kept (one tuple, so threads never pair it wrongly)."""
+        call, so the last conversion of a ``float`` or ``int`` (immutable: the same object is the
+        same value) is kept, in one tuple so threads never pair it wrongly."""
         last = self._last_timeout
         if timeout is last[0]:
             return last[1]
         us = timeout_us(timeout)
-        self._last_timeout = (timeout, us)
+        if type(timeout) is float or type(timeout) is int:
+            self._last_timeout = (timeout, us)
         return us
 
     def _refuse(self, want_in: bool, verb: str) -> None:

@@ -317,8 +317,8 @@ def MmGetSystemAddressForMdlSafe(Mdl: MDL, Priority: int = 0) -> np.ndarray:
 class _BufferType:
     Buffer: Any = None
     Length: int = 0
-    # (Buffer, Length, what they resolved to) when Buffer is bytes: immutable, so the same two
-    # objects always resolve the same way; a script re-sends one descriptor for every transfer
+    # (Buffer, Length, what they resolved to) when they are bytes and an int: immutable, so the
+    # same two objects always resolve the same way; a script re-sends one descriptor per transfer
     _resolved: tuple[Any, Any, RequestBuffer] | None = None
 
 
@@ -452,7 +452,7 @@ def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
         if length > size:
             return STATUS_INVALID_DEVICE_REQUEST, rb
         rb.array, rb.length, rb.keep, rb.readonly = target, length, buf, readonly
-        if type(buf) is bytes:
+        if type(buf) is bytes and type(given) is int:  # immutable: the same objects, the same answer
             bt._resolved = (buf, given, rb)
         return STATUS_SUCCESS, rb
     if kind == WdfMemoryDescriptorTypeMdl:
