@@ -171,6 +171,37 @@ def test_a_writer_from_a_closed_device_sends_nothing() -> None:
     v.close()
 
 
+def test_cancel_racing_close_always_finds_the_writer_whole() -> None:
+    # the writer releases its ring while another thread cancels: cancel() and bytes_written must see
+    # the live ring or its last snapshot, never neither (found by the stateful machine under TSan)
+    v = wdfusb.VirtualDevice(speed="high")
+    dev = wdfusb.open(v)
+    pipe = dev.pipe(0x06)
+    for _ in range(30):
+        w = pipe.writer(depth=4, chunk=4096)
+        w.write(bytes(64 << 10))
+        go, errors = threading.Event(), []
+
+        def canceller(w: wdfusb.StreamWriter = w, go: threading.Event = go, errors: list = errors) -> None:
+            go.wait()
+            for _ in range(200):
+                try:
+                    assert 0 <= w.cancel() == w.bytes_written <= 64 << 10
+                except BaseException as exc:  # noqa: BLE001 - any error at all is the failure
+                    errors.append(exc)
+                    return
+
+        t = threading.Thread(target=canceller)
+        t.start()
+        with pytest.raises(KeyError), w:  # an exception leaves the block: the ring is released under I/O
+            go.set()
+            raise KeyError
+        joined(t, 30)
+        assert not errors, errors
+    dev.close()
+    v.close()
+
+
 def test_writes_after_the_virtual_device_closed_say_device_gone() -> None:
     v = wdfusb.VirtualDevice(speed=None)
     dev = wdfusb.open(v)

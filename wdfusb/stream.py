@@ -364,10 +364,13 @@ class StreamWriter:
         """Settle the ring (nothing is left in flight), keep what it said last, free it."""
         self._closed = True
         self._stage, self._fill = None, 0
-        ring, self._ring = self._ring, None
+        ring = self._ring
         if ring is not None:
             ring.cancel(WU_ERR_CANCELLED)
+            # the snapshot before the ring goes: a cancel() or bytes_written on another thread
+            # finds one or the other, never neither
             self._final = ring.snapshot()
+            self._ring = None
 
     # ---- context manager and finalization ------------------------------------------------
 
