@@ -268,7 +268,20 @@ int wu_ring_poll(wu_ring *r)
     return rc;
 }
 
-int wu_ring_run(wu_ring *r, uint8_t *buf, size_t len, unsigned flags, int64_t slice_us, size_t *done)
+/* What the ring says now. Caller holds the ring lock. */
+static void info_locked(const wu_ring *r, wu_ring_info *out)
+{
+    out->depth = r->depth;
+    out->in_flight = r->count;
+    out->peak = r->peak;
+    out->error = r->error;
+    out->bytes_done = r->bytes_done;
+    out->submitted = r->submitted;
+    out->retired = r->retired;
+}
+
+int wu_ring_run(wu_ring *r, uint8_t *buf, size_t len, unsigned flags, int64_t slice_us, size_t *done,
+                wu_ring_info *info)
 {
     int64_t until = deadline_of(slice_us);
     size_t next;
@@ -296,6 +309,7 @@ int wu_ring_run(wu_ring *r, uint8_t *buf, size_t len, unsigned flags, int64_t sl
         rc = wait_oldest(r, until);
         if (rc != WU_OK) break;
     }
+    if (info) info_locked(r, info); /* one lock serves the caller's next look as well */
     wu_mutex_unlock(&r->lock);
     *done = next;
     return rc;
@@ -318,12 +332,6 @@ void wu_ring_info_get(wu_ring *r, wu_ring_info *out)
 {
     if (!r || !out) return;
     wu_mutex_lock(&r->lock);
-    out->depth = r->depth;
-    out->in_flight = r->count;
-    out->peak = r->peak;
-    out->error = r->error;
-    out->bytes_done = r->bytes_done;
-    out->submitted = r->submitted;
-    out->retired = r->retired;
+    info_locked(r, out);
     wu_mutex_unlock(&r->lock);
 }

@@ -192,9 +192,10 @@ uint8_t *wu_ring_stage(wu_ring *r);                  /* the staging buffer to fi
 int wu_ring_submit(wu_ring *r, uint8_t *buf, size_t len, unsigned flags); /* WU_ERR_BUSY when full */
 int wu_ring_wait(wu_ring *r, int64_t slice_us);      /* retire the oldest: WU_OK, WU_PENDING or the error */
 int wu_ring_poll(wu_ring *r);                        /* retire what is back, without waiting */
-int wu_ring_run(wu_ring *r, uint8_t *buf, size_t len, unsigned flags, int64_t slice_us, size_t *done);
-                                                     /* submit buf in chunks, retiring as needed;
-                                                        *done: bytes of buf submitted so far */
+int wu_ring_run(wu_ring *r, uint8_t *buf, size_t len, unsigned flags, int64_t slice_us, size_t *done,
+                wu_ring_info *info);                 /* submit buf in chunks, retiring as needed;
+                                                        *done: bytes of buf submitted so far; *info
+                                                        (if not NULL): the ring as the call left it */
 int wu_ring_cancel(wu_ring *r, int reason);          /* any thread; returns the ring's error */
 void wu_ring_info_get(wu_ring *r, wu_ring_info *out);
 

@@ -461,6 +461,31 @@ def test_stall_mid_stream_then_reset(counts: None) -> None:
         assert v.endpoint(EP).received_bytes == received + 5
 
 
+def test_whole_chunks_of_bytes_see_a_failed_or_closed_writer(counts: None) -> None:
+    """A bytes write of whole chunks goes to C in one call (no view, no separate look at the
+    ring): the ring's error still comes out of that call with the bytes that moved, a ZLP the
+    policy owes is still sent, and a closed writer still refuses."""
+    v, dev, pipe = sink("high")
+    with v, dev:
+        w = pipe.writer(depth=4, chunk=CHUNK, zlp="end")
+        w.write(rand(2 * CHUNK, 30))
+        w.flush()
+        ep = v.endpoint(EP)
+        assert (ep.transfers, ep.zero_length_packets, w.bytes_written) == (3, 1, 2 * CHUNK)
+        ep.stall()
+        with pytest.raises(wdfusb.UsbStallError) as first:
+            w.write(rand(CHUNK, 31))
+            w.flush()
+        assert first.value.bytes_transferred == ep.received_bytes == 2 * CHUNK
+        with pytest.raises(wdfusb.UsbStallError) as again:  # the failed ring refuses the next call too
+            w.write(rand(4 * CHUNK, 32))
+        assert again.value.bytes_transferred == 2 * CHUNK and ep.received_bytes == 2 * CHUNK
+        w.close()
+        with pytest.raises(ValueError, match="closed"):
+            w.write(bytes(CHUNK))
+        assert dev._core.native.live_transfers() == 0
+
+
 def test_error_raised_from_close_when_nobody_saw_it(counts: None) -> None:
     v, dev, pipe = sink("high")
     with v, dev:

@@ -114,6 +114,7 @@ class StreamWriter:
         self._fill = 0  # bytes waiting in it
         self._accepted = 0  # bytes the caller handed over (returned by the write calls)
         self._zlp_owed = False  # "end": the last transfer ended on a packet boundary without a ZLP
+        self._chunk_flags, self._chunk_owes_zlp = _zlp_flags(zlp, maxp, chunk, False)  # every whole chunk's
         self._reported = False  # the ring's error was raised (or is the caller's own cancel)
         self._closed = False
 
@@ -157,9 +158,13 @@ class StreamWriter:
         memoryview, ...) are copied into the ring, so they may be reused at once.
         ``copy=True`` always copies; ``copy=False`` never copies whole chunks.
         """
-        view, copy = _as_view(data, copy)
-        self._check_open()
         try:  # _guard(), spelled out: the call every chunk makes
+            if type(data) is bytes and not copy and not self._fill and not self._closed:
+                n = len(data)
+                if n and not n % self.chunk:  # whole chunks of bytes: one C call, no view
+                    return self._run(data, n)
+            view, copy = _as_view(data, copy)
+            self._check_open()
             return self._write_view(view, copy, data)
         except BaseException as exc:
             self._interrupted(exc)
@@ -262,10 +267,18 @@ class StreamWriter:
 
     def _flags(self, length: int, final: bool) -> int:
         """ZLP flag for a transfer of ``length`` bytes under the policy; notes a ZLP owed."""
-        boundary = length > 0 and length % self._maxp == 0
-        flag = boundary and (self.zlp == "always" or (final and self.zlp == "end"))
-        self._zlp_owed = boundary and not flag and self.zlp == "end"
-        return ZLP if flag else 0
+        flags, self._zlp_owed = _zlp_flags(self.zlp, self._maxp, length, final)
+        return flags
+
+    def _run(self, part: Any, length: int) -> int:
+        """Submit ``length`` bytes (whole chunks) of ``part`` straight from its memory, looped in
+        C (the ring's error, if any, is raised from here); returns the bytes submitted."""
+        rc, done = self._live_ring().run(part, length, self._chunk_flags)
+        self._zlp_owed = self._chunk_owes_zlp
+        self._accepted += done
+        if rc != WU_OK:
+            self._raise()
+        return done
 
     def _submit(self, buf: CData | None, length: int, flags: int) -> None:
         """Submit one transfer, waiting for the oldest while all ``depth`` are in flight."""
@@ -302,12 +315,9 @@ class StreamWriter:
         while pos < n:
             if not self._fill and not copy and n - pos >= chunk:
                 whole = (n - pos) - (n - pos) % chunk
-                part = data if pos == 0 and whole == n and type(data) is bytes else view[pos : pos + whole]
-                rc, done = self._live_ring().run(part, whole, self._flags(chunk, False))  # looped in C
-                self._accepted += done
-                pos += done
-                if rc != WU_OK:
-                    self._raise()
+                pos += self._run(
+                    data if pos == 0 and whole == n and type(data) is bytes else view[pos : pos + whole], whole
+                )
                 continue
             take = min(n - pos, chunk - self._fill)
             self._fill_target(take)[:] = view[pos : pos + take]
@@ -410,6 +420,14 @@ class StreamWriter:
             f"<StreamWriter pipe 0x{self.pipe.address:02X} chunk={self.chunk} zlp={self.zlp!r} "
             f"{state}, {self.bytes_written} bytes written>"
         )
+
+
+def _zlp_flags(policy: ZlpPolicy, maxp: int, length: int, final: bool) -> tuple[int, bool]:
+    """The ZLP flag for a transfer of ``length`` bytes under ``policy``, and whether a ZLP is
+    then owed at the next flush (``"end"``: it ended on a packet boundary without one)."""
+    boundary = length > 0 and length % maxp == 0
+    flag = boundary and (policy == "always" or (final and policy == "end"))
+    return (ZLP if flag else 0), boundary and not flag and policy == "end"
 
 
 def _as_view(data: Any, copy: bool | None) -> tuple[memoryview, bool]:

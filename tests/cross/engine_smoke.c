@@ -217,7 +217,7 @@ static void ring_streams_and_stops_on_a_prefix(const uint8_t *data)
     size_t done = 0;
     int rc = wu_ring_new(d, 0, EP_SINK, WU_EP_BULK, 4, 32 * 1024, 0, &r);
     CHECK(rc == WU_OK && r, "wu_ring_new: %d", rc);
-    while ((rc = wu_ring_run(r, (uint8_t *)data, TOTAL / 4, 0, 5000, &done)) == WU_PENDING) {
+    while ((rc = wu_ring_run(r, (uint8_t *)data, TOTAL / 4, 0, 5000, &done, NULL)) == WU_PENDING) {
     }
     CHECK(rc == WU_OK && done == TOTAL / 4, "ring: rc %d done %zu", rc, done);
     wu_ring_info_get(r, &info);
@@ -239,8 +239,9 @@ static void ring_streams_and_stops_on_a_prefix(const uint8_t *data)
     t = wu_thread_start(cancel_ring_later, &c);
     CHECK(t != NULL, "wu_thread_start");
     done = 0;
-    while ((rc = wu_ring_run(r, (uint8_t *)data, TOTAL, 0, 5000, &done)) == WU_PENDING) {
+    while ((rc = wu_ring_run(r, (uint8_t *)data, TOTAL, 0, 5000, &done, &info)) == WU_PENDING) {
     }
+    CHECK(info.error == rc && info.in_flight == 0, "the run left error %d, %d in flight", info.error, info.in_flight);
     if (t) wu_thread_join(t);
     wu_ring_info_get(r, &info);
     CHECK(rc == WU_ERR_CANCELLED && info.in_flight == 0, "stopped ring: rc %d, %d in flight", rc, info.in_flight);

@@ -104,19 +104,17 @@ class NativeRing:
         from the caller's memory, retiring as needed, all in C. Returns ``(result, bytes
         submitted)``; the last transfers may still carry ``data``, which is kept until then."""
         buf = data if type(data) is bytes else pin(data)  # cffi hands C a bytes' own storage
-        done = self._done
+        done, info, r = self._done, self._info, self._r
         done[0] = 0
-        try:
-            rc = _ring_run(self._r, buf, length, flags, SLICE_US, done)
+        try:  # each call leaves in `info` what retired and what was sent: no second look
+            rc = _ring_run(r, buf, length, flags, SLICE_US, done, info)
             while rc == WU_PENDING:  # a slice ended: Ctrl-C is seen between slices
-                rc = _ring_run(self._r, buf, length, flags, SLICE_US, done)
-        finally:
-            info = self._info  # one look at C's counters serves both: what retired, what was sent
-            _ring_info(self._r, info)
+                rc = _ring_run(r, buf, length, flags, SLICE_US, done, info)
+        finally:  # (interrupted before the first call returned, nothing of `buf` went out)
             retired, carried = info.retired, self._carried
             while carried and carried[0][0] <= retired:
                 carried.popleft()
-            carried.append((info.submitted, (data, buf)))
+            carried.append((info.submitted, data if buf is data else (data, buf)))
         return rc, done[0]
 
     def wait(self) -> int:

@@ -319,7 +319,7 @@ class _BufferType:
     Length: int = 0
     # (Buffer, Length, what they resolved to) when they are bytes and an int: immutable, so the
     # same two objects always resolve the same way; a script re-sends one descriptor per transfer
-    _resolved: tuple[Any, Any, RequestBuffer] | None = None
+    _resolved: tuple[Any, Any, tuple[NTSTATUS, RequestBuffer]] | None = None
 
 
 class _MdlType:
@@ -395,6 +395,7 @@ class RequestBuffer:
     pieces: list[np.ndarray] | None = None
     readonly: bool = False
     keep: Any = None
+    prepared: tuple[Any, Any] | None = None  # the engine's arguments, once known for good (bytes)
 
     def pointer(self) -> Any:
         """The engine's buffer argument: None, the pinned cdata, or a pointer into it."""
@@ -430,16 +431,17 @@ def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
     an invalid WDFMEMORY handle -> bug check; a length larger than what the buffer, the MDL
     chain or the WDFMEMORY (with its offsets) holds -> STATUS_INVALID_DEVICE_REQUEST.
     """
-    rb = RequestBuffer()
     if not isinstance(desc, WDF_MEMORY_DESCRIPTOR):
-        return STATUS_INVALID_PARAMETER, rb
+        return STATUS_INVALID_PARAMETER, RequestBuffer()
     kind = desc.Type
     if kind == WdfMemoryDescriptorTypeBuffer:
         bt = desc.u.BufferType
         buf, given = bt.Buffer, bt.Length
         seen = bt._resolved
         if seen is not None and seen[0] is buf and seen[1] is given:
-            return STATUS_SUCCESS, seen[2]
+            return seen[2]
+    rb = RequestBuffer()
+    if kind == WdfMemoryDescriptorTypeBuffer:
         length = integer(given)
         if length is None or length < 0 or length > ULONG_MAX:
             return STATUS_INVALID_PARAMETER, rb
@@ -453,7 +455,7 @@ def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
             return STATUS_INVALID_DEVICE_REQUEST, rb
         rb.array, rb.length, rb.keep, rb.readonly = target, length, buf, readonly
         if type(buf) is bytes and type(given) is int:  # immutable: the same objects, the same answer
-            bt._resolved = (buf, given, rb)
+            bt._resolved = (buf, given, (STATUS_SUCCESS, rb))
         return STATUS_SUCCESS, rb
     if kind == WdfMemoryDescriptorTypeMdl:
         mdl, length = desc.u.MdlType.Mdl, integer(desc.u.MdlType.BufferLength)

@@ -57,7 +57,7 @@ from ._structs import (
     WdfUsbRequestTypePipeWrite,
     timeout_to_seconds,
 )
-from ._usbpipe import FxUsbPipe
+from ._usbpipe import WDFUSBPIPE, FxUsbPipe
 
 ULONG_MAX = 0xFFFFFFFF
 WU_ERR_TIMEOUT = -7
@@ -129,7 +129,10 @@ def _prepare_buffer(rb: RequestBuffer, read: bool) -> tuple[Any, Any]:
     """Pin the buffer for the engine: (pointer argument, gather/scatter scratch or None)."""
     array = rb.array
     if type(array) is bytes and rb.offset == 0 and 0 < rb.length <= len(array):
-        return array, None  # cffi hands C the bytes' own storage: no pin needed (never read into)
+        # cffi hands C the bytes' own storage: no pin needed (never read into); immutable, so
+        # the answer is kept for the next send of the same (memoized) buffer
+        prepared = rb.prepared = (array, None)
+        return prepared
     if rb.length == 0:
         return None, None
     if rb.pieces is not None:  # a chained MDL: one contiguous scratch buffer
@@ -198,25 +201,28 @@ def format_request(pipe: FxUsbPipe, req: FxRequest, rb: RequestBuffer, read: boo
 def _send_transfer(
     Pipe: Any, Request: Any, RequestOptions: Any, MemoryDescriptor: Any, BytesTransferred: ULONG | None, read: bool
 ) -> NTSTATUS:
-    # The one path of every synchronous pipe transfer, so it is kept lean: NT_SUCCESS is
-    # inlined as ``status & NT_ERROR``, and None options skip their validation (valid, no time-out).
-    pipe = get_object(Pipe, FxUsbPipe)
+    # The one path of every synchronous pipe transfer, so it is kept lean: the checks return
+    # STATUS_SUCCESS (0) or an error, so ``if status`` stands for NT_ERROR, and a bytes buffer's
+    # engine arguments are prepared once (RequestBuffer.prepared).
+    pipe = Pipe.value if type(Pipe) is WDFUSBPIPE else Pipe
+    if type(pipe) is not FxUsbPipe or pipe._deleted:  # get_object()'s common case, inlined
+        pipe = get_object(Pipe, FxUsbPipe)  # (a subclass, or a bug check)
     req = get_object(Request, FxRequest) if Request is not None else None
     if BytesTransferred is not None:
         BytesTransferred.value = 0
     if in_completion_context():  # not at_passive_level() (its C call, without a frame around it)
         return STATUS_INVALID_DEVICE_REQUEST
     status, timeout_us = send_options(RequestOptions)
-    if status & NT_ERROR:
+    if status:
         return status
     if MemoryDescriptor is not None:
         status, rb = resolve_descriptor(MemoryDescriptor)
-        if status & NT_ERROR:
+        if status:
             return status
     else:
         rb = RequestBuffer()
     status = check_transfer(pipe, rb, read)
-    if status & NT_ERROR:
+    if status:
         return status
     if req is not None:  # mark it sent, then format it
         if not req.begin():
@@ -226,7 +232,7 @@ def _send_transfer(
             req.abandon()
             return status
     try:
-        ptr, scratch = _prepare_buffer(rb, read)
+        ptr, scratch = rb.prepared or _prepare_buffer(rb, read)
     except MemoryError:
         if req is not None:
             req.abandon()
