@@ -206,7 +206,8 @@ int wu_libusb_open(uint8_t bus, uint8_t address, wu_device **out)
 
 static void WU_CALLBACK lu_callback(struct libusb_transfer *t);
 
-/* Submit the next piece of x (from x->actual). */
+/* Submit the next piece of x (from x->actual). A control transfer is one piece: its buffer
+   (setup packet, then the data stage) goes to libusb as it is. */
 static int submit_chunk(wu_xfer *x)
 {
     struct libusb_transfer *t = x->impl;
@@ -253,8 +254,8 @@ static void WU_CALLBACK lu_callback(struct libusb_transfer *t)
     int result = map_status(t->status);
     wu_enter_callback();
     wu_mutex_lock(&d->lock);
-    x->actual += (size_t)(t->actual_length > 0 ? t->actual_length : 0);
-    if (result == WU_OK && x->actual < x->len && t->actual_length == t->length) {
+    x->actual += (size_t)(t->actual_length > 0 ? t->actual_length : 0); /* control: the data stage */
+    if (result == WU_OK && x->type != WU_EP_CONTROL && x->actual < x->len && t->actual_length == t->length) {
         if (x->cancel_requested) {
             result = WU_ERR_CANCELLED; /* cancelled between two pieces: the rest never went out */
         } else {

@@ -14,8 +14,9 @@
 
 #include "shim.h"
 
-#define V_MAX_EPS 32
+#define V_MAX_EPS 32       /* endpoints a profile may have, besides EP0 */
 #define V_STEP_NS 1000000 /* move data at least every 1 ms while a transfer runs */
+#define V_STALL (-2)      /* a control request the device refuses: a protocol stall */
 
 typedef struct {
     wu_vep_config cfg;
@@ -33,8 +34,10 @@ typedef struct {
     int speed;
     int unplugged;
     int configuration;
+    int remote_wakeup;   /* DEVICE_REMOTE_WAKEUP set by the host */
     int n_eps;
-    vep eps[V_MAX_EPS];
+    vep eps[V_MAX_EPS + 1]; /* eps[0] is EP0, the control endpoint */
+    uint8_t ep0_buf[WU_CONTROL_MAX]; /* the vendor test requests' buffer (Gadget Zero's 0x5b/0x5c) */
     uint8_t *desc;
     size_t desc_len;
     uint8_t *fifo;       /* loopback ring: LOOPBACK_OUT feeds it, LOOPBACK_IN drains it */
@@ -198,6 +201,139 @@ static int move_in(vdev *v, vep *e, wu_xfer *x, uint64_t due)
     return take < want || x->actual == x->len; /* the ring ran dry: a short packet ends it */
 }
 
+/* ---- EP0: the standard requests, and Gadget Zero's vendor test requests --------------- */
+
+/* The descriptor record (type, index) of the device's table, or NULL. */
+static const uint8_t *find_desc(const vdev *v, uint8_t type, uint8_t index, size_t *len)
+{
+    size_t i = 0;
+    while (i + 4 <= v->desc_len) {
+        size_t n = v->desc[i + 2] | (size_t)v->desc[i + 3] << 8;
+        if (i + 4 + n > v->desc_len) break;
+        if (v->desc[i] == type && v->desc[i + 1] == index) {
+            *len = n;
+            return v->desc + i + 4;
+        }
+        i += 4 + n;
+    }
+    return NULL;
+}
+
+/* bmAttributes of the configuration descriptor (0x80: bus powered, no remote wake-up). */
+static uint8_t config_attributes(const vdev *v)
+{
+    size_t n = 0;
+    const uint8_t *c = find_desc(v, 2, 0, &n);
+    return c && n >= 8 ? c[7] : 0x80;
+}
+
+/* The endpoint a standard request names (wIndex), or NULL; EP0 is eps[0] whichever direction. */
+static vep *request_ep(vdev *v, unsigned index)
+{
+    return (index & 0x7F) == 0 ? &v->eps[0] : find_ep(v, (uint8_t)index);
+}
+
+/* A standard request: the bytes of its IN data stage (0 for none), or V_STALL. */
+static int standard_request(vdev *v, uint8_t type, uint8_t req, unsigned value, unsigned index, uint8_t *data,
+                            unsigned length)
+{
+    int in = type & 0x80, to = type & 0x1F;
+    size_t n = 0;
+    const uint8_t *d;
+    vep *e;
+    switch (req) {
+    case 0x00: /* GET_STATUS */
+        if (!in || value || length < 2) return V_STALL;
+        data[0] = data[1] = 0;
+        if (to == 0) data[0] = (uint8_t)((config_attributes(v) & 0x40 ? 1 : 0) | (v->remote_wakeup ? 2 : 0));
+        else if (to == 1) { if (index != 0) return V_STALL; }
+        else if (to == 2) { if (!(e = request_ep(v, index))) return V_STALL; data[0] = (uint8_t)(e->halted != 0); }
+        else return V_STALL;
+        return 2;
+    case 0x01: /* CLEAR_FEATURE */
+    case 0x03: /* SET_FEATURE */
+        if (in || length) return V_STALL;
+        if (to == 2 && value == 0) { /* ENDPOINT_HALT: the endpoint's real halt state */
+            if (!(e = request_ep(v, index))) return V_STALL;
+            if (e != &v->eps[0]) e->halted = req == 0x03;
+            wu_cond_broadcast(&v->cond);
+            return 0;
+        }
+        if (to == 0 && value == 1 && (config_attributes(v) & 0x20)) { /* DEVICE_REMOTE_WAKEUP */
+            v->remote_wakeup = req == 0x03;
+            return 0;
+        }
+        return V_STALL;
+    case 0x06: /* GET_DESCRIPTOR (a string's LANGID is not checked, as on most devices) */
+        if (!in || (to != 0 && to != 1)) return V_STALL;
+        if (!(d = find_desc(v, (uint8_t)(value >> 8), (uint8_t)value, &n))) return V_STALL;
+        if (n > length) n = length;
+        memcpy(data, d, n);
+        return (int)n;
+    case 0x08: /* GET_CONFIGURATION */
+        if (!in || to || length < 1) return V_STALL;
+        data[0] = (uint8_t)v->configuration;
+        return 1;
+    case 0x09: /* SET_CONFIGURATION */
+        if (in || to || length || value > 1) return V_STALL;
+        v->configuration = (int)value;
+        return 0;
+    case 0x0A: /* GET_INTERFACE */
+        if (!in || to != 1 || index != 0 || length < 1 || !v->configuration) return V_STALL;
+        data[0] = 0;
+        return 1;
+    case 0x0B: /* SET_INTERFACE: alternate setting 0 only; its endpoints start afresh */
+        if (in || to != 1 || index != 0 || value != 0 || length || !v->configuration) return V_STALL;
+        for (int i = 1; i < v->n_eps; i++) v->eps[i].halted = 0;
+        wu_cond_broadcast(&v->cond);
+        return 0;
+    default:
+        return V_STALL;
+    }
+}
+
+/* Gadget Zero's control test requests (f_sourcesink): 0x5b (vendor OUT) fills the device's
+   buffer, 0x5c (vendor IN) returns it; wValue and wIndex must be 0. */
+static int vendor_request(vdev *v, uint8_t type, uint8_t req, unsigned value, unsigned index, uint8_t *data,
+                          unsigned length)
+{
+    if (value || index || length > sizeof v->ep0_buf) return V_STALL;
+    if (req == 0x5b && type == 0x40) {
+        memcpy(v->ep0_buf, data, length);
+        return 0;
+    }
+    if (req == 0x5c && type == 0xC0) {
+        memcpy(data, v->ep0_buf, length);
+        return (int)length;
+    }
+    return V_STALL;
+}
+
+/* Advance a control transfer: SETUP, the data stage and STATUS take their bus time (SETUP and
+   STATUS a (micro)frame each); the device answers when STATUS is due. 1 done, 0 in progress,
+   or V_STALL. */
+static int move_control(vdev *v, vep *e, wu_xfer *x, uint64_t due)
+{
+    const uint8_t *s = x->buf;
+    unsigned value = s[2] | (unsigned)s[3] << 8, index = s[4] | (unsigned)s[5] << 8;
+    unsigned length = s[6] | (unsigned)s[7] << 8;
+    int n;
+    (void)e;
+    if (due < x->total_pkts) {
+        x->pkts = due;
+        return 0;
+    }
+    x->pkts = x->total_pkts;
+    switch (s[0] & 0x60) {
+    case 0x00: n = standard_request(v, s[0], s[1], value, index, x->buf + WU_SETUP_SIZE, length); break;
+    case 0x40: n = vendor_request(v, s[0], s[1], value, index, x->buf + WU_SETUP_SIZE, length); break;
+    default: n = V_STALL; /* no class requests on this device */
+    }
+    if (n < 0) return V_STALL;
+    x->actual = s[0] & 0x80 ? (size_t)n : length; /* OUT: the host sent the whole data stage */
+    return 1;
+}
+
 /* Time out transfers queued behind the head; returns the earliest deadline left. */
 static int64_t expire_queued(vdev *v, vep *e, int64_t now)
 {
@@ -230,7 +366,11 @@ static int64_t head_advance(vdev *v, vep *e, int64_t now)
         int r, timed_out;
         if (!x) return WU_NS_FOREVER;
         if (v->unplugged) { complete(v, e, x, WU_ERR_NO_DEVICE); continue; }
-        if (e->halted) { complete(v, e, x, WU_ERR_PIPE); continue; }
+        if (e->halted) {
+            complete(v, e, x, WU_ERR_PIPE);
+            if (e->cfg.type == WU_EP_CONTROL) e->halted = 0; /* a protocol stall: the next SETUP clears it */
+            continue;
+        }
         timed_out = x->deadline_ns <= now;
         if (timed_out) limit = x->deadline_ns;
         if (e->nak_until > limit) {               /* the device NAKs: nothing moves */
@@ -246,10 +386,11 @@ static int64_t head_advance(vdev *v, vep *e, int64_t now)
         }
         start = x->start_ns;
         due = e->frame_ns ? x->pkt_base + (uint64_t)((limit - start) * e->per_frame / e->frame_ns) : UINT64_MAX;
-        r = e->cfg.address & 0x80 ? move_in(v, e, x, due) : move_out(v, e, x, due);
-        if (r == 1) {
+        if (e->cfg.type == WU_EP_CONTROL) r = move_control(v, e, x, due);
+        else r = e->cfg.address & 0x80 ? move_in(v, e, x, due) : move_out(v, e, x, due);
+        if (r == 1 || r == V_STALL) {
             e->bus_ns = start + pkt_time(e, x->pkts - x->pkt_base);
-            complete(v, e, x, WU_OK);
+            complete(v, e, x, r == 1 ? WU_OK : WU_ERR_PIPE);
             continue;
         }
         if (timed_out) { complete(v, e, x, WU_ERR_TIMEOUT); continue; }
@@ -285,7 +426,9 @@ static int v_submit(wu_xfer *x)
     if (e->cfg.type != x->type) return WU_ERR_INVALID_PARAM;
     maxp = e->cfg.max_packet;
     x->total_pkts = 0;
-    if (!(x->ep & 0x80)) {
+    if (x->type == WU_EP_CONTROL) /* SETUP and STATUS: a frame's worth each; the data stage's packets */
+        x->total_pkts = 2 * (uint64_t)e->per_frame + div_up(x->len - WU_SETUP_SIZE, maxp);
+    else if (!(x->ep & 0x80)) {
         x->total_pkts = x->len ? div_up(x->len, maxp) : 1;
         if ((x->flags & WU_XFER_ZLP) && x->len && x->len % maxp == 0) x->total_pkts++;
     }
@@ -338,20 +481,14 @@ static int v_speed(wu_device *d) { return V(d)->speed; }
 static int v_get_descriptor(wu_device *d, uint8_t type, uint8_t index, uint16_t langid, uint8_t *buf, int len)
 {
     vdev *v = V(d);
-    size_t i = 0;
+    size_t n = 0;
+    const uint8_t *p;
     (void)langid;
     if (v->unplugged) return WU_ERR_NO_DEVICE;
-    while (i + 4 <= v->desc_len) {
-        size_t n = v->desc[i + 2] | (size_t)v->desc[i + 3] << 8;
-        if (i + 4 + n > v->desc_len) break;
-        if (v->desc[i] == type && v->desc[i + 1] == index) {
-            size_t m = (size_t)len < n ? (size_t)len : n;
-            memcpy(buf, v->desc + i + 4, m);
-            return (int)m;
-        }
-        i += 4 + n;
-    }
-    return WU_ERR_PIPE; /* a real device stalls a request for a descriptor it lacks */
+    if (!(p = find_desc(v, type, index, &n))) return WU_ERR_PIPE; /* a real device stalls it */
+    if (n > (size_t)len) n = (size_t)len;
+    memcpy(buf, p, n);
+    return (int)n;
 }
 
 static int v_get_configuration(wu_device *d, int *config)
@@ -459,6 +596,16 @@ const wu_backend wu_virtual_backend = {
 
 /* ---- creation, faults and statistics --------------------------------------------------- */
 
+/* bMaxPacketSize0 of the device descriptor (an exponent from USB 3.0 on), 64 without one. */
+static uint16_t ep0_max_packet(const vdev *v)
+{
+    size_t n = 0;
+    const uint8_t *d = find_desc(v, 1, 0, &n);
+    if (!d || n < 8 || !d[7]) return 64;
+    if (n >= 4 && (d[2] | d[3] << 8) >= 0x0300) return (uint16_t)(1u << (d[7] > 9 ? 9 : d[7]));
+    return d[7];
+}
+
 int wu_virtual_create(const wu_vdev_config *c, wu_device **out)
 {
     vdev *v;
@@ -467,17 +614,18 @@ int wu_virtual_create(const wu_vdev_config *c, wu_device **out)
     if (c->speed < WU_SPEED_NONE || c->speed > WU_SPEED_SUPER_PLUS) return WU_ERR_INVALID_PARAM;
     for (int i = 0; i < c->n_endpoints; i++) {
         const wu_vep_config *ep = &c->endpoints[i];
-        if (ep->type == WU_EP_CONTROL || ep->max_packet == 0 || ep->max_packet > 1024) return WU_ERR_INVALID_PARAM;
+        if (ep->type == WU_EP_CONTROL || (ep->address & 0x7F) == 0 || ep->max_packet == 0 || ep->max_packet > 1024)
+            return WU_ERR_INVALID_PARAM; /* EP0 is the device's own */
         for (int j = 0; j < i; j++)
             if (c->endpoints[j].address == ep->address) return WU_ERR_INVALID_PARAM;
     }
     v = calloc(1, sizeof *v);
     if (!v) return WU_ERR_NO_MEM;
     v->speed = c->speed;
-    v->n_eps = c->n_endpoints;
+    v->n_eps = c->n_endpoints + 1;
     v->switch_pending = 1;
     for (int i = 0; i < v->n_eps; i++) {
-        v->eps[i].cfg = c->endpoints[i];
+        if (i) v->eps[i].cfg = c->endpoints[i - 1];
         set_pacing(&v->eps[i], c->speed);
     }
     v->cap = c->loopback_capacity;
@@ -491,6 +639,9 @@ int wu_virtual_create(const wu_vdev_config *c, wu_device **out)
         return WU_ERR_NO_MEM;
     }
     if (v->desc_len) memcpy(v->desc, c->descriptors, v->desc_len);
+    v->eps[0].cfg.type = WU_EP_CONTROL; /* EP0: bMaxPacketSize0 of the device descriptor */
+    v->eps[0].cfg.max_packet = ep0_max_packet(v);
+    set_pacing(&v->eps[0], c->speed);
     wu_cond_init(&v->cond);
     *out = wu_device_alloc(&wu_virtual_backend, v, 1);
     if (!*out) {

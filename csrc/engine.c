@@ -367,6 +367,18 @@ void wu_xfer_finish(wu_xfer *x, int result)
     if (x->tag) cq_push(x);
 }
 
+/* A control transfer's buffer is its setup packet followed by the data stage, as libusb lays
+   it out: exactly 8 + wLength bytes, on endpoint 0, the data stage at most WU_CONTROL_MAX
+   (Linux usbfs refuses more; every backend refuses it the same way), no ZLP flag. */
+static int check_control(uint8_t ep, const uint8_t *buf, size_t len, unsigned flags)
+{
+    size_t w_length;
+    if ((ep & 0x7F) != 0 || flags || !buf || len < WU_SETUP_SIZE) return WU_ERR_INVALID_PARAM;
+    w_length = (size_t)buf[6] | (size_t)buf[7] << 8;
+    if (w_length > WU_CONTROL_MAX || len != WU_SETUP_SIZE + w_length) return WU_ERR_INVALID_PARAM;
+    return WU_OK;
+}
+
 int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
                    int64_t timeout_us, uint64_t tag)
 {
@@ -374,7 +386,11 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
     int rc;
     if (!x) return WU_ERR_INVALID_PARAM;
     if (!tag && wu_in_callback()) return WU_ERR_WRONG_CONTEXT; /* a synchronous send would deadlock */
-    if (type != WU_EP_BULK && type != WU_EP_INTERRUPT) return WU_ERR_NOT_SUPPORTED;
+    if (type == WU_EP_CONTROL) {
+        if ((rc = check_control(ep, buf, len, flags)) != WU_OK) return rc;
+    } else if (type != WU_EP_BULK && type != WU_EP_INTERRUPT) {
+        return WU_ERR_NOT_SUPPORTED;
+    }
     if (!buf && len) return WU_ERR_INVALID_PARAM;
     if (flags & ~(unsigned)WU_XFER_ZLP) return WU_ERR_INVALID_PARAM;
     d = x->dev;
@@ -390,7 +406,7 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
         wu_mutex_unlock(&d->lock);
         return rc;
     }
-    x->ep = ep;
+    x->ep = type == WU_EP_CONTROL ? 0 : ep; /* EP0 either way: the setup packet says the direction */
     x->type = type;
     x->buf = buf;
     x->len = len;

@@ -40,6 +40,10 @@ enum wu_ep_type { WU_EP_CONTROL = 0, WU_EP_ISOCHRONOUS = 1, WU_EP_BULK = 2, WU_E
 enum wu_speed { WU_SPEED_NONE = 0, WU_SPEED_LOW = 1, WU_SPEED_FULL = 2, WU_SPEED_HIGH = 3,
                 WU_SPEED_SUPER = 4, WU_SPEED_SUPER_PLUS = 5 };
 
+/* control transfers: the buffer is the 8-byte setup packet, then the data stage (as libusb
+   lays it out); the transfer's actual length counts the data stage only */
+enum wu_control { WU_SETUP_SIZE = 8, WU_CONTROL_MAX = 4096 };
+
 /* transfer flags */
 enum wu_xfer_flag { WU_XFER_ZLP = 1 };   /* OUT: end a max-packet multiple with a ZLP */
 

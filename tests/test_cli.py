@@ -262,6 +262,33 @@ def test_write_ctrl_c_exits_130_with_nothing_in_flight(vdev: VirtualDevice) -> N
     assert vdev.endpoint(0x06).received_bytes == 65536
 
 
+def test_control_reads_and_writes_ep0(vdev: VirtualDevice) -> None:
+    t = {"dev": vdev}
+    r = invoke(["control", "dev", "0x40", "0x5b", "--data", "de ad be ef"], t)
+    assert r.exit_code == 0 and r.output.strip() == "sent 4 bytes"
+    r = invoke(["control", "dev", "0xC0", "0x5c", "--length", "4"], t)
+    assert r.exit_code == 0 and r.output.strip() == "de ad be ef"
+    r = invoke(["control", "dev", "0x80", "6", "--value", "0x0100", "--length", "18"], t)
+    assert bytes.fromhex(r.output)[8:12] == bytes([0x09, 0x12, 0x01, 0x00])  # VID 1209, PID 0001
+    assert vdev.endpoint(0).transfers == 3
+
+
+@pytest.mark.parametrize(
+    "args,code,text",
+    [
+        (["0xC0", "0x77", "--length", "2"], ExitCode.STALL, "stalled"),
+        (["0xC0", "0x5c", "--data", "01"], ExitCode.USAGE, "--length, not --data"),
+        (["0x40", "0x5b", "--length", "2"], ExitCode.USAGE, "--data, not --length"),
+        (["0x40", "0x5b", "--data", "zz"], ExitCode.USAGE, "not hex"),
+        (["0xC0", "0x5c", "--length", "4097"], ExitCode.USAGE, "length"),
+        (["0x1C0", "0x5c"], ExitCode.USAGE, "request_type"),
+    ],
+)
+def test_control_errors(vdev: VirtualDevice, args: list[str], code: int, text: str) -> None:
+    r = invoke(["control", "dev", *args], {"dev": vdev})
+    assert r.exit_code == code and text in r.output
+
+
 @pytest.mark.parametrize(("code", "exit_code"), [(-3, ExitCode.ACCESS_DENIED), (-6, ExitCode.BUSY)])
 def test_open_failures(code: int, exit_code: int) -> None:
     r = invoke(["write", "dev", "0x01"], {"dev": FakeSource(code, 0x0525, 0xA4A0)}, input=b"x")

@@ -10,13 +10,26 @@ validators over ``CorePipe.transfer``: one engine, one place per concept.
 from __future__ import annotations
 
 import itertools
+import struct
 import threading
 from typing import Any, Protocol
 
 from ._descriptors import DT_CONFIG, DT_DEVICE, ConfigInfo, EndpointInfo, parse_config
-from ._engine import WU_ERR_NO_DEVICE, WU_ERR_NOT_FOUND, EngineError, NativeDevice, NativeRing, Transfer
+from ._engine import (
+    EP_CONTROL,
+    WU_ERR_INVALID_PARAM,
+    WU_ERR_NO_DEVICE,
+    WU_ERR_NOT_FOUND,
+    EngineError,
+    NativeDevice,
+    NativeRing,
+    Transfer,
+    pin,
+)
 
 MAX_TRANSFER_SIZE = 0xFFFFFFFF  # the engine moves any ULONG length in one request
+SETUP_SIZE = 8  # a control transfer's buffer: the setup packet, then the data stage
+CONTROL_MAX = 4096  # the longest data stage (Linux usbfs refuses more; every backend refuses it)
 _owners = itertools.count(1)  # each open CoreDevice owns its transfers in C by this number
 
 
@@ -76,6 +89,33 @@ class CorePipe:
                     return exc.code, 0
         return xfer.run(self.address, self.type, buf, length, flags, timeout_us)
 
+    def control(
+        self,
+        request_type: int,
+        request: int,
+        value: int,
+        index: int,
+        data: Any,
+        length: int,
+        timeout_us: int = 0,
+        xfer: Transfer | None = None,
+    ) -> tuple[int, int, bytearray]:
+        """One control transfer on this (default control) pipe: the setup packet is built from the
+        fields, then ``length`` bytes of data stage (``data`` for host-to-device, else read).
+
+        Returns ``(code, actual, buffer)``: the data stage's byte count, and the transfer's buffer
+        (the data stage from offset 8). The fields are the caller's to check; a data stage over
+        ``CONTROL_MAX`` is refused (WU_ERR_INVALID_PARAM) before it reaches the bus.
+        """
+        if not 0 <= length <= CONTROL_MAX:
+            return WU_ERR_INVALID_PARAM, 0, bytearray()
+        buf = bytearray(SETUP_SIZE + length)
+        struct.pack_into("<BBHHH", buf, 0, request_type, request, value, index, length)
+        if length and not request_type & 0x80:
+            buf[SETUP_SIZE:] = data
+        code, actual = self.transfer(pin(buf, True), len(buf), timeout_us, 0, xfer)
+        return code, actual, buf
+
     def _check(self, rc: int) -> int:
         return WU_ERR_NO_DEVICE if self.device.closed else rc
 
@@ -106,6 +146,10 @@ class CoreDevice:
         self.open_status = rc if rc != 0 else (rc3 if rc3 != 0 else 0)
         self.config: ConfigInfo = parse_config(blob)
         self.speed = native.speed()
+        ep0 = self.device_descriptor[7] if len(self.device_descriptor) >= 8 else 64
+        if len(self.device_descriptor) >= 8 and self.device_descriptor[3] >= 3:
+            ep0 = 1 << min(ep0, 9)  # USB 3: bMaxPacketSize0 is an exponent
+        self.control_pipe = CorePipe(self, -1, 0, EndpointInfo(0x00, EP_CONTROL, ep0, 0))  # EP0, always there
 
     @classmethod
     def open(cls, source: Source) -> tuple[int, CoreDevice | None]:
@@ -170,7 +214,7 @@ class CoreDevice:
                 return
             self.closed = True
         self.native.cancel(-1, self.owner, retire=True)  # C: every transfer and ring of ours
-        for pipe in self.all_pipes():
+        for pipe in [self.control_pipe, *self.all_pipes()]:
             pipe._local = _Internal()  # every thread's transfer goes (a running call keeps its own)
         for number in list(self._pipes):
             self.native.release_interface(number)

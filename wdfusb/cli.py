@@ -1,4 +1,4 @@
-"""The ``wdfusb`` command line (also ``python -m wdfusb``): list, info, write, bench.
+"""The ``wdfusb`` command line (also ``python -m wdfusb``): list, info, write, control, bench.
 
 DEVICE is ``VID:PID[:SERIAL]`` (hex), ``BUS/ADDR`` or ``virtual[:full|high|super|none]``
 (the built-in virtual device). ENDPOINT is an endpoint address such as ``0x06``.
@@ -521,6 +521,57 @@ def _write_stream(pipe: Pipe, f: BinaryIO, chunk: int, depth: int, timeout: floa
     written = w.bytes_written
     completed(written)
     return written
+
+
+# ---- control ------------------------------------------------------------------------------------
+
+
+def parse_byte_field(text: str) -> int:
+    """``0xC0``, ``192`` -> an integer (the setup packet checks its range)."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number (use e.g. 0xC0)") from None
+
+
+def parse_hex(text: str) -> bytes:
+    """``"01 02 ff"``, ``"0102ff"``, ``"01:02:ff"`` -> bytes."""
+    try:
+        return bytes.fromhex(text.replace(":", " ").replace(",", " "))
+    except ValueError:
+        raise ValueError(f"{text!r} is not hex bytes (use e.g. '01 02 ff')") from None
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("device")
+@click.argument("request_type", callback=_parsed(parse_byte_field))
+@click.argument("request", callback=_parsed(parse_byte_field))
+@click.option("--value", default="0", callback=_parsed(parse_byte_field), show_default=True, help="wValue")
+@click.option("--index", default="0", callback=_parsed(parse_byte_field), show_default=True, help="wIndex")
+@click.option("--length", default="0", callback=_parsed(parse_byte_field), show_default=True,
+              help="bytes to read (device-to-host requests)")  # fmt: skip
+@click.option("--data", default="", callback=_parsed(parse_hex), help="hex bytes to send (host-to-device requests)")
+@click.option("--timeout", default="5", callback=_parsed(parse_timeout), show_default=True,
+              help="seconds the request may take ('inf': wait for ever)")  # fmt: skip
+@click.pass_context
+@guarded
+def control(ctx: click.Context, device: str, request_type: int, request: int, value: int, index: int, length: int,
+            data: bytes, timeout: float | None) -> None:  # fmt: skip
+    """Send one control request on EP0: REQUEST_TYPE bit 7 set reads --length bytes and prints
+    them in hex; clear, it sends --data. E.g. ``wdfusb control virtual 0xC0 0x5c --length 8``."""
+    reading = bool(request_type & 0x80)
+    if reading and data:
+        raise click.BadParameter("a device-to-host request (bit 7 set) takes --length, not --data", param_hint="--data")
+    if not reading and length:
+        raise click.BadParameter(
+            "a host-to-device request (bit 7 clear) takes --data, not --length", param_hint="--length"
+        )
+    with open_device(resolve(ctx, device)) as dev:
+        if reading:
+            click.echo(dev.control_read(request_type, request, value, index, length, timeout).hex(" "))
+        else:
+            sent = dev.control_write(request_type, request, value, index, data, timeout)
+            click.echo(f"sent {sent} bytes")
 
 
 # ---- bench ---------------------------------------------------------------------------------------

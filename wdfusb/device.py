@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 from . import _engine
-from ._core import CoreDevice, CorePipe
+from ._core import CONTROL_MAX, SETUP_SIZE, CoreDevice, CorePipe
 from ._descriptors import DT_STRING, TYPE_NAMES, DeviceDescriptor
 from ._engine import ZLP as _ZLP
 from ._engine import DevInfo, NativeDevice
@@ -99,9 +99,18 @@ def find_device(
     serial: str | None = None,
     bus: int | None = None,
     address: int | None = None,
-) -> UsbDeviceInfo:
-    """The first device matching every criterion given; :class:`DeviceNotFoundError` lists what is attached."""
-    devices = list_devices()
+) -> UsbDeviceInfo | VirtualDevice:
+    """The first device matching every criterion given; :class:`DeviceNotFoundError` lists what is attached.
+
+    Real devices come first; then, when no bus or address is asked for, the open
+    :class:`~wdfusb.VirtualDevice` objects of this process (matched by VID, PID and serial
+    string, like real ones) and the default virtual device (``wdfusb list``'s ``virtual``:
+    1209:0001, serial ``wdfusb-virtual``), which is then made."""
+    listing_failed: UsbError | None = None
+    try:
+        devices = list_devices()
+    except UsbError as exc:  # no libusb (or no USB): a virtual device can still match
+        listing_failed, devices = exc, []
     for d in devices:
         if vid is not None and d.vid != vid:
             continue
@@ -114,6 +123,11 @@ def find_device(
         if serial is not None and d.serial != serial:
             continue
         return d
+    virtual = VirtualDevice.find(vid, pid, serial) if bus is None and address is None else None
+    if virtual is not None:
+        return virtual
+    if listing_failed is not None:
+        raise listing_failed
     want = ", ".join(
         f"{k}={v:#06x}" if isinstance(v, int) and k in ("vid", "pid") else f"{k}={v!r}"
         for k, v in (("vid", vid), ("pid", pid), ("serial", serial), ("bus", bus), ("address", address))
@@ -241,6 +255,31 @@ class Pipe:
 
 
 _pin = _engine.pin
+REQ_GET_DESCRIPTOR = 0x06
+
+
+def _setup_fields(
+    request_type: int, request: int, value: int, index: int, length: int, device_to_host: bool
+) -> tuple[int, int, int, int]:
+    """The setup packet's fields checked (ValueError names the one out of range)."""
+    fields = (
+        ("request_type", request_type, 0xFF),
+        ("request", request, 0xFF),
+        ("value", value, 0xFFFF),
+        ("index", index, 0xFFFF),
+        ("length", length, CONTROL_MAX),
+    )
+    for name, v, top in fields:
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= top:
+            raise ValueError(f"{name} must be an int in 0..{top:#x}, not {v!r}")
+    if bool(request_type & 0x80) != device_to_host:
+        way, use = ("device-to-host", "control_read") if request_type & 0x80 else ("host-to-device", "control_write")
+        raise ValueError(f"request_type {request_type:#04x} is {way}: use {use}")
+    return request_type, request, value, index
+
+
+def _control_context(request_type: int, request: int) -> str:
+    return f"control request {request_type:#04x}/{request:#04x}"
 
 
 def _as_buffer(obj: Any, writable: bool) -> Any:
@@ -260,6 +299,97 @@ class Device:
         self.descriptor = desc
         self.speed = SPEED_LABELS.get(core.speed, "unknown") if core.speed else "unpaced"
         self.pipes = [Pipe(self, p) for p in core.all_pipes()]
+        self._langid: int | None = None  # the first language (string descriptor 0), once read
+
+    # ---- control transfers and strings (EP0) ---------------------------------------------
+
+    def control_read(
+        self,
+        request_type: int,
+        request: int,
+        value: int = 0,
+        index: int = 0,
+        length: int = 0,
+        timeout: float | None = None,
+    ) -> bytes:
+        """A device-to-host control transfer (``request_type`` has bit 7 set, e.g. ``0xC0`` for a
+        vendor request to the device): returns the data stage, up to ``length`` (at most 4096)
+        bytes. A stall raises :class:`~wdfusb.UsbStallError` (EP0 takes the next request); a
+        failure after some bytes arrived carries them in ``.data``. Mirrors
+        ``WdfUsbTargetDeviceSendControlTransferSynchronously``."""
+        setup = _setup_fields(request_type, request, value, index, length, device_to_host=True)
+        rc, actual, buf = self._core.control_pipe.control(*setup, None, length, timeout_us(timeout))
+        data = bytes(buf[SETUP_SIZE : SETUP_SIZE + actual])
+        if rc != 0:
+            raise error_for(rc, actual, _control_context(request_type, request), data)
+        return data
+
+    def control_write(
+        self,
+        request_type: int,
+        request: int,
+        value: int = 0,
+        index: int = 0,
+        data: Any = b"",
+        timeout: float | None = None,
+    ) -> int:
+        """A host-to-device control transfer (``request_type`` has bit 7 clear, e.g. ``0x40``) with
+        ``data`` (any buffer, at most 4096 bytes) as its data stage; returns the bytes sent."""
+        view = _engine.byte_view(data, flat=True)
+        setup = _setup_fields(request_type, request, value, index, len(view), device_to_host=False)
+        rc, actual, _ = self._core.control_pipe.control(*setup, view, len(view), timeout_us(timeout))
+        if rc != 0:
+            raise error_for(rc, actual, _control_context(request_type, request))
+        return actual
+
+    @property
+    def langids(self) -> list[int]:
+        """The languages of the device's strings (string descriptor 0), e.g. ``[0x0409]``."""
+        blob = self.control_read(0x80, REQ_GET_DESCRIPTOR, DT_STRING << 8, 0, 255)
+        return [int.from_bytes(blob[i : i + 2], "little") for i in range(2, min(len(blob), blob[0] if blob else 0), 2)]
+
+    def get_string(self, index: int, langid: int | None = None) -> str:
+        """String descriptor ``index`` (1-255) in ``langid`` (``None``: the device's first
+        language). An index the device does not have raises the device's error (a stall on
+        most devices)."""
+        if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 255:
+            raise ValueError(f"string index must be 1..255 (0 is the language table: see langids), not {index!r}")
+        if langid is None:
+            if self._langid is None:
+                langs = self.langids
+                if not langs:
+                    raise ValueError("the device has no string languages (string descriptor 0 is empty)")
+                self._langid = langs[0]
+            langid = self._langid
+        blob = self.control_read(0x80, REQ_GET_DESCRIPTOR, DT_STRING << 8 | index, langid, 255)
+        if len(blob) < 2 or blob[1] != DT_STRING:
+            raise UsbError(f"string descriptor {index}: the device answered with no string descriptor", 0xC0000001)
+        return blob[2 : blob[0]].decode("utf-16-le", errors="replace")
+
+    def _descriptor_string(self, index: int) -> str | None:
+        if not index:
+            return None
+        try:
+            return self.get_string(index)
+        except (UsbError, ValueError):
+            return None
+
+    @property
+    def manufacturer(self) -> str | None:
+        """iManufacturer's string (None when the device has none or it cannot be read)."""
+        return self._descriptor_string(self.descriptor.i_manufacturer)
+
+    @property
+    def product(self) -> str | None:
+        """iProduct's string (None when the device has none or it cannot be read)."""
+        return self._descriptor_string(self.descriptor.i_product)
+
+    @property
+    def serial_number(self) -> str | None:
+        """iSerialNumber's string (None when the device has none or it cannot be read)."""
+        return self._descriptor_string(self.descriptor.i_serial)
+
+    # ---- pipes -----------------------------------------------------------------------------
 
     def pipe(self, address: int) -> Pipe:
         """The pipe of endpoint ``address`` (e.g. ``0x06``)."""

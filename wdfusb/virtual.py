@@ -13,6 +13,13 @@ endpoint  type             max packet  role
 0x03      isochronous OUT  1024        exists so type checks can be exercised
 ========  ===============  ==========  =====================================
 
+EP0 answers the standard requests (GET_DESCRIPTOR for the device, configuration and
+string descriptors, GET_STATUS, SET/CLEAR_FEATURE(ENDPOINT_HALT) on the endpoints' real
+halt state, GET/SET_CONFIGURATION, GET/SET_INTERFACE) and Gadget Zero's control test
+requests (vendor OUT 0x5b stores up to 4096 bytes, vendor IN 0x5c returns them; wValue and
+wIndex 0), and stalls anything else. A control transfer takes a (micro)frame for SETUP, the
+data packets' time, and a (micro)frame for STATUS.
+
 Bulk packets are 64 B at full speed and 1024 B at super speed. ``speed`` paces
 transfers like the bus (full: 19 x 64 B per 1 ms frame; high: 13 x 512 B per
 125 us micro-frame = 53.248 MB/s; super: 60 x 1024 B per 125 us = 491.52 MB/s);
@@ -21,7 +28,9 @@ transfers like the bus (full: 19 x 64 B per 1 ms frame; high: 13 x 512 B per
 
 from __future__ import annotations
 
+import itertools
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +38,8 @@ from . import _descriptors as desc
 from ._engine import SPEED_NAMES, SPEEDS, NativeDevice
 
 ROLES = {"sink": 0, "loopback_out": 1, "loopback_in": 2, "switch": 3}
+_LIVE: weakref.WeakValueDictionary[int, VirtualDevice] = weakref.WeakValueDictionary()  # open ones, in order
+_ORDER = itertools.count()
 DEFAULT_VID, DEFAULT_PID = 0x1209, 0x0001  # pid.codes test VID:PID
 BULK_PACKET = {None: 512, "low": 8, "full": 64, "high": 512, "super": 1024, "super_plus": 1024}
 
@@ -165,6 +176,9 @@ class VirtualDevice:
         ]
         self._native = NativeDevice.create_virtual(SPEEDS[speed or "none"], eps, loopback_capacity, table)
         self._endpoints = {s.address: VirtualEndpoint(self, s) for s in self.specs}
+        self._ep0 = VirtualEndpoint(self, EndpointSpec(0x00, "control", 512 if bcd >= 0x0300 else 64, role="control"))
+        self._key = next(_ORDER)
+        _LIVE[self._key] = self  # wdfusb.open(vid=, pid=, serial=) finds it, as it finds a real device
 
     def _open_native(self) -> tuple[int, NativeDevice | None, bool]:
         """The engine device (shared by every open of this virtual device; not owned by them)."""
@@ -180,7 +194,11 @@ class VirtualDevice:
             raise error_for(rc, context="virtual device")
 
     def endpoint(self, address: int) -> VirtualEndpoint:
-        """Counters and faults of one endpoint."""
+        """Counters and faults of one endpoint. ``endpoint(0)`` is EP0, the control endpoint:
+        ``stall()`` stalls the next control request (a protocol stall: the SETUP after it
+        clears it), ``nak(seconds)`` holds every request's data and status stages."""
+        if address == 0:
+            return self._ep0
         try:
             return self._endpoints[address]
         except KeyError:
@@ -188,6 +206,7 @@ class VirtualDevice:
 
     @property
     def endpoints(self) -> list[VirtualEndpoint]:
+        """The profile's endpoints (EP0 aside: see :meth:`endpoint`)."""
         return list(self._endpoints.values())
 
     def unplug(self) -> None:
@@ -200,7 +219,12 @@ class VirtualDevice:
 
     def close(self) -> None:
         """Release the native device (cancels and drains anything in flight)."""
+        _LIVE.pop(self._key, None)
         self._native.close()
+
+    def matches(self, vid: int | None = None, pid: int | None = None, serial: str | None = None) -> bool:
+        """Whether the device's identity fits every criterion given (as :func:`wdfusb.find_device` asks)."""
+        return (vid is None or vid == self.vid) and (pid is None or pid == self.pid) and (serial in (None, self.serial))
 
     def __enter__(self) -> VirtualDevice:
         return self
@@ -210,6 +234,21 @@ class VirtualDevice:
 
     def __repr__(self) -> str:
         return f"<VirtualDevice {self.vid:04x}:{self.pid:04x} speed={self.speed!r}>"
+
+    @classmethod
+    def find(cls, vid: int | None = None, pid: int | None = None, serial: str | None = None) -> VirtualDevice | None:
+        """The first open virtual device whose identity matches, else a new default one if that
+        matches (the device ``wdfusb list`` shows as ``virtual``), else None."""
+        for v in list(_LIVE.values()):
+            if v.matches(vid, pid, serial):
+                return v
+        if (vid, pid, serial) == (None, None, None):
+            return None  # "any device" means a real one: nothing is made up
+        made = cls()
+        if made.matches(vid, pid, serial):
+            return made
+        made.close()
+        return None
 
     @property
     def speed_name(self) -> str:

@@ -212,6 +212,7 @@ struct libusb_device {
     struct fep eps[MAX_EPS];
     uint8_t *loop;         /* loopback FIFO */
     size_t loop_head, loop_count;
+    uint8_t ep0_buf[4096]; /* Gadget Zero's control test buffer (0x5b fills it, 0x5c returns it) */
 };
 
 struct libusb_device_handle {
@@ -364,7 +365,7 @@ static struct fep *ep_of(int key, struct libusb_device **dout)
     struct fep *e;
     if (di >= MAX_DEVS) return NULL;
     e = &devs[di].eps[epi_of((uint8_t)key)];
-    if (!e->present || e->addr != (uint8_t)key) return NULL;
+    if ((uint8_t)key != 0 && (!e->present || e->addr != (uint8_t)key)) return NULL; /* EP0: always there */
     if (dout) *dout = &devs[di];
     return e;
 }
@@ -956,6 +957,86 @@ API void libusb_free_transfer(struct libusb_transfer *t)
     free(x);
 }
 
+/* What the device answers on EP0 (called with m held): the bytes of the data stage (IN: what
+   it returns, at most len; OUT: len), or LIBUSB_ERROR_PIPE (a stall). The standard requests
+   the engine uses, and Gadget Zero's 0x5b/0x5c test requests. */
+static int control_answer(struct libusb_device *d, uint8_t type, uint8_t req, uint16_t value, uint16_t index,
+                          uint8_t *data, uint16_t len)
+{
+    uint8_t b[512];
+    int n;
+    if (type == 0x40 && req == 0x5b && !value && !index) {
+        if (len && data) memcpy(d->ep0_buf, data, len);
+        return len;
+    }
+    if (type == 0xC0 && req == 0x5c && !value && !index) {
+        if (len && data) memcpy(data, d->ep0_buf, len);
+        return len;
+    }
+    if (type == 0x80 && req == 6) { /* GET_DESCRIPTOR */
+        switch (value >> 8) {
+        case 1: n = device_descriptor(d, b); break;
+        case 2: n = (value & 0xFF) == 0 ? config_descriptor(d, b) : LIBUSB_ERROR_PIPE; break;
+        case 3: n = string_descriptor(d, value & 0xFF, b); break;
+        default: n = LIBUSB_ERROR_PIPE;
+        }
+    } else if (type == 0x80 && req == 0) { /* GET_STATUS (device): bus powered */
+        b[0] = 0, b[1] = 0;
+        n = 2;
+    } else if (type == 0x82 && req == 0) { /* GET_STATUS (endpoint): the halt bit */
+        struct fep *e = &d->eps[epi_of((uint8_t)index)];
+        b[0] = (uint8_t)(e->present && e->st.halted), b[1] = 0;
+        n = 2;
+    } else {
+        n = LIBUSB_ERROR_PIPE;
+    }
+    if (n > 0) {
+        if (n > len) n = len;
+        if (data) memcpy(data, b, (size_t)n);
+    }
+    return n;
+}
+
+/* An asynchronous control transfer (m held): the setup packet at the start of the buffer, as
+   libusb lays it out; answered at once, called back at the next event pass. */
+static int submit_control(struct ftx *x, struct libusb_transfer *t, struct libusb_device *d, int64_t now)
+{
+    struct fep *e = &d->eps[0];
+    uint16_t w_length;
+    int n;
+    if (t->endpoint != 0 || t->length < 8 || !t->buffer) return LIBUSB_ERROR_INVALID_PARAM;
+    w_length = (uint16_t)(t->buffer[6] | t->buffer[7] << 8);
+    if (t->length < 8 + w_length) return LIBUSB_ERROR_INVALID_PARAM;
+    if (d->gone) return LIBUSB_ERROR_NO_DEVICE;
+    g.control_transfers++;
+    if (fail_control_count) {
+        fail_control_count--;
+        return fail_control_err;
+    }
+    n = control_answer(d, t->buffer[0], t->buffer[1], (uint16_t)(t->buffer[2] | t->buffer[3] << 8),
+                       (uint16_t)(t->buffer[4] | t->buffer[5] << 8), t->buffer + 8, w_length);
+    x->in_flight = 1;
+    x->done = x->cancelled = 0;
+    x->moved = x->target = n > 0 ? n : 0;
+    x->deadline_ns = 0;
+    x->dev = d;
+    x->handle = t->dev_handle;
+    x->epi = 0;
+    t->status = 0;
+    t->actual_length = 0;
+    e->st.submits++;
+    e->st.in_flight++;
+    g.in_flight++;
+    x->seq = e->st.submits;
+    x->logi = (int)((x->seq - 1) % LOG_N);
+    x->prev = flying_tail;
+    x->next = NULL;
+    if (flying_tail) flying_tail->next = x; else flying_head = x;
+    flying_tail = x;
+    finish(x, n < 0 ? LIBUSB_TRANSFER_STALL : LIBUSB_TRANSFER_COMPLETED, now);
+    return LIBUSB_SUCCESS;
+}
+
 API int libusb_submit_transfer(struct libusb_transfer *t)
 {
     struct ftx *x;
@@ -978,6 +1059,11 @@ API int libusb_submit_transfer(struct libusb_transfer *t)
         return LIBUSB_ERROR_NO_DEVICE;
     }
     d = h->dev;
+    if (t->type == TYPE_CONTROL && !x->in_flight) {
+        rc = submit_control(x, t, d, now);
+        pthread_mutex_unlock(&m);
+        return rc;
+    }
     e = &d->eps[epi_of(t->endpoint)];
     if (x->in_flight) {
         g.busy_submits++;
@@ -1122,8 +1208,7 @@ API int libusb_handle_events_timeout_completed(struct libusb_context *ctx, struc
 API int libusb_control_transfer(struct libusb_device_handle *h, uint8_t type, uint8_t req, uint16_t value,
                                 uint16_t index, unsigned char *data, uint16_t len, unsigned int timeout)
 {
-    uint8_t b[512];
-    int rc, n = 0;
+    int rc;
     int on_handler;
     (void)timeout;
     pthread_mutex_lock(&m);
@@ -1133,31 +1218,7 @@ API int libusb_control_transfer(struct libusb_device_handle *h, uint8_t type, ui
         fail_control_count--;
         rc = fail_control_err;
     }
-    if (!rc) {
-        struct libusb_device *d = h->dev;
-        if (type == 0x80 && req == 6) { /* GET_DESCRIPTOR */
-            switch (value >> 8) {
-            case 1: n = device_descriptor(d, b); break;
-            case 2: n = (value & 0xFF) == 0 ? config_descriptor(d, b) : LIBUSB_ERROR_PIPE; break;
-            case 3: n = string_descriptor(d, value & 0xFF, b); break;
-            default: n = LIBUSB_ERROR_PIPE;
-            }
-        } else if (type == 0x80 && req == 0) { /* GET_STATUS (device): bus powered */
-            b[0] = 0, b[1] = 0;
-            n = 2;
-        } else if (type == 0x82 && req == 0) { /* GET_STATUS (endpoint): the halt bit */
-            struct fep *e = &d->eps[epi_of((uint8_t)index)];
-            b[0] = (uint8_t)(e->present && e->st.halted), b[1] = 0;
-            n = 2;
-        } else {
-            n = LIBUSB_ERROR_PIPE;
-        }
-        if (n > 0) {
-            if (n > len) n = len;
-            if (data) memcpy(data, b, (size_t)n);
-        }
-        rc = n;
-    }
+    if (!rc) rc = control_answer(h->dev, type, req, value, index, data, len);
     on_handler = handler_active && pthread_equal(handler_thread, pthread_self());
     pthread_mutex_unlock(&m);
     if (!on_handler) { /* sync.c handles events while it waits: other callbacks may run here */

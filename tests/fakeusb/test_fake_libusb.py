@@ -298,6 +298,34 @@ def test_write_and_read_move_exact_bytes(fake: fk.Fake, gz: wdfusb.Device) -> No
     assert gz.pipe(0x81).readinto(buf) == 4096 and bytes(buf) == mod63(4096)
 
 
+def test_control_transfers_are_asynchronous_libusb_transfers(fake: fk.Fake, gz: wdfusb.Device) -> None:
+    """A control transfer is a libusb transfer on EP0 with the setup packet first in its buffer
+    (not libusb_control_transfer): Gadget Zero's 0x5b/0x5c test requests round-trip, a string
+    reads through the same path, a stall is UsbStallError and EP0 takes the next request."""
+    before = fake.stats(0)["submits"]
+    data = bytes(random.Random(5).randbytes(4096))
+    assert gz.control_write(0x40, 0x5B, 0, 0, data) == 4096
+    assert gz.control_read(0xC0, 0x5C, 0, 0, 4096) == data
+    assert gz.serial_number == fake_serial(gz)
+    assert fake.stats(0)["submits"] >= before + 3  # each request went through libusb_submit_transfer
+    with pytest.raises(wdfusb.UsbStallError) as stall:
+        gz.control_read(0xC0, 0x77, 0, 0, 8)
+    assert stall.value.bytes_transferred == 0
+    assert gz.control_read(0xC0, 0x5C, 0, 0, 3) == data[:3]  # the stall cleared with the next SETUP
+    fake.fail_control(fk.ERROR_NO_DEVICE, 1)  # libusb refuses the submit
+    with pytest.raises(wdfusb.DeviceGoneError):
+        gz.control_read(0xC0, 0x5C, 0, 0, 3)
+    with pytest.raises(ValueError, match="length"):
+        gz.control_read(0xC0, 0x5C, 0, 0, 4097)  # over 4096: refused before libusb sees it
+    with pytest.raises(ValueError, match="control_read"):
+        gz.control_write(0xC0, 0x5C, 0, 0, b"x")
+
+
+def fake_serial(dev: wdfusb.Device) -> str:
+    """The serial string the fake gives its first device (read with libusb's synchronous call)."""
+    return wdfusb.find_device(vid=fk.GZ_VID, pid=fk.GZ_PID).strings()["serial"] or ""
+
+
 def test_loopback_round_trip(fake: fk.Fake, gz: wdfusb.Device) -> None:
     fake.set_in_source(fk.GZ_IN, fk.IN_LOOPBACK)
     data = random.Random(1).randbytes(300_000)

@@ -418,7 +418,8 @@ class FfsGadget(Gadget):
     reads (host writes NAK until they time out), "slow" reads `read_size` bytes
     then sleeps `slow_delay` seconds. The IN endpoint sends mod-63 data
     (`in_size` bytes per write) when in_source=True. Vendor control requests
-    are echoed: an OUT request's data is returned by the next IN request."""
+    are echoed: an OUT request's data is returned by the next IN request; with
+    `ctrl_hold` they are left unanswered (kept in `held`)."""
 
     vid = 0x1D6B
     pid = 0x0105
@@ -449,6 +450,8 @@ class FfsGadget(Gadget):
         self.sent = Counter()
         self.events: list[str] = []
         self.ctrl_data = b""
+        self.ctrl_hold = False  # True: leave vendor requests unanswered (the host's transfer waits)
+        self.held: list[bytes] = []
         self._stop = threading.Event()
         self._ep0 = os.open(self.mount / "ep0", os.O_RDWR)
         os.write(self._ep0, _ffs_descriptors())
@@ -509,6 +512,9 @@ class FfsGadget(Gadget):
 
     def _ep0_loop(self) -> None:
         while not self._stop.is_set():
+            if self.ctrl_hold and self.held:  # f_fs stalls a pending IN request when ep0 is read
+                time.sleep(0.02)
+                continue
             ready, _, _ = select.select([self._ep0], [], [], 0.1)
             if not ready:
                 continue
@@ -524,6 +530,9 @@ class FfsGadget(Gadget):
 
     def _setup(self, setup: bytes) -> None:
         req_type, _req, _val, _idx, length = struct.unpack("<BBHHH", setup)
+        if self.ctrl_hold:
+            self.held.append(setup)
+            return
         try:
             if req_type & 0x80:
                 os.write(self._ep0, self.ctrl_data[:length])

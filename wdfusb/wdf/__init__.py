@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from . import (
     _async,
+    _control,
     _handles,
     _memory,
     _ntstatus,
@@ -38,6 +39,7 @@ from ._context import at_passive_level as at_passive_level
 from ._context import completion_routine_context as completion_routine_context
 from ._context import in_completion_routine as in_completion_routine
 from ._context import mark_event_thread as mark_event_thread
+from ._control import *  # noqa: F403
 from ._handles import *  # noqa: F403
 from ._memory import *  # noqa: F403
 from ._ntstatus import *  # noqa: F403
@@ -52,7 +54,7 @@ from ._transfer import *  # noqa: F403
 from ._usbdevice import *  # noqa: F403
 from ._usbpipe import *  # noqa: F403
 
-_PREFIXES = ("Wdf", "WDF", "STATUS_", "USBD_", "Io", "Mm", "Ke", "NonPagedPool", "PagedPool", "USB_")
+_PREFIXES = ("Wdf", "WDF", "STATUS_", "USBD_", "Io", "Mm", "Ke", "NonPagedPool", "PagedPool", "USB_", "BmRequest")
 _EXTRA = {
     "NTSTATUS",
     "NT_SUCCESS",
@@ -88,6 +90,7 @@ _MODULES = (
     _usbpipe,
     _usbdevice,
     _transfer,
+    _control,
     _async,
     _queue,
     _queue_config,

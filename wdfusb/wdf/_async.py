@@ -40,7 +40,6 @@ from ._structs import (
 from ._transfer import (
     WU_ERR_TIMEOUT,
     _prepare_buffer,
-    _scatter,
     check_transfer,
     format_request,
     send_options,
@@ -145,7 +144,7 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
 
     def complete(code: int, actual: int) -> None:
         if scratch is not None and read and actual:
-            _scatter(rb, scratch, actual)
+            rb.scatter(scratch[:actual])
         out = outcome(code)
         if code == WU_ERR_TIMEOUT:
             with req.lock:

@@ -397,6 +397,28 @@ class RequestBuffer:
     keep: Any = None
     prepared: tuple[Any, Any] | None = None  # the engine's arguments, once known for good (bytes)
 
+    def gather(self) -> bytes:
+        """A copy of the described bytes (a chained MDL's pieces in order)."""
+        if not self.length:
+            return b""
+        if self.pieces is not None:
+            return bytes(np.concatenate(self.pieces)[: self.length].data)
+        return bytes(_byte_view(self.array)[self.offset : self.offset + self.length].data)
+
+    def scatter(self, data: Any) -> None:
+        """Copy ``data`` (at most ``length`` bytes) into the described memory, from its start."""
+        src = np.frombuffer(data, dtype=np.uint8)
+        if self.pieces is None:
+            _byte_view(self.array)[self.offset : self.offset + src.size] = src
+            return
+        pos = 0
+        for piece in self.pieces:
+            n = min(piece.size, src.size - pos)
+            if n <= 0:
+                break
+            piece[:n] = src[pos : pos + n]
+            pos += n
+
     def pointer(self) -> Any:
         """The engine's buffer argument: None, the pinned cdata, or a pointer into it."""
         if self.cdata is None:
@@ -495,6 +517,24 @@ def resolve_descriptor(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
         rb.memory, rb.mem_offset, rb.readonly = mem, offset, mem.readonly
         return STATUS_SUCCESS, rb
     return STATUS_INVALID_PARAMETER, rb
+
+
+def resolve_descriptor_for_control(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
+    """:func:`resolve_descriptor` with the flags a control transfer passes
+    (MemoryDescriptorNullAllowed | MemoryDescriptorNoBufferAllowed): no descriptor, or one whose
+    buffer, MDL or memory is NULL with no length, is a transfer without a data stage."""
+    if desc is None:
+        return STATUS_SUCCESS, RequestBuffer()
+    if isinstance(desc, WDF_MEMORY_DESCRIPTOR):
+        u, kind = desc.u, desc.Type
+        empty = (
+            (kind == WdfMemoryDescriptorTypeBuffer and u.BufferType.Buffer is None and u.BufferType.Length == 0)
+            or (kind == WdfMemoryDescriptorTypeMdl and u.MdlType.Mdl is None and u.MdlType.BufferLength == 0)
+            or (kind == WdfMemoryDescriptorTypeHandle and u.HandleType.Memory is None)
+        )
+        if empty:
+            return STATUS_SUCCESS, RequestBuffer()
+    return resolve_descriptor(desc)
 
 
 def memory_window(mem: FxMemory, offsets: WDFMEMORY_OFFSET | None) -> tuple[NTSTATUS, int, int]:

@@ -152,16 +152,6 @@ def _prepare_buffer(rb: RequestBuffer, read: bool) -> tuple[Any, Any]:
     return (cdata if rb.offset == 0 else rb.pointer()), None
 
 
-def _scatter(rb: RequestBuffer, scratch: np.ndarray, actual: int) -> None:
-    pos = 0
-    for piece in rb.pieces or []:
-        n = min(piece.size, actual - pos)
-        if n <= 0:
-            break
-        piece[:n] = scratch[pos : pos + n]
-        pos += n
-
-
 def check_transfer(pipe: FxUsbPipe, rb: RequestBuffer, read: bool) -> NTSTATUS:
     """FxUsbPipe::FormatTransferRequest's checks of the pipe and the buffer."""
     if pipe.pipe_type not in _PIPE_TRANSFER_TYPES:
@@ -251,7 +241,7 @@ def _send_transfer(
             return STATUS_CANCELLED
         code, actual = pipe.core.transfer(ptr, rb.length, timeout_us, 0, xfer=req.transfer)
     if scratch is not None and read and actual:
-        _scatter(rb, scratch, actual)
+        rb.scatter(scratch[:actual])
     if BytesTransferred is not None:
         BytesTransferred.value = actual
     if req is None:

@@ -272,3 +272,9 @@ def WdfUsbInterfaceGetConfiguredPipe(
     if PipeInfo is not None:
         pipe.fill_information(PipeInfo)
     return pipe
+
+
+def WdfUsbTargetDeviceGetIoTarget(UsbDevice: Any) -> FxUsbDevice:
+    """WdfUsbTargetDeviceGetIoTarget: the device's WDFIOTARGET (in WDF, the device object itself),
+    the target of requests for its default control pipe."""
+    return get_object(UsbDevice, FxUsbDevice)

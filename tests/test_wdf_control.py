@@ -1,0 +1,159 @@
+"""The WDF control path on the virtual device: WDF_USB_CONTROL_SETUP_PACKET (a union, its INIT
+functions) and WdfUsbTargetDeviceSendControlTransferSynchronously with WDF's return codes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_wdf_helpers import Rig, buffer_desc, new_memory
+
+from wdfusb.wdf import *
+
+
+def send(r: Rig, packet: WDF_USB_CONTROL_SETUP_PACKET, desc: object = None, **kw: object) -> tuple[int, int]:
+    n = ULONG(12345)
+    st = WdfUsbTargetDeviceSendControlTransferSynchronously(
+        r.device, kw.get("request"), kw.get("options"), packet, desc, n
+    )
+    return st, n.value
+
+
+def vendor(direction: int, request: int, value: int = 0, index: int = 0) -> WDF_USB_CONTROL_SETUP_PACKET:
+    p = WDF_USB_CONTROL_SETUP_PACKET()
+    WDF_USB_CONTROL_SETUP_PACKET_INIT_VENDOR(p, direction, BmRequestToDevice, request, value, index)
+    return p
+
+
+# ---- the setup packet ---------------------------------------------------------------------------
+
+
+def test_the_setup_packet_is_one_union() -> None:
+    p = WDF_USB_CONTROL_SETUP_PACKET()
+    p.Packet.bm.Request.Dir = BmRequestDeviceToHost
+    p.Packet.bm.Request.Type = BmRequestClass
+    p.Packet.bm.Request.Recipient = BmRequestToInterface
+    p.Packet.bRequest = 0x01
+    p.Packet.wValue.Value = 0x0304
+    p.Packet.wIndex.Bytes.LowByte = 0x02
+    p.Packet.wLength = 64
+    assert bytes(p.Generic.Bytes) == bytes([0xA1, 0x01, 0x04, 0x03, 0x02, 0x00, 0x40, 0x00])
+    assert p.Packet.bm.Byte == 0xA1 and p.Packet.wValue.Bytes.HiByte == 0x03 and p.Packet.wIndex.Value == 2
+    p.Generic.Bytes[0] = 0x40  # the other view writes through
+    assert (p.Packet.bm.Request.Dir, p.Packet.bm.Request.Type, p.Packet.bm.Request.Recipient) == (0, 2, 0)
+    p.Packet.bm.Byte = 0x1C  # Reserved is bits 2-4
+    assert (p.Packet.bm.Request.Reserved, p.Packet.bm.Request.Recipient) == (7, 0)
+    with pytest.raises(ValueError):
+        p.Packet.bm.Request.Type = 4  # a 2-bit field
+    with pytest.raises(ValueError):
+        p.Packet.wValue.Value = 0x10000
+    with pytest.raises(TypeError):
+        p.Packet.bRequest = 1.5
+
+
+def test_init_functions_zero_the_packet_and_set_what_they_say() -> None:
+    p = WDF_USB_CONTROL_SETUP_PACKET()
+    p.Generic.Bytes = b"\xff" * 8
+    WDF_USB_CONTROL_SETUP_PACKET_INIT(
+        p, BmRequestDeviceToHost, BmRequestToDevice, USB_REQUEST_GET_DESCRIPTOR, 0x0100, 0
+    )
+    assert bytes(p) == bytes([0x80, 0x06, 0x00, 0x01, 0, 0, 0, 0])  # wLength: the send sets it
+    WDF_USB_CONTROL_SETUP_PACKET_INIT_CLASS(p, BmRequestHostToDevice, BmRequestToInterface, 0x0A, 0x0400, 1)
+    assert bytes(p) == bytes([0x21, 0x0A, 0x00, 0x04, 1, 0, 0, 0])
+    WDF_USB_CONTROL_SETUP_PACKET_INIT_VENDOR(p, BmRequestDeviceToHost, BmRequestToDevice, 0x5C, 0, 0)
+    assert bytes(p) == bytes([0xC0, 0x5C, 0, 0, 0, 0, 0, 0])
+    WDF_USB_CONTROL_SETUP_PACKET_INIT_FEATURE(p, BmRequestToEndpoint, USB_FEATURE_ENDPOINT_STALL, 0x06, True)
+    assert bytes(p) == bytes([0x02, 0x03, 0, 0, 0x06, 0, 0, 0])
+    WDF_USB_CONTROL_SETUP_PACKET_INIT_FEATURE(p, BmRequestToEndpoint, USB_FEATURE_ENDPOINT_STALL, 0x06, False)
+    assert p.Packet.bRequest == USB_REQUEST_CLEAR_FEATURE
+    WDF_USB_CONTROL_SETUP_PACKET_INIT_GET_STATUS(p, BmRequestToEndpoint, 0x88)
+    assert bytes(p) == bytes([0x82, 0x00, 0, 0, 0x88, 0, 0, 0])
+
+
+# ---- WdfUsbTargetDeviceSendControlTransferSynchronously ---------------------------------------
+
+
+def test_descriptors_and_status_through_wdf(rig: Rig) -> None:
+    p = WDF_USB_CONTROL_SETUP_PACKET()
+    WDF_USB_CONTROL_SETUP_PACKET_INIT(
+        p, BmRequestDeviceToHost, BmRequestToDevice, USB_REQUEST_GET_DESCRIPTOR, 0x0100, 0
+    )
+    p.Packet.wLength = 999  # the framework sends the memory's length, and leaves the packet alone
+    mem = new_memory(bytes(18))
+    desc = WDF_MEMORY_DESCRIPTOR()
+    WDF_MEMORY_DESCRIPTOR_INIT_HANDLE(desc, mem, None)
+    assert send(rig, p, desc) == (STATUS_SUCCESS, 18)
+    assert p.Packet.wLength == 999
+    got = bytes(WdfMemoryGetBuffer(mem, None))
+    dd = USB_DEVICE_DESCRIPTOR()
+    WdfUsbTargetDeviceGetDeviceDescriptor(rig.device, dd)
+    assert got[8:12] == dd.idVendor.to_bytes(2, "little") + dd.idProduct.to_bytes(2, "little")
+    status = np.zeros(1, np.uint16)  # any writable buffer
+    WDF_USB_CONTROL_SETUP_PACKET_INIT_GET_STATUS(p, BmRequestToEndpoint, 0x06)
+    rig.vdev.endpoint(0x06).stall()
+    assert send(rig, p, buffer_desc(status)) == (STATUS_SUCCESS, 2) and status[0] == 1
+    WDF_USB_CONTROL_SETUP_PACKET_INIT_FEATURE(p, BmRequestToEndpoint, USB_FEATURE_ENDPOINT_STALL, 0x06, False)
+    assert send(rig, p) == (STATUS_SUCCESS, 0)  # no data stage
+    assert not rig.vdev.endpoint(0x06).halted
+
+
+def test_vendor_requests_out_and_in(rig: Rig) -> None:
+    data = bytes(range(200))
+    assert send(rig, vendor(BmRequestHostToDevice, 0x5B), buffer_desc(data)) == (STATUS_SUCCESS, 200)
+    back = bytearray(256)  # the device returns what wLength asks for: the descriptor's length
+    assert send(rig, vendor(BmRequestDeviceToHost, 0x5C), buffer_desc(back, 200)) == (STATUS_SUCCESS, 200)
+    assert bytes(back[:200]) == data and back[200:] == bytes(56)
+
+
+def test_a_stall_and_the_next_request(rig: Rig) -> None:
+    st, n = send(rig, vendor(BmRequestDeviceToHost, 0x77), buffer_desc(bytearray(4)))
+    assert not NT_SUCCESS(st) and n == 0
+    assert send(rig, vendor(BmRequestDeviceToHost, 0x5C), buffer_desc(bytearray(4))) == (STATUS_SUCCESS, 4)
+
+
+def test_return_codes(rig: Rig) -> None:
+    out = vendor(BmRequestHostToDevice, 0x5B)
+    assert send(rig, out, buffer_desc(bytes(4097)))[0] == STATUS_INVALID_PARAMETER  # over 4096: never sent
+    assert send(rig, vendor(BmRequestDeviceToHost, 0x5C), buffer_desc(bytes(4)))[0] == STATUS_INVALID_DEVICE_REQUEST
+    o = WDF_REQUEST_SEND_OPTIONS()  # Size 0
+    assert send(rig, out, buffer_desc(b"x"), options=o)[0] == STATUS_INFO_LENGTH_MISMATCH
+    assert send(rig, out, 42)[0] == STATUS_INVALID_PARAMETER  # not a descriptor
+    with completion_routine_context():
+        assert send(rig, out, buffer_desc(b"x"))[0] == STATUS_INVALID_DEVICE_REQUEST
+    with pytest.raises(WdfBugCheck):
+        WdfUsbTargetDeviceSendControlTransferSynchronously(rig.device, None, None, None, None, None)
+    with pytest.raises(WdfBugCheck):
+        WdfUsbTargetDeviceSendControlTransferSynchronously(rig.pipes[0x06], None, None, out, None, None)
+    assert rig.vdev.endpoint(0).transfers == 0  # none of them reached EP0
+
+
+def test_time_out_and_cancel_of_a_sent_request(rig: Rig) -> None:
+    rig.vdev.endpoint(0).nak(float("inf"))
+    o = WDF_REQUEST_SEND_OPTIONS()
+    WDF_REQUEST_SEND_OPTIONS_INIT(o, 0)
+    WDF_REQUEST_SEND_OPTIONS_SET_TIMEOUT(o, WDF_REL_TIMEOUT_IN_MS(50))
+    assert send(rig, vendor(BmRequestDeviceToHost, 0x5C), buffer_desc(bytearray(8)), options=o) == (
+        STATUS_IO_TIMEOUT,
+        0,
+    )
+    req = WDFREQUEST()
+    assert WdfRequestCreate(None, WdfUsbTargetDeviceGetIoTarget(rig.device), req) == STATUS_SUCCESS
+    result: dict[str, int] = {}
+    t = threading.Thread(
+        target=lambda: result.update(
+            s=send(rig, vendor(BmRequestDeviceToHost, 0x5C), buffer_desc(bytearray(8)), request=req)[0]
+        )
+    )
+    t.start()
+    deadline = time.monotonic() + 5
+    while not req.value.pending and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert WdfRequestCancelSentRequest(req) is True
+    t.join(5)
+    assert result["s"] == STATUS_CANCELLED and WdfRequestGetStatus(req) == STATUS_CANCELLED
+    rig.vdev.endpoint(0).nak(0)
+    WDF_REQUEST_REUSE_PARAMS_INIT(params := WDF_REQUEST_REUSE_PARAMS(), 0, STATUS_SUCCESS)
+    assert WdfRequestReuse(req, params) == STATUS_SUCCESS
+    assert send(rig, vendor(BmRequestDeviceToHost, 0x5C), buffer_desc(bytearray(8)), request=req)[0] == 0
