@@ -57,6 +57,18 @@ def no_leaks() -> Iterator[None]:
 
 
 @pytest.fixture
+def counts() -> Iterator[None]:
+    """No native transfer and no native object of the test is left afterwards."""
+    import gc
+
+    gc.collect()
+    before = (_engine.Transfer.live, _engine.live_objects())
+    yield
+    gc.collect()
+    assert (_engine.Transfer.live, _engine.live_objects()) == before
+
+
+@pytest.fixture
 def rig() -> Iterator[Rig]:
     """A configured virtual device for the WDF tests (``tests/test_wdf_helpers.py``); NAKs
     are lifted and the WDFUSBDEVICE deleted afterwards (if the test did not)."""

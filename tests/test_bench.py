@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
+import wdfusb
 from wdfusb import UsbStallError, VirtualDevice, bench
 from wdfusb.cli import ExitCode, cli
 
@@ -305,3 +306,20 @@ def test_bench_through_python_m(tmp_path: Path) -> None:
     }
     assert all(c["device_bytes"] == c["bytes"] > 0 for c in data["cells"])
     assert np.isfinite([c["mb_s"] for c in data["cells"]]).all()
+
+
+def test_control_round_trips_reach_ep0() -> None:
+    from wdfusb._bench_control import OUT_DATA, run_control
+
+    v = wdfusb.VirtualDevice(speed=None)
+    try:
+        rows = {r.method: r for r in run_control(v, duration=0.03)}
+        for name in ("c-loop", "wdf", "pythonic"):
+            assert rows[name].skipped is None and rows[name].round_trips > 0 and rows[name].us_per_round_trip > 0
+        assert rows["c-loop"].ratio == 1.0 and 0 < (rows["pythonic"].ratio or 0)
+        assert rows["pyusb"].skipped and rows["libusb1"].skipped  # they cannot reach the virtual device
+        assert v.endpoint(0).transfers >= 2 * sum(r.round_trips for r in rows.values())
+        with wdfusb.open(v) as dev:  # the last OUT of the last method left its data in the device
+            assert dev.control_read(0xC0, 0x5C, 0, 0, 64) == OUT_DATA
+    finally:
+        v.close()

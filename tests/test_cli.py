@@ -273,6 +273,15 @@ def test_control_reads_and_writes_ep0(vdev: VirtualDevice) -> None:
     assert vdev.endpoint(0).transfers == 3
 
 
+def test_bench_control_table_and_json(vdev: VirtualDevice, tmp_path: Any) -> None:
+    path = tmp_path / "control.json"
+    r = invoke(["bench", "dev", "--control", "--duration", "0.03", "--json", str(path)], {"dev": vdev})
+    assert r.exit_code == 0, r.output
+    assert "us/round trip" in r.output and "pythonic" in r.output
+    rows = {row["method"]: row for row in json.loads(path.read_text())["rows"]}
+    assert rows["c-loop"]["round_trips"] > 0 and rows["wdf"]["round_trips"] > 0 and rows["pyusb"]["skipped"]
+
+
 @pytest.mark.parametrize(
     "args,code,text",
     [

@@ -3,32 +3,19 @@ strings, stalls, pacing, time-outs, cancel, close, unplug and Ctrl-C (CONTRACT Â
 
 from __future__ import annotations
 
-import gc
 import random
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 
 import pytest
 from sigint import interrupt_child
 
 import wdfusb
-from wdfusb import _engine
 
 GET_STATUS, CLEAR_FEATURE, SET_FEATURE, GET_DESCRIPTOR = 0x00, 0x01, 0x03, 0x06
 GET_CONFIGURATION, SET_CONFIGURATION, GET_INTERFACE, SET_INTERFACE = 0x08, 0x09, 0x0A, 0x0B
-
-
-@pytest.fixture
-def counts() -> Iterator[None]:
-    """No native transfer and no native object of the test is left afterwards."""
-    gc.collect()
-    before = (_engine.Transfer.live, _engine.live_objects())
-    yield
-    gc.collect()
-    assert (_engine.Transfer.live, _engine.live_objects()) == before
 
 
 def opened(speed: str | None = "high", **kw: str) -> tuple[wdfusb.VirtualDevice, wdfusb.Device]:

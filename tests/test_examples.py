@@ -20,9 +20,10 @@ def test_example_runs_on_the_virtual_device(path: Path) -> None:
     assert "CRC matches" in out.stdout or "bytes" in out.stdout
 
 
-def test_readme_wdf_example_runs() -> None:
+@pytest.mark.parametrize("marker", ["from wdfusb.wdf import *", "dev.control_read("], ids=["wdf", "control"])
+def test_readme_examples_run(marker: str) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    wdf_blocks = [b for b in blocks if "from wdfusb.wdf import *" in b]
-    assert wdf_blocks, "README lost its WDF example"
-    for block in wdf_blocks:
+    chosen = [b for b in blocks if marker in b]
+    assert chosen, f"README lost its examples with {marker!r}"
+    for block in chosen:
         exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the README's own example

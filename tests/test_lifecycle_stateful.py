@@ -10,7 +10,8 @@ virtual devices, ``speed=None`` and ``speed="high"``, each opened through both l
 (``wdfusb.open`` and ``WdfUsbTargetDeviceCreate``).
 
 Every data-carrying endpoint of a device has one worker thread, a *lane*: 0x06 bulk OUT
-(feeds the loopback), 0x02 interrupt OUT (a sink) and 0x88 bulk IN (the loopback). Every
+(feeds the loopback), 0x02 interrupt OUT (a sink), 0x88 bulk IN (the loopback) and EP0
+(control: Gadget Zero's 0x5b write, then a 0x5c read back, through either layer). Every
 transfer on an endpoint runs on its lane, so the order of the data on an endpoint is the
 lane's job order although the six lanes and the main thread all run at once. Rules that move
 data only *enqueue* a job (synchronous write or read through either layer, a StreamWriter,
@@ -38,6 +39,8 @@ Invariants, after every step and at teardown:
 * reads: what reads returned (``readinto``'s buffer, ``UsbTimeoutError.data``, WDF's
   ``BytesRead``) is a prefix of what 0x06 took, nothing reported read is lost, and the bytes
   reported read are the IN endpoint's ``sent_bytes``;
+* control: a request that succeeded took effect and one that failed did not, with no bytes
+  reported; a 0x5c read returns what the successful 0x5b writes left;
 * a handle that was closed (or deleted) before an operation started moves no data;
 * after a device is closed under load, the stream the library reported has the device's
   last counted bytes (count and CRC snapshot) as its prefix;
@@ -141,8 +144,10 @@ READ_TIMEOUTS = [0.001, 0.005, 0.02]
 OPS = (
     "write", "stream", "stream_drop", "async_request", "read", "abort", "cancel_writer", "cancel_request",
     "open_device", "create_wdf", "close_device", "delete_wdf", "drop_device", "unplug", "vclose", "replace",
-    "pause", "settle", "collect", "stale", "storm", "read_size",
+    "pause", "settle", "collect", "stale", "storm", "read_size", "control",
 )  # fmt: skip
+CONTROL_SIZES = [0, 1, 64, 65, 1000, 4096]
+CONTROL_TIMEOUTS = [None, 0.001, 1.0]
 
 EXPLORE = os.environ.get("WDFUSB_EXPLORE", "").strip()
 EXPLORE_EXAMPLES = (300 if EXPLORE == "1" else int(EXPLORE)) if EXPLORE.isdigit() and int(EXPLORE) > 0 else 0
@@ -377,7 +382,8 @@ class VState:
         self.read_checked = 0
         self.read_gap = False  # a read lost bytes (reported as a violation): stop comparing
         self.snapshot: dict[int, tuple[int, int]] | None = None  # taken just before a close under load
-        self.lanes = {ep: Lane(f"{self.name}-0x{ep:02X}", machine) for ep in (*OUT_EPS, IN_EP)}
+        self.lanes = {ep: Lane(f"{self.name}-0x{ep:02X}", machine) for ep in (*OUT_EPS, IN_EP, 0)}  # 0: EP0
+        self.ep0 = bytearray(4096)  # the device's 0x5b/0x5c buffer, as the requests reported to succeed left it
 
     def pick_device(self, stale: bool, which: int) -> tuple[wdfusb.Device, bool] | None:
         with self.lock:
@@ -786,7 +792,81 @@ class LifecycleMachine(RuleBasedStateMachine):
             self.violation(f"{what}: the pipe of a Device closed before the read returned {len(data)} bytes")
         vs.record_read(data)
 
+    def job_control(
+        self, vs: VState, layer: str, n: int, seed: int, timeout: float | None, stale: bool, which: int
+    ) -> None:
+        """A 0x5b write then a 0x5c read back on EP0: a request that succeeded took effect and one that
+        failed did not (the device answers when its STATUS stage completes), and a read returns what
+        the successful writes left."""
+        what = f"{vs.name} EP0 {layer} control {n} B timeout={timeout}"
+        data = payload(seed, n)
+        for request_type, request in ((0x40, 0x5B), (0xC0, 0x5C)):
+            got, ok = b"", False
+            if layer == "wdf":
+                wdf = vs.pick_wdf(stale, which)
+                if wdf is None:
+                    return
+                box, _, stale = wdf
+                packet = WDF_USB_CONTROL_SETUP_PACKET()
+                WDF_USB_CONTROL_SETUP_PACKET_INIT_VENDOR(packet, request_type >> 7, BmRequestToDevice, request, 0, 0)
+                buf = bytearray(data) if request_type == 0x40 else bytearray(n)
+                moved = ULONG()
+                try:
+                    status = WdfUsbTargetDeviceSendControlTransferSynchronously(
+                        box, None, send_options(timeout), packet, buffer_desc(buf) if n else None, moved
+                    )
+                    self.check_status(status, what)
+                    ok = NT_SUCCESS(status)
+                except WdfBugCheck as e:
+                    self.check_bugcheck(e, box, what)
+                    return
+                if moved.value != (n if ok else 0):
+                    self.violation(f"{what}: {request:#04x} reports {moved.value} bytes ({'ok' if ok else 'failed'})")
+                got = bytes(buf[: moved.value])
+            else:
+                picked = vs.pick_device(stale, which)
+                if picked is None:
+                    return
+                dev, stale = picked
+                try:
+                    if request_type == 0x40:
+                        dev.control_write(0x40, 0x5B, 0, 0, data, timeout)
+                    else:
+                        got = dev.control_read(0xC0, 0x5C, 0, 0, n, timeout)
+                    ok = True
+                except BaseException as e:  # noqa: BLE001
+                    if self.moved_by(e, n, what) or getattr(e, "data", b""):
+                        self.violation(f"{what}: a failed {request:#04x} reports bytes moved")
+            if stale and ok:
+                self.violation(f"{what}: {request:#04x} succeeded on a handle closed before it started")
+            with vs.lock:
+                if ok and request_type == 0x40:
+                    vs.ep0[:n] = data
+                elif ok and got != bytes(vs.ep0[:n]):
+                    self.violation(f"{what}: 0x5c returned what no successful 0x5b left")
+            if not ok:
+                return
+
     # ---- rules: data (enqueued, return at once) --------------------------------------------------
+
+    @op("control")
+    @rule(
+        v=VDEV,
+        layer=st.sampled_from(["pythonic", "wdf"]),
+        size=st.integers(0, len(CONTROL_SIZES) - 1),
+        timeout=st.sampled_from(CONTROL_TIMEOUTS),
+        stale=st.booleans(),
+        which=WHICH,
+        seed=SEEDS,
+    )
+    def control(self, v: int, layer: str, size: int, timeout: float | None, stale: bool, which: int, seed: int) -> None:
+        vs = self.vs[v]
+        n = CONTROL_SIZES[size]
+        stale = stale and "stale" in ENABLED
+        with self.step(f"control {vs.name} {layer} {n} B timeout={timeout} stale={stale}"):
+            vs.lanes[0].submit(
+                f"{layer} control {n} B", lambda: self.job_control(vs, layer, n, seed, timeout, stale, which)
+            )
 
     def _offer(self, vs: VState, ep: int, n: int) -> bool:
         with vs.lock:

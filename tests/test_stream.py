@@ -30,16 +30,6 @@ def rand(n: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
-@pytest.fixture
-def counts() -> Iterator[None]:
-    """No native transfer and no native object of the test is left afterwards."""
-    gc.collect()
-    before = (_engine.Transfer.live, _engine.live_objects())
-    yield
-    gc.collect()
-    assert (_engine.Transfer.live, _engine.live_objects()) == before
-
-
 def sink(speed: str | None = None) -> tuple[wdfusb.VirtualDevice, wdfusb.Device, wdfusb.Pipe]:
     v = wdfusb.VirtualDevice(speed=speed, loopback_capacity=0)
     dev = wdfusb.open(v)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -157,3 +158,144 @@ def test_time_out_and_cancel_of_a_sent_request(rig: Rig) -> None:
     WDF_REQUEST_REUSE_PARAMS_INIT(params := WDF_REQUEST_REUSE_PARAMS(), 0, STATUS_SUCCESS)
     assert WdfRequestReuse(req, params) == STATUS_SUCCESS
     assert send(rig, vendor(BmRequestDeviceToHost, 0x5C), buffer_desc(bytearray(8)), request=req)[0] == 0
+
+
+# ---- strings and the configuration descriptor -----------------------------------------------------
+
+
+def test_query_string_lengths_and_overflow(rig: Rig) -> None:
+    dd = USB_DEVICE_DESCRIPTOR()
+    WdfUsbTargetDeviceGetDeviceDescriptor(rig.device, dd)
+    want = rig.vdev.product
+    n = USHORT()
+    assert WdfUsbTargetDeviceQueryString(rig.device, None, None, None, n, dd.iProduct, 0x0409) == STATUS_SUCCESS
+    assert n.value == len(want)  # WCHARs, no terminator
+    full = np.zeros(n.value, np.uint16)
+    assert WdfUsbTargetDeviceQueryString(rig.device, None, None, full, n, dd.iProduct, 0x0409) == STATUS_SUCCESS
+    assert full.tobytes().decode("utf-16-le") == want
+    short, n = bytearray(2 * 6), USHORT(6)  # a bytearray of twice the count
+    assert (
+        WdfUsbTargetDeviceQueryString(rig.device, None, None, short, n, dd.iProduct, 0x0409) == STATUS_BUFFER_OVERFLOW
+    )
+    assert n.value == len(want) and short.decode("utf-16-le") == want[:6]
+    st = WdfUsbTargetDeviceQueryString(rig.device, None, None, None, USHORT(), 0x42, 0x0409)
+    assert not NT_SUCCESS(st)  # the device stalls a string it does not have
+    with pytest.raises(WdfBugCheck):
+        WdfUsbTargetDeviceQueryString(rig.device, None, None, None, None, 1, 0x0409)
+    assert WdfUsbTargetDeviceQueryString(rig.device, None, None, bytes(8), USHORT(4), 1, 0x0409) == (
+        STATUS_INVALID_PARAMETER
+    )  # read-only
+
+
+def test_alloc_and_query_string(rig: Rig) -> None:
+    mem, n = WDFMEMORY(), USHORT(99)
+    assert WdfUsbTargetDeviceAllocAndQueryString(rig.device, WDF_NO_OBJECT_ATTRIBUTES, mem, n, 3, 0x0409) == 0
+    size = SIZE_T()
+    assert bytes(WdfMemoryGetBuffer(mem, size)).decode("utf-16-le") == rig.vdev.serial
+    assert n.value == len(rig.vdev.serial) and size.value == 2 * n.value
+    WdfObjectDelete(mem)
+    assert not NT_SUCCESS(WdfUsbTargetDeviceAllocAndQueryString(rig.device, None, mem, n, 0x42, 0x0409))
+    assert mem.value is None and n.value == 0
+
+
+def test_retrieve_config_descriptor(rig: Rig) -> None:
+    n = USHORT()
+    assert WdfUsbTargetDeviceRetrieveConfigDescriptor(rig.device, None, n) == STATUS_BUFFER_TOO_SMALL
+    total = n.value
+    assert total > 9
+    head, n = bytearray(9), USHORT(9)
+    assert WdfUsbTargetDeviceRetrieveConfigDescriptor(rig.device, head, n) == STATUS_BUFFER_TOO_SMALL
+    assert n.value == total and head[1] == 2 and int.from_bytes(head[2:4], "little") == total
+    whole = np.zeros(total + 10, np.uint8)
+    n = USHORT(total + 10)
+    assert WdfUsbTargetDeviceRetrieveConfigDescriptor(rig.device, whole, n) == STATUS_SUCCESS
+    assert n.value == total and whole[:9].tobytes() == bytes(head)
+
+
+# ---- the asynchronous path: FormatRequestForControlTransfer + WdfRequestSend ----------------------
+
+
+def device_request(r: Rig) -> WDFREQUEST:
+    req = WDFREQUEST()
+    assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, WdfUsbTargetDeviceGetIoTarget(r.device), req) == 0
+    return req
+
+
+def test_a_formatted_control_request_completes_with_its_parameters(rig: Rig) -> None:
+    target = WdfUsbTargetDeviceGetIoTarget(rig.device)
+    out_mem, in_mem = new_memory(bytes(range(48))), new_memory(bytes(64))
+    seen: list[tuple[int, int, int, bytes, Any]] = []
+    done = threading.Event()
+
+    def routine(Request: Any, Target: Any, Params: WDF_REQUEST_COMPLETION_PARAMS, Context: Any) -> None:
+        usb = Params.Parameters.Usb.Completion
+        ct = usb.Parameters.DeviceControlTransfer
+        seen.append((Params.IoStatus.Status, usb.Type, ct.Length, bytes(ct.SetupPacket), ct.Buffer))
+        if len(seen) == 2:
+            done.set()
+
+    req = device_request(rig)
+    packet = vendor(BmRequestHostToDevice, 0x5B)
+    assert WdfUsbTargetDeviceFormatRequestForControlTransfer(rig.device, req, packet, out_mem, None) == 0
+    WdfRequestSetCompletionRoutine(req, routine, None)
+    assert WdfRequestSend(req, target, None) is True
+    assert wait_for_completions(5)
+    req2 = device_request(rig)
+    offsets = WDFMEMORY_OFFSET()
+    offsets.BufferOffset, offsets.BufferLength = 8, 40
+    packet_in = vendor(BmRequestDeviceToHost, 0x5C)
+    assert WdfUsbTargetDeviceFormatRequestForControlTransfer(rig.device, req2, packet_in, in_mem, offsets) == 0
+    WdfRequestSetCompletionRoutine(req2, routine, None)
+    assert WdfRequestSend(req2, target, None) is True
+    assert done.wait(5) and wait_for_completions(5)
+    (st1, type1, len1, setup1, buf1), (st2, _, len2, setup2, _) = seen
+    assert (st1, type1, len1, st2, len2) == (0, WdfUsbRequestTypeDeviceControlTransfer, 48, 0, 40)
+    assert setup1[:2] == b"\x40\x5b" and setup2[:2] == b"\xc0\x5c" and buf1 is out_mem.value
+    back = bytes(WdfMemoryGetBuffer(in_mem, None))
+    assert back[8:48] == bytes(range(40)) and back[:8] == bytes(8)  # the data stage landed at the offset
+
+
+def test_a_formatted_control_request_sent_synchronously_and_cancelled(rig: Rig) -> None:
+    target = WdfUsbTargetDeviceGetIoTarget(rig.device)
+    req, mem = device_request(rig), new_memory(bytes(16))
+    sync = WDF_REQUEST_SEND_OPTIONS()
+    WDF_REQUEST_SEND_OPTIONS_INIT(sync, WDF_REQUEST_SEND_OPTION_SYNCHRONOUS)
+    assert (
+        WdfUsbTargetDeviceFormatRequestForControlTransfer(rig.device, req, vendor(BmRequestDeviceToHost, 0x5C), mem)
+        == 0
+    )
+    assert WdfRequestSend(req, target, sync) is True and WdfRequestGetInformation(req) == 16
+    rig.vdev.endpoint(0).nak(float("inf"))
+    req2 = device_request(rig)
+    assert (
+        WdfUsbTargetDeviceFormatRequestForControlTransfer(rig.device, req2, vendor(BmRequestDeviceToHost, 0x5C), mem)
+        == 0
+    )
+    assert WdfRequestSend(req2, target, None) is True
+    assert WdfRequestCancelSentRequest(req2) is True
+    assert wait_for_completions(5)
+    assert WdfRequestGetStatus(req2) == STATUS_CANCELLED
+    rig.vdev.endpoint(0).nak(0)
+    big = new_memory(bytes(4097))
+    assert (
+        WdfUsbTargetDeviceFormatRequestForControlTransfer(rig.device, req2, vendor(BmRequestDeviceToHost, 0x5C), big)
+        == STATUS_INVALID_PARAMETER
+    )
+    assert not WdfRequestSend(req2, rig.pipes[0x06], None)  # formatted for the device, not for a pipe
+
+
+@pytest.mark.parametrize("speed,high", [("full", 0), ("high", WDF_USB_DEVICE_TRAIT_AT_HIGH_SPEED)])
+def test_retrieve_information(speed: str, high: int) -> None:
+    from test_wdf_helpers import open_rig
+
+    r = open_rig(speed)
+    try:
+        info = WDF_USB_DEVICE_INFORMATION()
+        assert WdfUsbTargetDeviceRetrieveInformation(r.device, info) == STATUS_INFO_LENGTH_MISMATCH  # Size 0
+        WDF_USB_DEVICE_INFORMATION_INIT(info)
+        assert WdfUsbTargetDeviceRetrieveInformation(r.device, info) == STATUS_SUCCESS
+        assert info.Traits == high  # bus powered, no remote wake-up (bmAttributes 0x80)
+        assert info.UsbdVersionInformation.Supported_USB_Version == (0x0110 if speed == "full" else 0x0200)
+    finally:
+        WdfObjectDelete(r.device)
+        r.vdev.close()

@@ -30,6 +30,7 @@ from ._engine import (
 MAX_TRANSFER_SIZE = 0xFFFFFFFF  # the engine moves any ULONG length in one request
 SETUP_SIZE = 8  # a control transfer's buffer: the setup packet, then the data stage
 CONTROL_MAX = 4096  # the longest data stage (Linux usbfs refuses more; every backend refuses it)
+SETUP_PACKET = struct.Struct("<BBHHH")  # bmRequestType, bRequest, wValue, wIndex, wLength
 _owners = itertools.count(1)  # each open CoreDevice owns its transfers in C by this number
 
 
@@ -42,9 +43,12 @@ class Source(Protocol):
 
 
 class _Internal(threading.local):
-    """A thread's internal transfer on one pipe (None until its first transfer)."""
+    """A thread's internal transfer on one pipe (None until its first transfer), and on the
+    control pipe its pinned setup + data buffer (a synchronous control transfer is back, or
+    reaped, before the thread can start the next one)."""
 
     xfer: Transfer | None = None
+    scratch: tuple[bytearray, Any] | None = None
 
 
 class CorePipe:
@@ -104,16 +108,22 @@ class CorePipe:
         fields, then ``length`` bytes of data stage (``data`` for host-to-device, else read).
 
         Returns ``(code, actual, buffer)``: the data stage's byte count, and the transfer's buffer
-        (the data stage from offset 8). The fields are the caller's to check; a data stage over
-        ``CONTROL_MAX`` is refused (WU_ERR_INVALID_PARAM) before it reaches the bus.
+        (the data stage from offset 8; this thread's, valid until its next control transfer). The
+        fields are the caller's to check; a data stage over ``CONTROL_MAX`` is refused
+        (WU_ERR_INVALID_PARAM) before it reaches the bus.
         """
         if not 0 <= length <= CONTROL_MAX:
             return WU_ERR_INVALID_PARAM, 0, bytearray()
-        buf = bytearray(SETUP_SIZE + length)
-        struct.pack_into("<BBHHH", buf, 0, request_type, request, value, index, length)
+        local = self._local
+        scratch = local.scratch
+        if scratch is None:
+            buf = bytearray(SETUP_SIZE + CONTROL_MAX)
+            scratch = local.scratch = (buf, pin(buf, True))
+        buf = scratch[0]
+        SETUP_PACKET.pack_into(buf, 0, request_type, request, value, index, length)
         if length and not request_type & 0x80:
-            buf[SETUP_SIZE:] = data
-        code, actual = self.transfer(pin(buf, True), len(buf), timeout_us, 0, xfer)
+            buf[SETUP_SIZE : SETUP_SIZE + length] = data
+        code, actual = self.transfer(scratch[1], SETUP_SIZE + length, timeout_us, 0, xfer)
         return code, actual, buf
 
     def _check(self, rc: int) -> int:
@@ -144,6 +154,7 @@ class CoreDevice:
         total = int.from_bytes(head[2:4], "little") if rc2 == 0 and len(head) >= 4 else 0
         rc3, blob = native.get_descriptor(DT_CONFIG, 0, 0, max(total, 9)) if total else (rc2, b"")
         self.open_status = rc if rc != 0 else (rc3 if rc3 != 0 else 0)
+        self.config_descriptor = bytes(blob)  # the whole configuration descriptor, as read at open
         self.config: ConfigInfo = parse_config(blob)
         self.speed = native.speed()
         ep0 = self.device_descriptor[7] if len(self.device_descriptor) >= 8 else 64

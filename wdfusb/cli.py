@@ -596,16 +596,22 @@ def control(ctx: click.Context, device: str, request_type: int, request: int, va
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="write the results as CSV")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="plot MB/s and us/transfer (PNG, SVG ...)")
 @click.option("-q", "--quiet", is_flag=True, help="no live progress")
+@click.option("--control", is_flag=True,
+              help="time control round trips on EP0 instead (a 1-byte vendor IN + a 64-byte vendor OUT)")  # fmt: skip
 @click.pass_context
 @guarded
 def bench_cmd(ctx: click.Context, device: str, endpoint: int | None, sizes: tuple[int, ...],
               methods: tuple[str, ...], depths: tuple[int, ...], duration: float, pattern: str,
               timeout: float | None, json_path: str | None, csv_path: str | None, plot_path: str | None,
-              quiet: bool) -> None:  # fmt: skip
+              quiet: bool, control: bool) -> None:  # fmt: skip
     """Write benchmark on an OUT pipe (ENDPOINT default: the first bulk OUT pipe): transfer sizes x
-    methods x queue depths, a table, and how close each method came to the bus limit."""
+    methods x queue depths, a table, and how close each method came to the bus limit. With
+    --control: control round trips per method instead (Gadget Zero's 0x5c/0x5b requests)."""
     from ._bench_report import LiveProgress, results_table, summary_lines
 
+    if control:
+        _bench_control(ctx, device, duration, timeout, json_path)
+        return
     if plot_path and bench.plot_unavailable():
         raise click.UsageError(str(bench.plot_unavailable()))
     source = resolve(ctx, device)
@@ -620,6 +626,31 @@ def bench_cmd(ctx: click.Context, device: str, endpoint: int | None, sizes: tupl
         if path:
             writer(result, path)
             out.print(f"wrote {path}")
+
+
+def _bench_control(
+    ctx: click.Context, device: str, duration: float, timeout: float | None, json_path: str | None
+) -> None:
+    from dataclasses import asdict
+
+    from ._bench_control import run_control
+
+    rows = run_control(resolve(ctx, device), duration=duration, timeout=timeout)
+    table = Table(title=f"wdfusb bench {device} --control: 1-byte vendor IN + 64-byte vendor OUT", box=box.SIMPLE)
+    for col in ("method", "round trips", "us/round trip", "x c-loop"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        if r.skipped:
+            table.add_row(r.method, "-", "-", f"skipped: {r.skipped}")
+        else:
+            ratio = f"{r.ratio:.3f}" if r.ratio is not None else "-"
+            table.add_row(r.method, str(r.round_trips), f"{r.us_per_round_trip:.2f}", ratio)
+    out = _stdout()
+    out.print(table)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"device": device, "rows": [asdict(r) for r in rows]}, f, indent=2)
+        out.print(f"wrote {json_path}")
 
 
 def main(argv: Sequence[str] | None = None, *, targets: Mapping[str, Any] | None = None) -> Any:

@@ -258,6 +258,18 @@ _pin = _engine.pin
 REQ_GET_DESCRIPTOR = 0x06
 
 
+def _setup_ok(request_type: Any, request: Any, value: Any, index: Any, length: Any) -> bool:
+    """Every field an int in its range (the common case, checked in one expression)."""
+    return (
+        type(request_type) is type(request) is type(value) is type(index) is type(length) is int
+        and 0 <= request_type <= 0xFF
+        and 0 <= request <= 0xFF
+        and 0 <= value <= 0xFFFF
+        and 0 <= index <= 0xFFFF
+        and 0 <= length <= CONTROL_MAX
+    )
+
+
 def _setup_fields(
     request_type: int, request: int, value: int, index: int, length: int, device_to_host: bool
 ) -> tuple[int, int, int, int]:
@@ -317,8 +329,11 @@ class Device:
         bytes. A stall raises :class:`~wdfusb.UsbStallError` (EP0 takes the next request); a
         failure after some bytes arrived carries them in ``.data``. Mirrors
         ``WdfUsbTargetDeviceSendControlTransferSynchronously``."""
-        setup = _setup_fields(request_type, request, value, index, length, device_to_host=True)
-        rc, actual, buf = self._core.control_pipe.control(*setup, None, length, timeout_us(timeout))
+        if not (_setup_ok(request_type, request, value, index, length) and request_type & 0x80):
+            _setup_fields(request_type, request, value, index, length, device_to_host=True)  # says which
+        rc, actual, buf = self._core.control_pipe.control(
+            request_type, request, value, index, None, length, timeout_us(timeout)
+        )
         data = bytes(buf[SETUP_SIZE : SETUP_SIZE + actual])
         if rc != 0:
             raise error_for(rc, actual, _control_context(request_type, request), data)
@@ -335,9 +350,13 @@ class Device:
     ) -> int:
         """A host-to-device control transfer (``request_type`` has bit 7 clear, e.g. ``0x40``) with
         ``data`` (any buffer, at most 4096 bytes) as its data stage; returns the bytes sent."""
-        view = _engine.byte_view(data, flat=True)
-        setup = _setup_fields(request_type, request, value, index, len(view), device_to_host=False)
-        rc, actual, _ = self._core.control_pipe.control(*setup, view, len(view), timeout_us(timeout))
+        view = data if type(data) is bytes else _engine.byte_view(data, flat=True)
+        n = len(view)
+        if not (_setup_ok(request_type, request, value, index, n) and not request_type & 0x80):
+            _setup_fields(request_type, request, value, index, n, device_to_host=False)  # says which
+        rc, actual, _ = self._core.control_pipe.control(
+            request_type, request, value, index, view, n, timeout_us(timeout)
+        )
         if rc != 0:
             raise error_for(rc, actual, _control_context(request_type, request))
         return actual

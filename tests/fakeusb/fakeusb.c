@@ -997,6 +997,22 @@ static int control_answer(struct libusb_device *d, uint8_t type, uint8_t req, ui
     return n;
 }
 
+/* A submitted transfer joins the flying list, counted on its endpoint (m held). */
+static void fly(struct ftx *x, struct fep *e)
+{
+    x->t.status = 0;
+    x->t.actual_length = 0;
+    e->st.submits++;
+    e->st.in_flight++;
+    g.in_flight++;
+    x->seq = e->st.submits;
+    x->logi = (int)((x->seq - 1) % LOG_N);
+    x->prev = flying_tail;
+    x->next = NULL;
+    if (flying_tail) flying_tail->next = x; else flying_head = x;
+    flying_tail = x;
+}
+
 /* An asynchronous control transfer (m held): the setup packet at the start of the buffer, as
    libusb lays it out; answered at once, called back at the next event pass. */
 static int submit_control(struct ftx *x, struct libusb_transfer *t, struct libusb_device *d, int64_t now)
@@ -1022,17 +1038,7 @@ static int submit_control(struct ftx *x, struct libusb_transfer *t, struct libus
     x->dev = d;
     x->handle = t->dev_handle;
     x->epi = 0;
-    t->status = 0;
-    t->actual_length = 0;
-    e->st.submits++;
-    e->st.in_flight++;
-    g.in_flight++;
-    x->seq = e->st.submits;
-    x->logi = (int)((x->seq - 1) % LOG_N);
-    x->prev = flying_tail;
-    x->next = NULL;
-    if (flying_tail) flying_tail->next = x; else flying_head = x;
-    flying_tail = x;
+    fly(x, e);
     finish(x, n < 0 ? LIBUSB_TRANSFER_STALL : LIBUSB_TRANSFER_COMPLETED, now);
     return LIBUSB_SUCCESS;
 }
@@ -1105,13 +1111,7 @@ API int libusb_submit_transfer(struct libusb_transfer *t)
     x->handle = h;
     x->epi = epi_of(t->endpoint);
     advance_ep(d, e, now); /* settle the bus up to now before this one joins it */
-    t->status = 0;
-    t->actual_length = 0;
-    e->st.submits++;
-    e->st.in_flight++;
-    g.in_flight++;
-    x->seq = e->st.submits;
-    x->logi = (int)((x->seq - 1) % LOG_N);
+    fly(x, e);
     le = &e->log[x->logi];
     le->seq = x->seq;
     le->length = t->length;
@@ -1125,10 +1125,6 @@ API int libusb_submit_transfer(struct libusb_transfer *t)
     e->st.last_timeout = t->timeout;
     if ((uint64_t)t->length > e->st.max_length) e->st.max_length = (uint64_t)t->length;
     if (t->flags & LIBUSB_TRANSFER_ADD_ZERO_PACKET) e->st.zlp_flags++;
-    x->prev = flying_tail;
-    x->next = NULL;
-    if (flying_tail) flying_tail->next = x; else flying_head = x;
-    flying_tail = x;
     advance_ep(d, e, now); /* the device may take it at once; its callback still waits for an event pass */
     pthread_cond_broadcast(&cv);
     {

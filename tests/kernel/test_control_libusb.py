@@ -131,3 +131,14 @@ def test_unplug_under_a_held_request(ffs_gadget: gadget.FfsGadget) -> None:
         assert not th.is_alive(), "the control transfer hung across the unplug"
         assert len(errors) == 1 and isinstance(errors[0], (wdfusb.DeviceGoneError, wdfusb.UsbIOError)), errors
         assert dev._core.native.live_transfers() == 0
+
+
+def test_the_control_benchmark_runs_every_method(sourcesink: gadget.SourceSink) -> None:
+    """``wdfusb bench --control``'s methods, pyusb's and python-libusb1's included, against the
+    real stack (its timings go to the closing notes and the README, not to an assertion)."""
+    from wdfusb._bench_control import CONTROL_METHODS, run_control
+
+    rows = {r.method: r for r in run_control(wdfusb.find_device(vid=SS_VID, pid=SS_PID), duration=0.2, timeout=5)}
+    for name in CONTROL_METHODS:
+        assert rows[name].skipped is None and rows[name].round_trips > 0, rows[name]
+    assert rows["c-loop"].ratio == 1.0

@@ -29,6 +29,7 @@ from . import (
     _queue_state,
     _received,
     _request,
+    _strings,
     _structs,
     _transfer,
     _usbdevice,
@@ -49,6 +50,7 @@ from ._queue_split import *  # noqa: F403
 from ._queue_state import *  # noqa: F403
 from ._received import *  # noqa: F403
 from ._request import *  # noqa: F403
+from ._strings import *  # noqa: F403
 from ._structs import *  # noqa: F403
 from ._transfer import *  # noqa: F403
 from ._usbdevice import *  # noqa: F403
@@ -60,6 +62,7 @@ _EXTRA = {
     "NT_SUCCESS",
     "USBD_STATUS",
     "ULONG",
+    "USHORT",
     "SIZE_T",
     "MDL",
     "IRP",
@@ -91,6 +94,7 @@ _MODULES = (
     _usbdevice,
     _transfer,
     _control,
+    _strings,
     _async,
     _queue,
     _queue_config,

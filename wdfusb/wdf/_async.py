@@ -16,9 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _dispatch
+from .._core import SETUP_SIZE
 from .._status import outcome
 from .._timeout import seconds
 from ._context import at_passive_level, completion_routine_context
+from ._control import control_buffer
 from ._handles import get_object
 from ._memory import WDF_MEMORY_DESCRIPTOR, WDF_MEMORY_DESCRIPTOR_INIT_HANDLE, RequestBuffer, resolve_descriptor
 from ._ntstatus import (
@@ -128,7 +130,8 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
     fmt = req.pipe_format
     if fmt is None or fmt[0] is not target or req.transfer is None:
         return _fail(req, STATUS_INVALID_DEVICE_REQUEST)  # not formatted for this target
-    pipe, rb, read = fmt
+    pipe, rb, read = fmt  # the pipe (or, for a control transfer, the device), its buffer, its way
+    setup = req.setup
     if not req.begin():
         return False  # already pending at a target; its status belongs to that send
     with req.lock:
@@ -137,14 +140,19 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
         req.end(STATUS_CANCELLED, 0, USBD_STATUS_SUCCESS)
         return False
     try:
-        ptr, scratch = _prepare_buffer(rb, read)
+        if setup is None:
+            ptr, scratch = _prepare_buffer(rb, read)
+            core, length = pipe.core, rb.length
+        else:
+            ptr, scratch = control_buffer(setup, rb)
+            core, length = pipe.core.control_pipe, len(scratch)
     except MemoryError:
         req.abandon()
         return _fail(req, STATUS_INSUFFICIENT_RESOURCES)
 
     def complete(code: int, actual: int) -> None:
         if scratch is not None and read and actual:
-            rb.scatter(scratch[:actual])
+            rb.scatter(scratch[:actual] if setup is None else memoryview(scratch)[SETUP_SIZE : SETUP_SIZE + actual])
         out = outcome(code)
         if code == WU_ERR_TIMEOUT:
             with req.lock:
@@ -158,12 +166,11 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
             with completion_routine_context():
                 routine[0](WDFREQUEST(req), WDFIOTARGET(target), params, routine[1])
 
-    core = pipe.core
     if synchronous:
-        code, actual = core.transfer(ptr, rb.length, timeout_us, 0, req.transfer)
+        code, actual = core.transfer(ptr, length, timeout_us, 0, req.transfer)
         complete(code, actual)
         return NT_SUCCESS(req.status)
-    rc = _dispatch.submit(req.transfer, core.address, core.type, ptr, rb.length, 0, timeout_us, complete)
+    rc = _dispatch.submit(req.transfer, core.address, core.type, ptr, length, 0, timeout_us, complete)
     if rc != 0:
         out = outcome(rc)
         req.end(out.status, 0, out.usbd_status)

@@ -12,10 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._core import CONTROL_MAX, SETUP_SIZE
-from ._context import at_passive_level
+from .._core import CONTROL_MAX, SETUP_PACKET, SETUP_SIZE
+from .._engine import in_completion_context, pin
+from .._status import outcome
 from ._handles import ULONG, get_object, require_integer, required
-from ._memory import resolve_descriptor_for_control
+from ._memory import (
+    WDF_MEMORY_DESCRIPTOR,
+    WDF_MEMORY_DESCRIPTOR_INIT_HANDLE,
+    RequestBuffer,
+    resolve_descriptor,
+    resolve_descriptor_for_control,
+)
 from ._ntstatus import (
     NT_SUCCESS,
     NTSTATUS,
@@ -23,8 +30,14 @@ from ._ntstatus import (
     STATUS_INSUFFICIENT_RESOURCES,
     STATUS_INVALID_DEVICE_REQUEST,
     STATUS_INVALID_PARAMETER,
+    STATUS_SUCCESS,
+    USBD_STATUS,
+    USBD_STATUS_SUCCESS,
 )
-from ._transfer import send_options
+from ._request import FxRequest
+from ._structs import WdfUsbRequestTypeDeviceControlTransfer
+from ._transfer import WU_ERR_TIMEOUT, send_options
+from ._usbdevice import FxUsbDevice
 
 # WDF_USB_BMREQUEST_DIRECTION, _TYPE, _RECIPIENT
 BmRequestHostToDevice, BmRequestDeviceToHost = 0, 1
@@ -229,15 +242,12 @@ def WdfUsbTargetDeviceSendControlTransferSynchronously(
     length. ``BytesTransferred`` gets the data stage's byte count (also on failure: what moved).
     A data stage over 4096 bytes is STATUS_INVALID_PARAMETER (WDF: over 0xFFFF).
     """
-    from ._request import FxRequest
-    from ._usbdevice import FxUsbDevice
-
     device = get_object(UsbDevice, FxUsbDevice)
     req = get_object(Request, FxRequest) if Request is not None else None
     required(SetupPacket, "SetupPacket")
     if not isinstance(SetupPacket, WDF_USB_CONTROL_SETUP_PACKET):
         return STATUS_INVALID_PARAMETER
-    if not at_passive_level():
+    if in_completion_context():  # not at_passive_level() (its C call, without a frame around it)
         return STATUS_INVALID_DEVICE_REQUEST
     status, timeout_us = send_options(RequestOptions)
     if status:
@@ -245,29 +255,107 @@ def WdfUsbTargetDeviceSendControlTransferSynchronously(
     status, rb = resolve_descriptor_for_control(MemoryDescriptor)
     if status:
         return status
-    read = SetupPacket.Packet.bm.Request.Dir == BmRequestDeviceToHost
+    request_type, request, value, index, _ = SETUP_PACKET.unpack(SetupPacket._b)  # wLength: the memory's
+    read = bool(request_type & 0x80)  # bm.Request.Dir
     if rb.length > CONTROL_MAX or (read and rb.readonly and rb.length):
         return STATUS_INVALID_PARAMETER if rb.length > CONTROL_MAX else STATUS_INVALID_DEVICE_REQUEST
-    setup = SetupPacket.Packet
     data = None if read or not rb.length else rb.gather()
-    if req is not None:
-        status = _begin(req, device)
-        if not NT_SUCCESS(status):
-            return status
-    try:
-        code, actual, buf = device.core.control_pipe.control(
-            setup.bm.Byte, setup.bRequest, setup.wValue.Value, setup.wIndex.Value, data, rb.length, timeout_us,
-            None if req is None else req.transfer,
-        )  # fmt: skip
-    except MemoryError:
-        if req is not None:
-            req.abandon()
-        return STATUS_INSUFFICIENT_RESOURCES
+    status, actual, buf = control_transfer(
+        device, req, timeout_us, request_type, request, value, index, data, rb.length
+    )
     if read and actual:
         rb.scatter(memoryview(buf)[SETUP_SIZE : SETUP_SIZE + actual])
     if BytesTransferred is not None:
         BytesTransferred.value = actual
-    return _end(req, code, actual)
+    return status
+
+
+def WdfUsbTargetDeviceFormatRequestForControlTransfer(
+    UsbDevice: Any,
+    Request: Any,
+    SetupPacket: WDF_USB_CONTROL_SETUP_PACKET,
+    TransferMemory: Any = None,
+    TransferOffset: Any = None,
+) -> NTSTATUS:
+    """WdfUsbTargetDeviceFormatRequestForControlTransfer: format ``Request`` for a control
+    transfer on the default pipe, its data stage ``TransferMemory`` (a WDFMEMORY, optionally
+    narrowed by a ``WDFMEMORY_OFFSET``; None: no data stage). Send it with ``WdfRequestSend``
+    to ``WdfUsbTargetDeviceGetIoTarget(UsbDevice)``; the completion parameters'
+    ``Parameters.DeviceControlTransfer`` hold the memory, the packet and the data stage's length."""
+    device = get_object(UsbDevice, FxUsbDevice)
+    required(SetupPacket, "SetupPacket")
+    if not isinstance(SetupPacket, WDF_USB_CONTROL_SETUP_PACKET):
+        return STATUS_INVALID_PARAMETER
+    rb = RequestBuffer()
+    if TransferMemory is not None:
+        desc = WDF_MEMORY_DESCRIPTOR()
+        WDF_MEMORY_DESCRIPTOR_INIT_HANDLE(desc, TransferMemory, TransferOffset)
+        status, rb = resolve_descriptor(desc)
+        if status:
+            return status
+    req = get_object(Request, FxRequest)
+    request_type, request, value, index, _ = SETUP_PACKET.unpack(SetupPacket._b)
+    read = bool(request_type & 0x80)
+    if rb.length > CONTROL_MAX:
+        return STATUS_INVALID_PARAMETER
+    if read and rb.readonly and rb.length:
+        return STATUS_INVALID_DEVICE_REQUEST
+    with req.lock:
+        if req.pending:
+            return STATUS_INVALID_DEVICE_REQUEST  # cannot reformat a request that is still sent
+    status = req.validate_target(device)
+    if not NT_SUCCESS(status):
+        return status
+    req.set_memory(rb)
+    usb = req.usb
+    usb.Type = WdfUsbRequestTypeDeviceControlTransfer
+    usb.UsbdStatus = USBD_STATUS(0)
+    params = usb.Parameters.DeviceControlTransfer
+    params.Buffer, params.Length = rb.memory, 0
+    params.SetupPacket = WDF_USB_CONTROL_SETUP_PACKET()
+    params.SetupPacket.Generic.Bytes = bytes(SetupPacket._b)  # the caller's packet, as it was
+    req.formatted_usb = True
+    req.pipe_format = (device, rb, read)
+    req.setup = SETUP_PACKET.pack(request_type, request, value, index, rb.length)
+    return STATUS_SUCCESS
+
+
+def control_buffer(setup: bytes, rb: RequestBuffer) -> tuple[Any, bytearray]:
+    """A formatted control request's own buffer (setup packet, then the data stage), pinned:
+    it is in flight after WdfRequestSend returns, so it cannot be a thread's scratch."""
+    buf = bytearray(setup) + bytearray(rb.length)
+    if rb.length and not setup[0] & 0x80:
+        buf[SETUP_SIZE:] = rb.gather()
+    return pin(buf, True), buf
+
+
+def control_transfer(
+    device: FxUsbDevice,
+    req: FxRequest | None,
+    timeout_us: int,
+    request_type: int,
+    request: int,
+    value: int,
+    index: int,
+    data: Any,
+    length: int,
+) -> tuple[NTSTATUS, int, bytearray]:
+    """One control transfer on ``device``'s default pipe, through ``req`` (a caller's request:
+    sent, cancellable, completed with the result) or the thread's internal one. Returns the
+    NTSTATUS, the data stage's byte count and the buffer holding it (from offset 8)."""
+    if req is not None:
+        status = _begin(req, device)
+        if not NT_SUCCESS(status):
+            return status, 0, bytearray()
+    try:
+        code, actual, buf = device.core.control_pipe.control(
+            request_type, request, value, index, data, length, timeout_us, None if req is None else req.transfer
+        )
+    except MemoryError:
+        if req is not None:
+            req.abandon()
+        return STATUS_INSUFFICIENT_RESOURCES, 0, bytearray()
+    return _end(req, code, actual), actual, buf
 
 
 def _begin(req: Any, device: Any) -> NTSTATUS:
@@ -281,17 +369,14 @@ def _begin(req: Any, device: Any) -> NTSTATUS:
     with req.lock:
         canceled = req.canceled
     if canceled:
-        from ._ntstatus import USBD_STATUS_SUCCESS
-
         req.end(STATUS_CANCELLED, 0, USBD_STATUS_SUCCESS)
         return STATUS_CANCELLED
     return NTSTATUS(0)
 
 
 def _end(req: Any, code: int, actual: int) -> NTSTATUS:
-    from .._status import outcome
-    from ._transfer import WU_ERR_TIMEOUT
-
+    if req is None and code == 0:
+        return STATUS_SUCCESS  # the common case, as the pipe path answers it
     result = outcome(code)
     if req is not None:
         if code == WU_ERR_TIMEOUT:
@@ -327,5 +412,6 @@ __all__ = [
     "WDF_USB_CONTROL_SETUP_PACKET_INIT_FEATURE",
     "WDF_USB_CONTROL_SETUP_PACKET_INIT_GET_STATUS",
     "WDF_USB_CONTROL_SETUP_PACKET_INIT_VENDOR",
+    "WdfUsbTargetDeviceFormatRequestForControlTransfer",
     "WdfUsbTargetDeviceSendControlTransferSynchronously",
 ]

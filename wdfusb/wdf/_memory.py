@@ -397,19 +397,27 @@ class RequestBuffer:
     keep: Any = None
     prepared: tuple[Any, Any] | None = None  # the engine's arguments, once known for good (bytes)
 
-    def gather(self) -> bytes:
-        """A copy of the described bytes (a chained MDL's pieces in order)."""
+    def gather(self) -> Any:
+        """The described bytes as one buffer (a view where it can be; a chained MDL's pieces
+        are joined in order)."""
         if not self.length:
             return b""
         if self.pieces is not None:
-            return bytes(np.concatenate(self.pieces)[: self.length].data)
-        return bytes(_byte_view(self.array)[self.offset : self.offset + self.length].data)
+            return np.concatenate(self.pieces)[: self.length].data
+        array, start, end = self.array, self.offset, self.offset + self.length
+        if type(array) is bytes or type(array) is bytearray:
+            return array if start == 0 and end == len(array) else memoryview(array)[start:end]
+        return _byte_view(array)[start:end].data  # a memoryview (what a bytearray slice takes)
 
     def scatter(self, data: Any) -> None:
         """Copy ``data`` (at most ``length`` bytes) into the described memory, from its start."""
+        array = self.array
+        if self.pieces is None and type(array) is bytearray:
+            array[self.offset : self.offset + len(data)] = data
+            return
         src = np.frombuffer(data, dtype=np.uint8)
         if self.pieces is None:
-            _byte_view(self.array)[self.offset : self.offset + src.size] = src
+            _byte_view(array)[self.offset : self.offset + src.size] = src
             return
         pos = 0
         for piece in self.pieces:
@@ -527,11 +535,12 @@ def resolve_descriptor_for_control(desc: Any) -> tuple[NTSTATUS, RequestBuffer]:
         return STATUS_SUCCESS, RequestBuffer()
     if isinstance(desc, WDF_MEMORY_DESCRIPTOR):
         u, kind = desc.u, desc.Type
-        empty = (
-            (kind == WdfMemoryDescriptorTypeBuffer and u.BufferType.Buffer is None and u.BufferType.Length == 0)
-            or (kind == WdfMemoryDescriptorTypeMdl and u.MdlType.Mdl is None and u.MdlType.BufferLength == 0)
-            or (kind == WdfMemoryDescriptorTypeHandle and u.HandleType.Memory is None)
-        )
+        if kind == WdfMemoryDescriptorTypeBuffer:
+            empty = u.BufferType.Buffer is None and u.BufferType.Length == 0
+        elif kind == WdfMemoryDescriptorTypeMdl:
+            empty = u.MdlType.Mdl is None and u.MdlType.BufferLength == 0
+        else:
+            empty = kind == WdfMemoryDescriptorTypeHandle and u.HandleType.Memory is None
         if empty:
             return STATUS_SUCCESS, RequestBuffer()
     return resolve_descriptor(desc)

@@ -57,6 +57,7 @@ from ._structs import (
     WDF_USB_REQUEST_COMPLETION_PARAMS,
     WdfRequestTypeNoFormat,
     WdfRequestTypeUsb,
+    WdfUsbRequestTypeDeviceControlTransfer,
 )
 
 if TYPE_CHECKING:
@@ -144,7 +145,8 @@ class FxRequest(FxObject):
         self.formatted_usb = False
         self.memory: FxMemory | None = None  # referenced until deleted, reused or reformatted
         self.buffer: RequestBuffer | None = None
-        self.pipe_format: tuple[Any, RequestBuffer, bool] | None = None  # (pipe, buffer, read) to send
+        self.pipe_format: tuple[Any, RequestBuffer, bool] | None = None  # (target, buffer, read) to send
+        self.setup: bytes | None = None  # a control transfer's setup packet (wLength: the buffer's)
         self.completion: tuple[Any, Any] | None = None  # (routine, context)
 
     # -- formatting ------------------------------------------------------------------
@@ -182,6 +184,7 @@ class FxRequest(FxObject):
             mem, self.memory = self.memory, None
             self.buffer = None
             self.pipe_format = None
+            self.setup = None
         if mem is not None:
             mem.release()
 
@@ -210,7 +213,10 @@ class FxRequest(FxObject):
         with self.lock:
             self.status, self.information = status, information
             self.usb.UsbdStatus = usbd
-            self.usb.Parameters.PipeWrite.Length = information
+            if self.usb.Type == WdfUsbRequestTypeDeviceControlTransfer:
+                self.usb.Parameters.DeviceControlTransfer.Length = information
+            else:
+                self.usb.Parameters.PipeWrite.Length = information
             self.pending = False
 
     def cancel(self) -> bool:

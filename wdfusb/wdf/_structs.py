@@ -205,10 +205,21 @@ class _PipeTransferParams:
         self.Offset = 0
 
 
+class _ControlTransferParams:
+    """Parameters.DeviceControlTransfer: Buffer (WDFMEMORY or None), SetupPacket (the caller's, as
+    formatted), Length (the data stage's bytes, set at completion)."""
+
+    def __init__(self) -> None:
+        self.Buffer: Any = None
+        self.SetupPacket: Any = None
+        self.Length = 0
+
+
 class _UsbParameters:
     def __init__(self) -> None:
         self.PipeWrite = _PipeTransferParams()
         self.PipeRead = self.PipeWrite  # one union: the same fields at the same offsets
+        self.DeviceControlTransfer = _ControlTransferParams()
 
 
 class WDF_USB_REQUEST_COMPLETION_PARAMS:

@@ -6,7 +6,7 @@ from typing import Any
 
 from .._core import CoreDevice
 from .._descriptors import InterfaceInfo
-from .._engine import Transfer
+from .._engine import SPEEDS, Transfer
 from .._status import outcome
 from ._context import at_passive_level
 from ._handles import (
@@ -278,3 +278,60 @@ def WdfUsbTargetDeviceGetIoTarget(UsbDevice: Any) -> FxUsbDevice:
     """WdfUsbTargetDeviceGetIoTarget: the device's WDFIOTARGET (in WDF, the device object itself),
     the target of requests for its default control pipe."""
     return get_object(UsbDevice, FxUsbDevice)
+
+
+WDF_USB_DEVICE_TRAIT_SELF_POWERED = 0x00000001
+WDF_USB_DEVICE_TRAIT_REMOTE_WAKE_CAPABLE = 0x00000002
+WDF_USB_DEVICE_TRAIT_AT_HIGH_SPEED = 0x00000004
+
+
+class USBD_VERSION_INFORMATION:
+    """USBD_VERSION_INFORMATION: USBDI_Version, Supported_USB_Version (the device's bcdUSB)."""
+
+    def __init__(self) -> None:
+        self.USBDI_Version = 0
+        self.Supported_USB_Version = 0
+
+
+class WDF_USB_DEVICE_INFORMATION:
+    """WDF_USB_DEVICE_INFORMATION (sizeof 20): Size, UsbdVersionInformation, HcdPortCapabilities, Traits."""
+
+    SIZEOF = 20
+
+    def __init__(self) -> None:
+        self.Size = 0
+        self.UsbdVersionInformation = USBD_VERSION_INFORMATION()
+        self.HcdPortCapabilities = 0
+        self.Traits = 0
+
+
+def WDF_USB_DEVICE_INFORMATION_INIT(Udi: WDF_USB_DEVICE_INFORMATION) -> None:
+    """WDF_USB_DEVICE_INFORMATION_INIT: zero it and set Size."""
+    Udi.__init__()  # type: ignore[misc]
+    Udi.Size = WDF_USB_DEVICE_INFORMATION.SIZEOF
+
+
+USBDI_VERSION = 0x600  # the USB driver stack interface version a Windows 8+ host reports
+
+
+def WdfUsbTargetDeviceRetrieveInformation(UsbDevice: Any, Information: WDF_USB_DEVICE_INFORMATION) -> NTSTATUS:
+    """WdfUsbTargetDeviceRetrieveInformation: the USB version and the traits (self powered and
+    remote wake-up from the configuration's bmAttributes; at high speed: high speed or faster)."""
+    device = get_object(UsbDevice, FxUsbDevice)
+    required(Information, "Information")
+    if not isinstance(Information, WDF_USB_DEVICE_INFORMATION) or integer(Information.Size) != (
+        WDF_USB_DEVICE_INFORMATION.SIZEOF
+    ):
+        return STATUS_INFO_LENGTH_MISMATCH
+    core = device.core
+    attributes = core.config.attributes
+    traits = (WDF_USB_DEVICE_TRAIT_SELF_POWERED if attributes & 0x40 else 0) | (
+        WDF_USB_DEVICE_TRAIT_REMOTE_WAKE_CAPABLE if attributes & 0x20 else 0
+    )
+    if core.speed >= SPEEDS["high"]:
+        traits |= WDF_USB_DEVICE_TRAIT_AT_HIGH_SPEED
+    Information.UsbdVersionInformation.USBDI_Version = USBDI_VERSION
+    Information.UsbdVersionInformation.Supported_USB_Version = int.from_bytes(core.device_descriptor[2:4], "little")
+    Information.HcdPortCapabilities = 0
+    Information.Traits = traits
+    return STATUS_SUCCESS

@@ -1,0 +1,233 @@
+"""The control benchmark (``wdfusb bench DEVICE --control``): round trips on EP0.
+
+A round trip is a 1-byte vendor IN and a 64-byte vendor OUT: Gadget Zero's control test
+requests (0x5c reads its buffer, 0x5b fills it), which the virtual device answers as well.
+Each method runs the same round trips; ``c-loop`` is the engine's C loop (the reference),
+``pythonic`` ``Device.control_read/control_write``, ``wdf``
+``WdfUsbTargetDeviceSendControlTransferSynchronously``, and ``pyusb`` / ``libusb1``
+``ctrl_transfer`` / ``controlRead``+``controlWrite`` over the same libusb (real devices only).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import _engine
+from ._core import SETUP_SIZE
+from .device import UsbDeviceInfo
+from .device import open as open_device
+from .errors import UsbIOError, error_for, error_for_status
+
+IN_REQUEST = (0xC0, 0x5C, 0, 0, 1)  # bmRequestType, bRequest, wValue, wIndex, wLength
+OUT_REQUEST = (0x40, 0x5B, 0, 0, 64)
+OUT_DATA = bytes(range(64))
+ROUNDS = 3
+CONTROL_METHODS = ("c-loop", "wdf", "pythonic", "pyusb", "libusb1")
+
+
+@dataclass
+class ControlRow:
+    """One method's result: the fastest of ``ROUNDS`` rounds of ``round_trips``."""
+
+    method: str
+    round_trips: int = 0
+    us_per_round_trip: float = 0.0
+    ratio: float | None = None  # the c-loop's time per round trip / this method's (1.0 = as fast)
+    skipped: str | None = None
+
+
+def _loop_pythonic(dev: Any, timeout: float | None) -> Callable[[int], None]:
+    read, write = dev.control_read, dev.control_write
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            read(*IN_REQUEST, timeout)
+            write(*OUT_REQUEST[:4], OUT_DATA, timeout)
+
+    return loop
+
+
+def _loop_c(dev: Any, timeout: float | None) -> Callable[[int], None]:
+    xfer = dev._core.new_transfer()
+    us = 0 if timeout is None else max(1, round(timeout * 1e6))
+    bufs = [
+        _engine.pin(bytearray(struct.pack("<BBHHH", *IN_REQUEST) + bytes(IN_REQUEST[4])), True),
+        _engine.pin(bytearray(struct.pack("<BBHHH", *OUT_REQUEST) + OUT_DATA), True),
+    ]
+
+    def loop(n: int) -> None:
+        for buf in bufs:  # n INs in C, then n OUTs: the same work as n round trips
+            rc, _ = xfer.bench_loop(0, _engine.EP_CONTROL, buf, len(buf), n, us)
+            if rc != 0:
+                raise error_for(rc, 0, "control C loop")
+
+    loop.keep = (xfer, bufs)  # type: ignore[attr-defined]
+    return loop
+
+
+def _loop_wdf(dev: Any, timeout: float | None) -> Callable[[int], None]:
+    from . import wdf as wdf_layer
+
+    W = wdf_layer
+    usb = W.WDFUSBDEVICE()
+    status = W.WdfUsbTargetDeviceCreate(dev.source, W.WDF_NO_OBJECT_ATTRIBUTES, usb)
+    if not W.NT_SUCCESS(status):
+        raise error_for_status(status, 0, 0, "WdfUsbTargetDeviceCreate")
+    packets, descs = [], []
+    for (_, request, value, index, _), buf, direction in (
+        (IN_REQUEST, bytearray(1), W.BmRequestDeviceToHost),
+        (OUT_REQUEST, OUT_DATA, W.BmRequestHostToDevice),
+    ):
+        p = W.WDF_USB_CONTROL_SETUP_PACKET()
+        W.WDF_USB_CONTROL_SETUP_PACKET_INIT_VENDOR(p, direction, W.BmRequestToDevice, request, value, index)
+        d = W.WDF_MEMORY_DESCRIPTOR()
+        W.WDF_MEMORY_DESCRIPTOR_INIT_BUFFER(d, buf, len(buf))
+        packets.append(p)
+        descs.append(d)
+    options = None
+    if timeout is not None:
+        options = W.WDF_REQUEST_SEND_OPTIONS()
+        W.WDF_REQUEST_SEND_OPTIONS_INIT(options, 0)
+        W.WDF_REQUEST_SEND_OPTIONS_SET_TIMEOUT(options, W.WDF_REL_TIMEOUT_IN_MS(max(1, round(timeout * 1000))))
+    send, done = W.WdfUsbTargetDeviceSendControlTransferSynchronously, W.ULONG()
+    (pin, din), (pout, dout) = zip(packets, descs, strict=True)
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            status = send(usb, None, options, pin, din, done) or send(usb, None, options, pout, dout, done)
+            if status:
+                raise error_for_status(status, 0, done.value, "WDF control round trip")
+
+    loop.keep = usb  # type: ignore[attr-defined]
+    return loop
+
+
+def _loop_pyusb(info: UsbDeviceInfo, timeout: float | None) -> Callable[[int], None]:
+    import usb.backend.libusb1
+    import usb.core
+
+    path = _engine.libusb_path() or None
+    backend = usb.backend.libusb1.get_backend(find_library=(lambda _name: path) if path else None)
+    dev = usb.core.find(bus=info.bus, address=info.address, backend=backend)
+    if dev is None:
+        raise UsbIOError(f"pyusb does not see bus {info.bus} address {info.address}")
+    ms = 0 if timeout is None else max(1, round(timeout * 1000))
+    ctrl = dev.ctrl_transfer
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            ctrl(*IN_REQUEST, ms)
+            ctrl(*OUT_REQUEST[:4], OUT_DATA, ms)
+
+    loop.keep = dev  # type: ignore[attr-defined]
+    return loop
+
+
+def _loop_libusb1(info: UsbDeviceInfo, timeout: float | None) -> Callable[[int], None]:
+    import usb1
+
+    ctx = usb1.USBContext()
+    ctx.open()
+    handle = None
+    for d in ctx.getDeviceIterator(skip_on_error=True):
+        if d.getBusNumber() == info.bus and d.getDeviceAddress() == info.address:
+            handle = d.open()
+            break
+    if handle is None:
+        ctx.close()
+        raise UsbIOError(f"python-libusb1 does not see bus {info.bus} address {info.address}")
+    ms = 0 if timeout is None else max(1, round(timeout * 1000))
+    read, write = handle.controlRead, handle.controlWrite
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            read(*IN_REQUEST, ms)
+            write(*OUT_REQUEST[:4], OUT_DATA, ms)
+
+    loop.keep = (ctx, handle)  # type: ignore[attr-defined]
+    return loop
+
+
+def _unavailable(method: str, source: Any) -> str | None:
+    if method in ("pyusb", "libusb1"):
+        module = "usb" if method == "pyusb" else "usb1"
+        if importlib.util.find_spec(module) is None:
+            return f"{method} is not installed (pip install 'wdfusb[compare]')"
+        if not isinstance(source, UsbDeviceInfo):
+            return "cannot reach the virtual device (it lives inside wdfusb's engine, not behind libusb)"
+    return None
+
+
+def _timed(loop: Callable[[int], None], duration: float) -> tuple[int, float]:
+    """Round trips that take about ``duration / ROUNDS`` seconds, and the fastest round's time."""
+    n, t = 1, 0.0
+    while True:  # calibrate (also a warm-up)
+        t0 = time.perf_counter()
+        loop(n)
+        t = time.perf_counter() - t0
+        if t >= duration / ROUNDS / 8 or n >= 1_000_000:
+            break
+        n *= 4
+    n = max(1, min(1_000_000, round(n * duration / ROUNDS / max(t, 1e-9))))
+    best = float("inf")
+    for _ in range(ROUNDS):
+        t0 = time.perf_counter()
+        loop(n)
+        best = min(best, time.perf_counter() - t0)
+    return n, best
+
+
+def run_control(
+    source: Any, methods: tuple[str, ...] = CONTROL_METHODS, duration: float = 0.3, timeout: float | None = 10.0
+) -> list[ControlRow]:
+    """Time control round trips on ``source`` (a :class:`VirtualDevice` or :class:`UsbDeviceInfo`)."""
+    rows: list[ControlRow] = []
+    reference: float | None = None
+    for method in [m for m in CONTROL_METHODS if m in methods]:
+        row = ControlRow(method)
+        rows.append(row)
+        row.skipped = _unavailable(method, source)
+        if row.skipped:
+            continue
+        with open_device(source) as dev:
+            if method in ("pyusb", "libusb1"):
+                dev.close()  # the other library opens the device itself
+                loop = (_loop_pyusb if method == "pyusb" else _loop_libusb1)(source, timeout)
+            else:
+                loop = {"c-loop": _loop_c, "wdf": _loop_wdf, "pythonic": _loop_pythonic}[method](dev, timeout)
+            try:
+                n, best = _timed(loop, duration)
+            finally:
+                _release(getattr(loop, "keep", None))
+        row.round_trips, row.us_per_round_trip = n * ROUNDS, best / n * 1e6
+        if method == "c-loop":
+            reference = row.us_per_round_trip
+        if reference:
+            row.ratio = reference / row.us_per_round_trip
+    return rows
+
+
+def _release(keep: Any) -> None:
+    """Close what a loop opened (a WDF device, a python-libusb1 handle and context, pyusb resources)."""
+    items = keep if isinstance(keep, tuple) else (keep,)
+    for item in reversed(items):
+        if hasattr(item, "value"):  # a WDFUSBDEVICE box
+            from .wdf import WdfObjectDelete
+
+            WdfObjectDelete(item)
+        elif hasattr(item, "free"):  # the C loop's transfer
+            item.free()
+        elif hasattr(item, "close"):
+            item.close()
+        elif hasattr(item, "_ctx"):  # a pyusb device
+            import usb.util
+
+            usb.util.dispose_resources(item)
+
+
+__all__ = ["CONTROL_METHODS", "SETUP_SIZE", "ControlRow", "run_control"]
