@@ -373,6 +373,14 @@ static int lu_release(wu_device *d, int i) { return L.libusb_release_interface(L
 static int lu_set_alt(wu_device *d, int i, int a) { return L.libusb_set_interface_alt_setting(LD(d)->h, i, a); }
 static int lu_clear_halt(wu_device *d, uint8_t ep) { return L.libusb_clear_halt(LD(d)->h, ep); }
 
+/* libusb_reset_device: NOT_FOUND means the device came back as another one (it must be opened
+   again): for this handle it is gone. */
+static int lu_reset_port(wu_device *d)
+{
+    int rc = L.libusb_reset_device(LD(d)->h);
+    return rc == WU_ERR_NOT_FOUND ? WU_ERR_NO_DEVICE : rc;
+}
+
 static void lu_close(wu_device *d)
 {
     ldev *ld = LD(d);
@@ -390,6 +398,6 @@ static void lu_destroy(wu_device *d)
 
 const wu_backend wu_libusb_backend = {
     lu_xfer_init, lu_xfer_fini, lu_submit, lu_wait, lu_cancel, lu_refine, lu_speed, lu_get_descriptor,
-    lu_get_configuration, lu_set_configuration, lu_claim, lu_release, lu_set_alt, lu_clear_halt,
+    lu_get_configuration, lu_set_configuration, lu_claim, lu_release, lu_set_alt, lu_clear_halt, lu_reset_port,
     lu_start_events, lu_drain, lu_close, lu_destroy,
 };

@@ -38,6 +38,9 @@ typedef struct {
     int n_eps;
     vep eps[V_MAX_EPS + 1]; /* eps[0] is EP0, the control endpoint */
     uint8_t ep0_buf[WU_CONTROL_MAX]; /* the vendor test requests' buffer (Gadget Zero's 0x5b/0x5c) */
+    int function;        /* vendor and class requests go to the function (a handler in Python) */
+    int function_gone;   /* the device closed: the function's wait ends */
+    uint64_t next_ctl_id;
     uint8_t *desc;
     size_t desc_len;
     uint8_t *fifo;       /* loopback ring: LOOPBACK_OUT feeds it, LOOPBACK_IN drains it */
@@ -309,9 +312,12 @@ static int vendor_request(vdev *v, uint8_t type, uint8_t req, unsigned value, un
     return V_STALL;
 }
 
+#define V_WAITING 2 /* move_control: the request waits for the function's answer */
+
 /* Advance a control transfer: SETUP, the data stage and STATUS take their bus time (SETUP and
-   STATUS a (micro)frame each); the device answers when STATUS is due. 1 done, 0 in progress,
-   or V_STALL. */
+   STATUS a (micro)frame each); the device answers when STATUS is due, or, for a request its
+   function answers, once the answer is in (the host's STATUS stage waits, as a NAKing device
+   makes it). 1 done, 0 in progress, V_WAITING, or V_STALL. */
 static int move_control(vdev *v, vep *e, wu_xfer *x, uint64_t due)
 {
     const uint8_t *s = x->buf;
@@ -324,6 +330,16 @@ static int move_control(vdev *v, vep *e, wu_xfer *x, uint64_t due)
         return 0;
     }
     x->pkts = x->total_pkts;
+    if ((s[0] & 0x60) && v->function) { /* vendor or class: the function's */
+        if (!x->ctl_id) {
+            x->ctl_id = ++v->next_ctl_id; /* handed out by wu_virtual_next_request */
+            wu_cond_broadcast(&v->cond);
+        }
+        if (!x->ctl_answer) return V_WAITING;
+        n = x->ctl_answer == 1 ? 0 : V_STALL; /* IN data and actual were set by the answer */
+        if (n == 0 && !(s[0] & 0x80)) x->actual = length;
+        return n < 0 ? V_STALL : 1;
+    }
     switch (s[0] & 0x60) {
     case 0x00: n = standard_request(v, s[0], s[1], value, index, x->buf + WU_SETUP_SIZE, length); break;
     case 0x40: n = vendor_request(v, s[0], s[1], value, index, x->buf + WU_SETUP_SIZE, length); break;
@@ -388,6 +404,10 @@ static int64_t head_advance(vdev *v, vep *e, int64_t now)
         due = e->frame_ns ? x->pkt_base + (uint64_t)((limit - start) * e->per_frame / e->frame_ns) : UINT64_MAX;
         if (e->cfg.type == WU_EP_CONTROL) r = move_control(v, e, x, due);
         else r = e->cfg.address & 0x80 ? move_in(v, e, x, due) : move_out(v, e, x, due);
+        if (r == V_WAITING) {
+            if (timed_out) { complete(v, e, x, WU_ERR_TIMEOUT); continue; }
+            return x->deadline_ns; /* the answer (or a cancel) broadcasts */
+        }
         if (r == 1 || r == V_STALL) {
             e->bus_ns = start + pkt_time(e, x->pkts - x->pkt_base);
             complete(v, e, x, r == 1 ? WU_OK : WU_ERR_PIPE);
@@ -434,6 +454,8 @@ static int v_submit(wu_xfer *x)
     }
     x->pkts = x->pkt_base = 0;
     x->started = 0;
+    x->ctl_id = 0;
+    x->ctl_answer = 0;
     x->start_ns = wu_now_ns();
     x->qnext = NULL;
     x->linked = 1;
@@ -532,6 +554,21 @@ static int v_clear_halt(wu_device *d, uint8_t ep)
     return rc;
 }
 
+/* A port reset: every endpoint's halt and toggle cleared (the engine cancelled what was in
+   flight); the configuration, the function's state and the loopback data stay. */
+static int v_reset_port(wu_device *d)
+{
+    vdev *v = V(d);
+    int rc = WU_OK;
+    wu_mutex_lock(&d->lock);
+    if (v->unplugged) rc = WU_ERR_NO_DEVICE;
+    for (int i = 0; rc == WU_OK && i < v->n_eps; i++) v->eps[i].halted = 0;
+    v->remote_wakeup = 0;
+    wu_cond_broadcast(&v->cond);
+    wu_mutex_unlock(&d->lock);
+    return rc;
+}
+
 /* The device's event thread: moves every endpoint along the modelled bus time. */
 static void *v_events_main(void *arg)
 {
@@ -567,6 +604,7 @@ static void v_close(wu_device *d)
     struct wu_thread *t;
     wu_mutex_lock(&d->lock);
     v->events_stop = 1;
+    v->function_gone = 1;
     t = v->events;
     v->events = NULL;
     wu_cond_broadcast(&v->cond);
@@ -590,7 +628,7 @@ static void v_destroy(wu_device *d)
 
 const wu_backend wu_virtual_backend = {
     v_xfer_init, v_xfer_fini, v_submit, v_wait, v_cancel, NULL, v_speed, v_get_descriptor,
-    v_get_configuration, v_set_configuration, v_claim, v_claim, v_set_alt, v_clear_halt,
+    v_get_configuration, v_set_configuration, v_claim, v_claim, v_set_alt, v_clear_halt, v_reset_port,
     v_start_events, v_drain, v_close, v_destroy,
 };
 
@@ -717,6 +755,83 @@ int wu_virtual_unplug(wu_device *d)
     return WU_OK;
 }
 
+/* ---- the device's function: vendor and class requests answered by the caller ----------- */
+
+int wu_virtual_set_function(wu_device *d, int on)
+{
+    if (!d || !d->virtual_device) return WU_ERR_INVALID_PARAM;
+    if (wu_device_forked(d)) return WU_ERR_FORKED;
+    wu_mutex_lock(&d->lock);
+    V(d)->function = on != 0;
+    wu_cond_broadcast(&V(d)->cond);
+    wu_mutex_unlock(&d->lock);
+    return WU_OK;
+}
+
+/* The request at the head of EP0 handed to the function and not yet answered, or NULL. */
+static wu_xfer *waiting_request(vdev *v)
+{
+    wu_xfer *x = v->eps[0].head;
+    return x && x->ctl_id && !x->ctl_answer && WU_LOAD(&x->state) == WU_XFER_IN_FLIGHT ? x : NULL;
+}
+
+int wu_virtual_next_request(wu_device *d, int64_t timeout_us, wu_vrequest *out)
+{
+    vdev *v;
+    int64_t until;
+    int rc = WU_ERR_TIMEOUT;
+    if (!d || !d->virtual_device || !out) return WU_ERR_INVALID_PARAM;
+    if (wu_device_forked(d)) return WU_ERR_FORKED;
+    v = V(d);
+    until = timeout_us > 0 && timeout_us < INT64_MAX / 2000 ? wu_now_ns() + timeout_us * 1000 : WU_NS_FOREVER;
+    wu_mutex_lock(&d->lock);
+    for (;;) {
+        wu_xfer *x;
+        int64_t now = wu_now_ns();
+        if (v->function_gone || v->unplugged) { rc = WU_ERR_NO_DEVICE; break; }
+        ep_advance(v, &v->eps[0], now); /* the host's transfer moves to its STATUS stage */
+        if ((x = waiting_request(v)) != NULL && x->ctl_id != out->id) {
+            size_t length = x->buf[6] | (size_t)x->buf[7] << 8;
+            out->id = x->ctl_id;
+            memcpy(out->setup, x->buf, WU_SETUP_SIZE);
+            out->length = (uint16_t)length;
+            if (!(x->buf[0] & 0x80) && length) memcpy(out->data, x->buf + WU_SETUP_SIZE, length);
+            rc = WU_OK;
+            break;
+        }
+        if (now >= until) break;
+        wu_cond_wait_until(&v->cond, &d->lock, until);
+    }
+    wu_mutex_unlock(&d->lock);
+    return rc;
+}
+
+int wu_virtual_answer(wu_device *d, uint64_t id, int result, const uint8_t *data, size_t len)
+{
+    vdev *v;
+    wu_xfer *x;
+    int rc = WU_ERR_NOT_FOUND;
+    if (!d || !d->virtual_device || (result != WU_OK && result != WU_ERR_PIPE) || (!data && len))
+        return WU_ERR_INVALID_PARAM;
+    if (wu_device_forked(d)) return WU_ERR_FORKED;
+    v = V(d);
+    wu_mutex_lock(&d->lock);
+    if ((x = waiting_request(v)) != NULL && x->ctl_id == id) {
+        size_t length = x->buf[6] | (size_t)x->buf[7] << 8;
+        if (result == WU_OK && (x->buf[0] & 0x80)) {
+            size_t n = len < length ? len : length;
+            memcpy(x->buf + WU_SETUP_SIZE, data, n);
+            x->actual = n;
+        }
+        x->ctl_answer = result == WU_OK ? 1 : -1;
+        ep_advance(v, &v->eps[0], wu_now_ns());
+        wu_cond_broadcast(&v->cond);
+        rc = WU_OK;
+    }
+    wu_mutex_unlock(&d->lock);
+    return rc;
+}
+
 int wu_virtual_set_switch(wu_device *d, uint8_t value)
 {
     if (!d || !d->virtual_device) return WU_ERR_INVALID_PARAM;
@@ -725,6 +840,16 @@ int wu_virtual_set_switch(wu_device *d, uint8_t value)
     if (V(d)->switch_state != value) V(d)->switch_pending = 1;
     V(d)->switch_state = value;
     wu_cond_broadcast(&V(d)->cond);
+    wu_mutex_unlock(&d->lock);
+    return WU_OK;
+}
+
+int wu_virtual_get_switch(wu_device *d, uint8_t *value)
+{
+    if (!d || !d->virtual_device || !value) return WU_ERR_INVALID_PARAM;
+    if (wu_device_forked(d)) return WU_ERR_FORKED;
+    wu_mutex_lock(&d->lock);
+    *value = V(d)->switch_state;
     wu_mutex_unlock(&d->lock);
     return WU_OK;
 }

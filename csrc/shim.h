@@ -33,6 +33,7 @@ typedef struct wu_backend {
     int (*release_interface)(wu_device *d, int iface);
     int (*set_altsetting)(wu_device *d, int iface, int alt);
     int (*clear_halt)(wu_device *d, uint8_t ep);
+    int (*reset_port)(wu_device *d);  /* a port reset: nothing is in flight (the engine drained it) */
     /* make transfers progress with nobody waiting (first asynchronous submit) */
     int (*start_events)(wu_device *d);
     /* wait until no transfer of d is in flight (after they were cancelled) */
@@ -82,6 +83,9 @@ struct wu_xfer {
     int started;
     int64_t start_ns;
     uint64_t pkt_base, pkts, total_pkts;
+    /* virtual device, EP0: a request handed to the device's function (wu_virtual_next_request) */
+    uint64_t ctl_id;             /* 0: not handed out */
+    int ctl_answer;              /* 0: not answered yet, 1: answered, -1: refused (a stall) */
 };
 
 extern const wu_backend wu_libusb_backend;

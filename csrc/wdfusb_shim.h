@@ -109,12 +109,29 @@ typedef struct {
     uint64_t zero_length_packets; /* OUT: zero-length packets received (ZLPs) */
 } wu_vep_stats;
 
+/* A control request the virtual device's function answers (vendor and class requests, once
+   wu_virtual_set_function(dev, 1)): its setup packet and, for host-to-device requests, its data. */
+typedef struct {
+    uint64_t id;
+    uint8_t setup[8];
+    uint16_t length;              /* the data stage's length (wLength) */
+    uint8_t data[4096];           /* host-to-device: what the host sent */
+} wu_vrequest;
+
 int wu_virtual_create(const wu_vdev_config *config, wu_device **out);
+int wu_virtual_set_function(wu_device *dev, int on);  /* on: vendor/class requests wait for an answer */
+int wu_virtual_next_request(wu_device *dev, int64_t timeout_us, wu_vrequest *out);
+                                                     /* WU_OK, WU_ERR_TIMEOUT (none), WU_ERR_NO_DEVICE */
+int wu_virtual_answer(wu_device *dev, uint64_t id, int result, const uint8_t *data, size_t len);
+                                                     /* result WU_OK (data: the IN data stage) or
+                                                        WU_ERR_PIPE (a stall); WU_ERR_NOT_FOUND when
+                                                        the request is no longer waiting */
 int wu_virtual_ep_stats(wu_device *dev, uint8_t ep, wu_vep_stats *out);
 int wu_virtual_stall(wu_device *dev, uint8_t ep);
 int wu_virtual_nak(wu_device *dev, uint8_t ep, double seconds);
 int wu_virtual_unplug(wu_device *dev);
 int wu_virtual_set_switch(wu_device *dev, uint8_t value);
+int wu_virtual_get_switch(wu_device *dev, uint8_t *value);
 
 /* ---- device operations (either backend) ---------------------------------- */
 int wu_device_is_virtual(wu_device *dev);
@@ -128,6 +145,8 @@ int wu_device_claim_interface(wu_device *dev, int iface);
 int wu_device_release_interface(wu_device *dev, int iface);
 int wu_device_set_altsetting(wu_device *dev, int iface, int alt);
 int wu_device_clear_halt(wu_device *dev, uint8_t ep);
+int wu_device_reset_port(wu_device *dev);   /* cancel and drain every transfer, then reset the port:
+                                               halts and data toggles cleared, the configuration kept */
 int wu_device_cancel(wu_device *dev, int ep, uint64_t owner, int retire);
                                 /* cancel (newest first) and drain every transfer in flight on ep
                                    (-1: every endpoint) of owner (0: every owner); retire != 0 also

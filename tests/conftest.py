@@ -59,13 +59,9 @@ def no_leaks() -> Iterator[None]:
 @pytest.fixture
 def counts() -> Iterator[None]:
     """No native transfer and no native object of the test is left afterwards."""
-    import gc
+    from background import native_counts_unchanged
 
-    gc.collect()
-    before = (_engine.Transfer.live, _engine.live_objects())
-    yield
-    gc.collect()
-    assert (_engine.Transfer.live, _engine.live_objects()) == before
+    yield from native_counts_unchanged(5.0)
 
 
 @pytest.fixture

@@ -10,9 +10,11 @@ import time
 import zlib
 
 import pytest
+from background import in_thread, joined, wait_until
 from sigint import interrupt_child
 
 import wdfusb
+from wdfusb.virtual import STALL, ControlRequest
 
 GET_STATUS, CLEAR_FEATURE, SET_FEATURE, GET_DESCRIPTOR = 0x00, 0x01, 0x03, 0x06
 GET_CONFIGURATION, SET_CONFIGURATION, GET_INTERFACE, SET_INTERFACE = 0x08, 0x09, 0x0A, 0x0B
@@ -172,22 +174,10 @@ def test_close_or_unplug_under_a_blocked_request(counts: None, how: str) -> None
     v, dev = opened()
     with v:
         v.endpoint(0).nak(float("inf"))
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                dev.control_read(0xC0, 0x5C, 0, 0, 64)
-            except BaseException as e:  # noqa: BLE001 - handed to the test
-                errors.append(e)
-
-        t = threading.Thread(target=run)
-        t.start()
-        deadline = time.monotonic() + 5
-        while dev._core.native.live_transfers() == 0 and time.monotonic() < deadline:
-            time.sleep(0.001)
+        t, errors = in_thread(lambda: dev.control_read(0xC0, 0x5C, 0, 0, 64))
+        wait_until(lambda: dev._core.native.live_transfers() > 0)
         dev.close() if how == "close" else v.unplug()
-        t.join(5)
-        assert not t.is_alive()
+        joined(t, 5)
         assert len(errors) == 1 and isinstance(errors[0], wdfusb.UsbError)
         if how == "unplug":
             assert isinstance(errors[0], wdfusb.DeviceGoneError)
@@ -241,3 +231,111 @@ def test_open_by_serial_finds_virtual_devices(counts: None) -> None:
         dev.source.close()
     with pytest.raises(wdfusb.DeviceNotFoundError):
         wdfusb.open(vid=0x1209, serial="no-such-board")
+
+
+# ---- the device's function: vendor and class requests answered in Python ------------------------
+
+
+def instrument() -> tuple[dict[str, int], object]:
+    """A lab instrument's vendor requests: 0x10 sets a register (wIndex) to wValue, 0x11 reads it
+    back as 2 bytes, 0x12 takes a block (stored), 0x13 returns it; a class request 0x01 answers 3 bytes."""
+    regs: dict[str, int] = {}
+    block = bytearray()
+
+    def handler(r: ControlRequest) -> object:
+        if (r.kind, r.request) == ("vendor", 0x10) and not r.device_to_host:
+            regs[str(r.index)] = r.value
+            return None
+        if (r.kind, r.request) == ("vendor", 0x11) and r.device_to_host:
+            return regs.get(str(r.index), 0).to_bytes(2, "little")
+        if (r.kind, r.request) == ("vendor", 0x12):
+            block[:] = r.data
+            return None
+        if (r.kind, r.request) == ("vendor", 0x13):
+            return bytes(block)
+        if (r.kind, r.request) == ("class", 0x01):
+            return b"\x01\x02\x03"
+        return STALL
+
+    return regs, handler
+
+
+def test_a_handler_answers_vendor_and_class_requests(counts: None) -> None:
+    regs, handler = instrument()
+    v = wdfusb.VirtualDevice(speed="high", on_control=handler)  # type: ignore[arg-type]
+    with v, wdfusb.open(v) as dev:
+        dev.control_write(0x40, 0x10, 0x1234, 7)
+        assert regs == {"7": 0x1234} and dev.control_read(0xC0, 0x11, 0, 7, 2) == b"\x34\x12"
+        data = random.Random(3).randbytes(4096)
+        assert dev.control_write(0x40, 0x12, 0, 0, data) == 4096
+        assert dev.control_read(0xC0, 0x13, 0, 0, 4096) == data
+        assert dev.control_read(0xC0, 0x13, 0, 0, 10) == data[:10]  # at most wLength, as from a device
+        assert dev.control_read(0xA1, 0x01, 0, 0, 8) == b"\x01\x02\x03"  # a short answer
+        with pytest.raises(wdfusb.UsbStallError):
+            dev.control_read(0xC0, 0x5C, 0, 0, 4)  # the handler's now, and it refuses it
+        assert dev.control_read(0x80, GET_STATUS, 0, 0, 2) == b"\x00\x00"  # standard: still the device's
+        v.on_control(None)  # back to the built-in requests
+        dev.control_write(0x40, 0x5B, 0, 0, b"gz")
+        assert dev.control_read(0xC0, 0x5C, 0, 0, 2) == b"gz"
+    assert v.function_errors == []
+
+
+def test_a_handler_that_raises_or_does_io_stalls_the_request(counts: None) -> None:
+    def handler(r: ControlRequest) -> object:
+        if r.request == 0x01:
+            raise RuntimeError("instrument firmware bug")
+        return dev.control_read(0x80, GET_STATUS, 0, 0, 2)  # I/O on its own device, from its function
+
+    v = wdfusb.VirtualDevice(speed=None, on_control=handler)
+    with v, wdfusb.open(v) as dev:
+        for request in (0x01, 0x02):
+            with pytest.warns(UserWarning, match="control handler raised"), pytest.raises(wdfusb.UsbStallError):
+                dev.control_read(0xC0, request, 0, 0, 2)
+        assert dev.control_read(0x80, GET_STATUS, 0, 0, 2) == b"\x00\x00"
+    assert [type(e).__name__ for e in v.function_errors] == ["RuntimeError", "UsbError"]
+    assert "completion" in str(v.function_errors[1]) or "context" in str(v.function_errors[1])
+
+
+def test_a_slow_handler_times_out_cancels_and_closes(counts: None) -> None:
+    gate = threading.Event()
+
+    def handler(r: ControlRequest) -> object:
+        gate.wait(5)
+        return b"late"
+
+    v = wdfusb.VirtualDevice(speed="high", on_control=handler)
+    with v:
+        dev = wdfusb.open(v)
+        with pytest.raises(wdfusb.UsbTimeoutError) as err:
+            dev.control_read(0xC0, 0x01, 0, 0, 4, timeout=0.05)
+        assert err.value.bytes_transferred == 0 and dev._core.native.live_transfers() == 0
+        gate.set()  # its answer comes too late: dropped
+        assert dev.control_read(0xC0, 0x01, 0, 0, 4, timeout=5) == b"late"
+        gate.clear()
+        t, errors = in_thread(lambda: dev.control_read(0xC0, 0x01, 0, 0, 4))
+        wait_until(lambda: dev._core.native.live_transfers() > 0)
+        dev.close()  # the waiting request is cancelled; the handler's answer is dropped
+        joined(t, 5)
+        assert len(errors) == 1 and isinstance(errors[0], wdfusb.UsbError)
+        gate.set()
+    assert v._function is not None and not v._function._thread.is_alive()  # the close ended the function
+
+
+# ---- port reset ------------------------------------------------------------------------------------
+
+
+def test_a_port_reset_cancels_what_is_in_flight_and_clears_halts(counts: None) -> None:
+    v, dev = opened()
+    with v, dev:
+        v.endpoint(0x06).stall()
+        v.endpoint(0x88).nak(float("inf"))
+        t, errors = in_thread(lambda: dev.pipe(0x88).read(512))
+        wait_until(lambda: dev._core.native.live_transfers() > 0)
+        dev.reset()
+        joined(t, 5)
+        assert len(errors) == 1 and isinstance(errors[0], wdfusb.UsbCancelledError)
+        assert not v.endpoint(0x06).halted and dev.pipe(0x06).write(b"x" * 512, timeout=1) == 512
+        assert dev.control_read(0x80, GET_CONFIGURATION, 0, 0, 1) == b"\x01"  # the configuration stays
+        v.unplug()
+        with pytest.raises(wdfusb.DeviceGoneError):
+            dev.reset()

@@ -1201,9 +1201,9 @@ class LifecycleMachine(RuleBasedStateMachine):
             if vs.status == "closed":
                 return
             snap = {}
-            for ep in OUT_EPS:
-                e = vs.vdev.endpoint(ep)
-                snap[ep] = (e.received_bytes, e.crc32)
+            for ep in OUT_EPS:  # count and CRC from one look (two would tear while data moves)
+                st = vs.vdev.endpoint(ep)._stats()
+                snap[ep] = (st["received_bytes"], st["crc32"])
             snap[IN_EP] = (vs.vdev.endpoint(IN_EP).sent_bytes, 0)
             vs.snapshot = snap
             vs.status = "closed"
@@ -1292,8 +1292,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             idle = lane.idle  # read the model before the device: the device only ever gets ahead
             with vs.lock:
                 known, length, crc, hold = model.known, len(model.data), model.crc, model.hold
-            e = vs.vdev.endpoint(ep)
-            got, dev_crc = e.received_bytes, e.crc32
+            st = vs.vdev.endpoint(ep)._stats()  # count and CRC from one look
+            got, dev_crc = st["received_bytes"], st["crc32"]
             where = f"{vs.name} 0x{ep:02X}"
             if not idle:
                 if got < known:

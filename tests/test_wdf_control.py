@@ -299,3 +299,13 @@ def test_retrieve_information(speed: str, high: int) -> None:
     finally:
         WdfObjectDelete(r.device)
         r.vdev.close()
+
+
+def test_reset_port_synchronously(rig: Rig) -> None:
+    rig.vdev.endpoint(0x88).stall()
+    assert WdfUsbTargetDeviceResetPortSynchronously(rig.device) == STATUS_SUCCESS
+    assert not rig.vdev.endpoint(0x88).halted
+    with completion_routine_context():
+        assert WdfUsbTargetDeviceResetPortSynchronously(rig.device) == STATUS_INVALID_DEVICE_REQUEST
+    rig.vdev.unplug()
+    assert not NT_SUCCESS(WdfUsbTargetDeviceResetPortSynchronously(rig.device))

@@ -208,6 +208,10 @@ class CoreDevice:
             self._pipes[number] = [CorePipe(self, number, alt, ep) for ep in setting.endpoints]
         return 0
 
+    def reset_port(self) -> int:
+        """Reset the port (every transfer of the device is cancelled and drained first)."""
+        return WU_ERR_NO_DEVICE if self.closed else self.native.reset_port()
+
     def interfaces_claimed(self) -> list[int]:
         return sorted(self._pipes)
 

@@ -408,6 +408,14 @@ class Device:
         """iSerialNumber's string (None when the device has none or it cannot be read)."""
         return self._descriptor_string(self.descriptor.i_serial)
 
+    def reset(self) -> None:
+        """Reset the device's port (``WdfUsbTargetDeviceResetPortSynchronously``): every transfer in
+        flight is cancelled first (its caller gets the error with the bytes that moved); halts and
+        data toggles are cleared; the configuration and the pipes stay."""
+        rc = self._core.reset_port()
+        if rc != 0:
+            raise error_for(rc, 0, "reset the port")
+
     # ---- pipes -----------------------------------------------------------------------------
 
     def pipe(self, address: int) -> Pipe:

@@ -31,39 +31,22 @@ from __future__ import annotations
 import itertools
 import math
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 from . import _descriptors as desc
 from ._engine import SPEED_NAMES, SPEEDS, NativeDevice
+from ._virtual_function import STALL, ControlRequest, Function, Handler
+from ._virtual_profiles import PROFILES, EndpointSpec, default_endpoints
 
 ROLES = {"sink": 0, "loopback_out": 1, "loopback_in": 2, "switch": 3}
 _LIVE: weakref.WeakValueDictionary[int, VirtualDevice] = weakref.WeakValueDictionary()  # open ones, in order
 _ORDER = itertools.count()
-DEFAULT_VID, DEFAULT_PID = 0x1209, 0x0001  # pid.codes test VID:PID
-BULK_PACKET = {None: 512, "low": 8, "full": 64, "high": 512, "super": 1024, "super_plus": 1024}
-
-
-@dataclass(frozen=True)
-class EndpointSpec:
-    """One endpoint of a virtual device profile."""
-
-    address: int
-    type: str  # "bulk", "interrupt", "isochronous"
-    max_packet: int
-    interval: int = 0
-    role: str = "sink"
+DEFAULT_VID, DEFAULT_PID = PROFILES["default"].vid, PROFILES["default"].pid  # pid.codes test VID:PID
 
 
 def default_profile(speed: str | None = "high") -> list[EndpointSpec]:
-    bulk = BULK_PACKET[speed]
-    return [
-        EndpointSpec(0x06, "bulk", bulk, 0, "loopback_out"),
-        EndpointSpec(0x88, "bulk", bulk, 0, "loopback_in"),
-        EndpointSpec(0x02, "interrupt", 64 if speed != "low" else 8, 1, "sink"),
-        EndpointSpec(0x81, "interrupt", 1, 1, "switch"),
-        EndpointSpec(0x03, "isochronous", 1024 if speed != "full" else 1023, 1, "sink"),
-    ]
+    """The default profile's endpoints at ``speed``."""
+    return default_endpoints(speed)
 
 
 class VirtualEndpoint:
@@ -130,29 +113,43 @@ class VirtualDevice:
     """A USB device inside the process, driven by the same C engine as libusb.
 
     ``VirtualDevice(speed="high")`` (``"full"``, ``"super"``, or ``None`` for no pacing).
-    ``endpoints`` replaces the default profile with other :class:`EndpointSpec` s.
+    ``profile``: ``"default"`` or ``"osrfx2"`` (the OSR USB-FX2 board, see
+    :mod:`wdfusb._virtual_profiles`); ``endpoints`` replaces the profile's endpoints with other
+    :class:`EndpointSpec` s, and ``vid``/``pid``/strings its identity. ``on_control``: a handler
+    for the vendor and class requests (see :meth:`on_control`).
     """
 
     def __init__(
         self,
         speed: str | None = "high",
         *,
+        profile: str = "default",
         endpoints: list[EndpointSpec] | None = None,
-        vid: int = DEFAULT_VID,
-        pid: int = DEFAULT_PID,
-        manufacturer: str = "wdfusb",
-        product: str = "wdfusb virtual device",
-        serial: str = "wdfusb-virtual",
+        vid: int | None = None,
+        pid: int | None = None,
+        manufacturer: str | None = None,
+        product: str | None = None,
+        serial: str | None = None,
         loopback_capacity: int = 16 << 20,
+        on_control: Handler | None = None,
     ) -> None:
         if speed is not None and speed not in SPEEDS:
             raise ValueError(f"speed must be None or one of {sorted(k for k in SPEEDS if k != 'none')}")
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {profile!r}")
+        prof = PROFILES[profile]
+        if speed not in prof.speeds:
+            raise ValueError(f"the {profile} profile runs at {', '.join(str(x) for x in prof.speeds)}, not {speed!r}")
         if loopback_capacity < 0:
             raise ValueError("loopback_capacity must be >= 0")
-        self.speed = speed
-        self.vid, self.pid = vid, pid
-        self.manufacturer, self.product, self.serial = manufacturer, product, serial
-        self.specs = list(endpoints) if endpoints is not None else default_profile(speed)
+        self.speed, self.profile = speed, profile
+        self.vid = prof.vid if vid is None else vid
+        self.pid = prof.pid if pid is None else pid
+        self.manufacturer = prof.manufacturer if manufacturer is None else manufacturer
+        self.product = prof.product if product is None else product
+        self.serial = prof.serial if serial is None else serial
+        manufacturer, product, serial, vid, pid = self.manufacturer, self.product, self.serial, self.vid, self.pid
+        self.specs = list(endpoints) if endpoints is not None else prof.endpoints(speed)
         infos = []
         for s in self.specs:
             if s.type not in desc.TYPE_CODES or s.type == "control":
@@ -179,6 +176,13 @@ class VirtualDevice:
         self._ep0 = VirtualEndpoint(self, EndpointSpec(0x00, "control", 512 if bcd >= 0x0300 else 64, role="control"))
         self._key = next(_ORDER)
         _LIVE[self._key] = self  # wdfusb.open(vid=, pid=, serial=) finds it, as it finds a real device
+        self._function: Function | None = None
+        self.function_errors: list[BaseException] = []  # what the control handler raised
+        self.function: Any = None  # the profile's own answers to its vendor requests (OsrFx2 ...)
+        if on_control is None and prof.function is not None:
+            on_control = self.function = prof.function(self)
+        if on_control is not None:
+            self.on_control(on_control)
 
     def _open_native(self) -> tuple[int, NativeDevice | None, bool]:
         """The engine device (shared by every open of this virtual device; not owned by them)."""
@@ -213,14 +217,36 @@ class VirtualDevice:
         """Surprise removal: every transfer in flight ends with a device-gone status."""
         self._check(self._native.unplug())
 
+    @property
+    def switch(self) -> int:
+        """The switch state interrupt IN reports (and the OSR FX2's READ_SWITCHES returns)."""
+        rc, value = self._native.get_switch()
+        self._check(rc)
+        return value
+
     def set_switch(self, value: int) -> None:
         """Set the switch state that interrupt IN 0x81 reports (once per change)."""
         self._check(self._native.set_switch(value & 0xFF))
 
+    def on_control(self, handler: Handler | None) -> Handler | None:
+        """Answer the vendor and class control requests with ``handler(request)`` (a
+        :class:`~wdfusb.virtual.ControlRequest`; see :mod:`wdfusb._virtual_function`), on the
+        device's own thread; None goes back to stalling them. Usable as a decorator."""
+        old, self._function = self._function, None
+        if old is not None:
+            self._check(self._native.set_function(False))
+            old.stop()
+        if handler is not None:
+            self._function = Function(self._native, handler, self.function_errors, repr(self))
+            self._check(self._native.set_function(True))
+        return handler
+
     def close(self) -> None:
         """Release the native device (cancels and drains anything in flight)."""
         _LIVE.pop(self._key, None)
-        self._native.close()
+        self._native.close()  # also ends the function's wait
+        if self._function is not None:
+            self._function.stop()
 
     def matches(self, vid: int | None = None, pid: int | None = None, serial: str | None = None) -> bool:
         """Whether the device's identity fits every criterion given (as :func:`wdfusb.find_device` asks)."""
@@ -253,3 +279,6 @@ class VirtualDevice:
     @property
     def speed_name(self) -> str:
         return SPEED_NAMES[SPEEDS[self.speed or "none"]]
+
+
+__all__ = ["STALL", "ControlRequest", "EndpointSpec", "VirtualDevice", "VirtualEndpoint", "default_profile"]

@@ -917,6 +917,23 @@ API int libusb_clear_halt(struct libusb_device_handle *h, unsigned char ep)
     return rc;
 }
 
+/* A port reset (libusb: refused while transfers are pending on the handle's device, as the
+   engine drains them first): every endpoint's halt cleared. */
+API int libusb_reset_device(struct libusb_device_handle *h)
+{
+    int rc;
+    pthread_mutex_lock(&m);
+    rc = check_handle(h);
+    if (!rc) {
+        struct libusb_device *d = h->dev;
+        for (int i = 0; i < MAX_EPS; i++)
+            if (d->eps[i].present && d->eps[i].st.in_flight) rc = LIBUSB_ERROR_BUSY;
+        for (int i = 0; !rc && i < MAX_EPS; i++) d->eps[i].st.halted = 0;
+    }
+    pthread_mutex_unlock(&m);
+    return rc;
+}
+
 /* ---- libusb: transfers ----------------------------------------------------------------------- */
 
 API struct libusb_transfer *libusb_alloc_transfer(int iso_packets)

@@ -321,6 +321,18 @@ def test_control_transfers_are_asynchronous_libusb_transfers(fake: fk.Fake, gz: 
         gz.control_write(0xC0, 0x5C, 0, 0, b"x")
 
 
+def test_a_port_reset_reaches_libusb_after_the_transfers_are_drained(fake: fk.Fake, gz: wdfusb.Device) -> None:
+    """libusb_reset_device runs with nothing in flight (the fake refuses it otherwise) and clears
+    the halt the device had."""
+    fake.next_result(fk.GZ_OUT, fk.STALL, 0)
+    with pytest.raises(wdfusb.UsbStallError):
+        gz.pipe(0x01).write(b"x" * 512, timeout=5)
+    assert fake.stats(fk.GZ_OUT)["halted"]
+    gz.reset()
+    assert not fake.stats(fk.GZ_OUT)["halted"]
+    assert gz.pipe(0x01).write(b"x" * 512, timeout=5) == 512
+
+
 def fake_serial(dev: wdfusb.Device) -> str:
     """The serial string the fake gives its first device (read with libusb's synchronous call)."""
     return wdfusb.find_device(vid=fk.GZ_VID, pid=fk.GZ_PID).strings()["serial"] or ""

@@ -142,3 +142,16 @@ def test_the_control_benchmark_runs_every_method(sourcesink: gadget.SourceSink) 
     for name in CONTROL_METHODS:
         assert rows[name].skipped is None and rows[name].round_trips > 0, rows[name]
     assert rows["c-loop"].ratio == 1.0
+
+
+def test_a_port_reset_on_the_real_stack(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    """libusb_reset_device through dummy_hcd: the halt the host set is gone, the configuration
+    and the interface claim are back, and the gadget answers as before."""
+    good = gadget.mod63(4 * bulk_maxp, bulk_maxp)
+    with open_ss() as dev:
+        dev.control_write(0x02, SET_FEATURE, 0, 0x02, timeout=5)
+        assert dev.control_read(0x82, GET_STATUS, 0, 0x02, 2, timeout=5)[0] & 1
+        dev.reset()
+        assert dev.control_read(0x82, GET_STATUS, 0, 0x02, 2, timeout=5)[0] & 1 == 0
+        assert dev.pipe(0x02).write(good, timeout=5) == len(good)
+        assert dev.serial_number == gadget.SERIAL

@@ -97,6 +97,10 @@ class NativeDevice:
     def set_altsetting(self, iface: int, alt: int) -> int:
         return int(lib.wu_device_set_altsetting(self._h, iface, alt))
 
+    def reset_port(self) -> int:
+        """Cancel and drain every transfer, then reset the device's port (GIL released)."""
+        return int(lib.wu_device_reset_port(self._h))
+
     def clear_halt(self, ep: int) -> int:
         return int(lib.wu_device_clear_halt(self._h, ep))
 
@@ -150,3 +154,19 @@ class NativeDevice:
 
     def set_switch(self, value: int) -> int:
         return int(lib.wu_virtual_set_switch(self._h, value))
+
+    def get_switch(self) -> tuple[int, int]:
+        out = ffi.new("uint8_t *")
+        rc = int(lib.wu_virtual_get_switch(self._h, out))
+        return rc, int(out[0])
+
+    def set_function(self, on: bool) -> int:
+        return int(lib.wu_virtual_set_function(self._h, 1 if on else 0))
+
+    def next_request(self, slot: CData, timeout_us: int) -> int:
+        """Wait (GIL released) for a control request the function answers; it lands in ``slot``
+        (a ``wu_vrequest *``; its ``id`` is the last one handed out, which is not handed out again)."""
+        return int(lib.wu_virtual_next_request(self._h, timeout_us, slot))
+
+    def answer(self, request_id: int, result: int, data: bytes = b"") -> int:
+        return int(lib.wu_virtual_answer(self._h, request_id, result, data, len(data)))

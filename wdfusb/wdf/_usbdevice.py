@@ -335,3 +335,13 @@ def WdfUsbTargetDeviceRetrieveInformation(UsbDevice: Any, Information: WDF_USB_D
     Information.HcdPortCapabilities = 0
     Information.Traits = traits
     return STATUS_SUCCESS
+
+
+def WdfUsbTargetDeviceResetPortSynchronously(UsbDevice: Any) -> NTSTATUS:
+    """WdfUsbTargetDeviceResetPortSynchronously: reset the device's port and wait. I/O still in
+    flight on the device is cancelled first (WDF drivers stop their pipes before, as kmdf_fx2's
+    ResetDevice does); halts and data toggles are cleared, the configuration stays."""
+    device = get_object(UsbDevice, FxUsbDevice)
+    if not at_passive_level():
+        return STATUS_INVALID_DEVICE_REQUEST
+    return outcome(device.core.reset_port()).status
