@@ -35,6 +35,7 @@ typedef struct {
     int unplugged;
     int configuration;
     int remote_wakeup;   /* DEVICE_REMOTE_WAKEUP set by the host */
+    int alt, n_alts;     /* interface 0's alternate setting, and how many it has */
     int n_eps;
     vep eps[V_MAX_EPS + 1]; /* eps[0] is EP0, the control endpoint */
     uint8_t ep0_buf[WU_CONTROL_MAX]; /* the vendor test requests' buffer (Gadget Zero's 0x5b/0x5c) */
@@ -236,6 +237,23 @@ static vep *request_ep(vdev *v, unsigned index)
     return (index & 0x7F) == 0 ? &v->eps[0] : find_ep(v, (uint8_t)index);
 }
 
+/* Interface 0 takes alternate setting `alt` (caller holds the device lock and checked it): the
+   old setting's transfers are cancelled, as the host kills them, and the new setting's
+   endpoints start afresh (no halt). */
+static void switch_alt(vdev *v, int alt)
+{
+    for (int i = 1; i < v->n_eps; i++) {
+        vep *e = &v->eps[i];
+        if (e->cfg.alt == alt) {
+            e->halted = 0;
+            continue;
+        }
+        while (e->head) complete(v, e, e->head, WU_ERR_CANCELLED);
+    }
+    v->alt = alt;
+    wu_cond_broadcast(&v->cond);
+}
+
 /* A standard request: the bytes of its IN data stage (0 for none), or V_STALL. */
 static int standard_request(vdev *v, uint8_t type, uint8_t req, unsigned value, unsigned index, uint8_t *data,
                             unsigned length)
@@ -283,12 +301,12 @@ static int standard_request(vdev *v, uint8_t type, uint8_t req, unsigned value, 
         return 0;
     case 0x0A: /* GET_INTERFACE */
         if (!in || to != 1 || index != 0 || length < 1 || !v->configuration) return V_STALL;
-        data[0] = 0;
+        data[0] = (uint8_t)v->alt;
         return 1;
-    case 0x0B: /* SET_INTERFACE: alternate setting 0 only; its endpoints start afresh */
-        if (in || to != 1 || index != 0 || value != 0 || length || !v->configuration) return V_STALL;
-        for (int i = 1; i < v->n_eps; i++) v->eps[i].halted = 0;
-        wu_cond_broadcast(&v->cond);
+    case 0x0B: /* SET_INTERFACE */
+        if (in || to != 1 || index != 0 || value >= (unsigned)v->n_alts || length || !v->configuration)
+            return V_STALL;
+        switch_alt(v, (int)value);
         return 0;
     default:
         return V_STALL;
@@ -442,7 +460,7 @@ static int v_submit(wu_xfer *x)
     vep *e = find_ep(v, x->ep);
     uint64_t maxp;
     if (v->unplugged) return WU_ERR_NO_DEVICE;
-    if (!e) return WU_ERR_NOT_FOUND;
+    if (!e || (e != &v->eps[0] && e->cfg.alt != v->alt)) return WU_ERR_NOT_FOUND; /* not in the setting */
     if (e->cfg.type != x->type) return WU_ERR_INVALID_PARAM;
     maxp = e->cfg.max_packet;
     x->total_pkts = 0;
@@ -536,8 +554,14 @@ static int v_claim(wu_device *d, int iface)
 
 static int v_set_alt(wu_device *d, int iface, int alt)
 {
-    if (V(d)->unplugged) return WU_ERR_NO_DEVICE;
-    return iface == 0 && alt == 0 ? WU_OK : WU_ERR_NOT_FOUND;
+    vdev *v = V(d);
+    int rc = WU_OK;
+    wu_mutex_lock(&d->lock);
+    if (v->unplugged) rc = WU_ERR_NO_DEVICE;
+    else if (iface != 0 || alt < 0 || alt >= v->n_alts) rc = WU_ERR_NOT_FOUND;
+    else switch_alt(v, alt);
+    wu_mutex_unlock(&d->lock);
+    return rc;
 }
 
 static int v_clear_halt(wu_device *d, uint8_t ep)
@@ -650,8 +674,10 @@ int wu_virtual_create(const wu_vdev_config *c, wu_device **out)
     if (!c || !out || c->n_endpoints < 0 || c->n_endpoints > V_MAX_EPS) return WU_ERR_INVALID_PARAM;
     if (c->n_endpoints && !c->endpoints) return WU_ERR_INVALID_PARAM;
     if (c->speed < WU_SPEED_NONE || c->speed > WU_SPEED_SUPER_PLUS) return WU_ERR_INVALID_PARAM;
+    if (c->n_alts < 0 || c->n_alts > 256) return WU_ERR_INVALID_PARAM;
     for (int i = 0; i < c->n_endpoints; i++) {
         const wu_vep_config *ep = &c->endpoints[i];
+        if (ep->alt >= (c->n_alts ? c->n_alts : 1)) return WU_ERR_INVALID_PARAM;
         if (ep->type == WU_EP_CONTROL || (ep->address & 0x7F) == 0 || ep->max_packet == 0 || ep->max_packet > 1024)
             return WU_ERR_INVALID_PARAM; /* EP0 is the device's own */
         for (int j = 0; j < i; j++)
@@ -660,6 +686,7 @@ int wu_virtual_create(const wu_vdev_config *c, wu_device **out)
     v = calloc(1, sizeof *v);
     if (!v) return WU_ERR_NO_MEM;
     v->speed = c->speed;
+    v->n_alts = c->n_alts ? c->n_alts : 1;
     v->n_eps = c->n_endpoints + 1;
     v->switch_pending = 1;
     for (int i = 0; i < v->n_eps; i++) {

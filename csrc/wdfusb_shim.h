@@ -88,6 +88,7 @@ typedef struct {
     uint16_t max_packet;
     uint8_t interval;             /* bInterval as in the descriptor */
     uint8_t role;                 /* enum wu_vep_role */
+    uint8_t alt;                  /* the alternate setting of interface 0 it belongs to */
 } wu_vep_config;
 
 typedef struct {
@@ -97,6 +98,7 @@ typedef struct {
     size_t loopback_capacity;     /* bytes the OUT sink keeps for the IN loopback */
     const uint8_t *descriptors;   /* records: type u8, index u8, length u16 (LE), bytes */
     size_t descriptors_len;
+    int n_alts;                   /* alternate settings of interface 0 (at least 1) */
 } wu_vdev_config;
 
 typedef struct {

@@ -208,6 +208,23 @@ class CoreDevice:
             self._pipes[number] = [CorePipe(self, number, alt, ep) for ep in setting.endpoints]
         return 0
 
+    def select_setting(self, number: int, alt: int) -> int:
+        """Select alternate setting ``alt`` of claimed interface ``number``: its pipes replace the
+        old setting's (whose transfers the device cancels)."""
+        iface = self.config.interface(number)
+        setting = iface.setting(alt) if iface is not None else None
+        if self.closed:
+            return WU_ERR_NO_DEVICE
+        if setting is None or number not in self._pipes:
+            return WU_ERR_NOT_FOUND
+        rc = self.native.set_altsetting(number, alt)
+        if rc != 0:
+            return rc
+        for pipe in self._pipes[number]:
+            pipe._local = _Internal()  # their threads' transfers go with them
+        self._pipes[number] = [CorePipe(self, number, alt, ep) for ep in setting.endpoints]
+        return 0
+
     def reset_port(self) -> int:
         """Reset the port (every transfer of the device is cancelled and drained first)."""
         return WU_ERR_NO_DEVICE if self.closed else self.native.reset_port()

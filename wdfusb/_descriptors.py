@@ -107,17 +107,24 @@ class DeviceDescriptor:
         return cls(*struct.unpack_from("<2xHBBBBHHHBBBB", blob))
 
 
-def build_device(vid: int, pid: int, bcd_usb: int, max_packet0: int = 64) -> bytes:
-    return struct.pack("<BBHBBBBHHHBBBB", 18, DT_DEVICE, bcd_usb, 0, 0, 0, max_packet0, vid, pid, 0x0100, 1, 2, 3, 1)
+def build_device(vid: int, pid: int, bcd_usb: int, max_packet0: int = 64, bcd_device: int = 0x0100) -> bytes:
+    return struct.pack(
+        "<BBHBBBBHHHBBBB", 18, DT_DEVICE, bcd_usb, 0, 0, 0, max_packet0, vid, pid, bcd_device, 1, 2, 3, 1
+    )
 
 
-def build_config(endpoints: list[EndpointInfo], interface_class: int = 0xFF) -> bytes:
-    """One configuration, interface 0, alternate setting 0, with ``endpoints``."""
-    body = struct.pack("<BBBBBBBBB", 9, DT_INTERFACE, 0, 0, len(endpoints), interface_class, 0, 0, 0)
-    for ep in endpoints:
-        wmax = ep.max_packet | ((ep.mult - 1) << 11)
-        body += struct.pack("<BBBBHB", 7, DT_ENDPOINT, ep.address, ep.type, wmax, ep.interval)
-    return struct.pack("<BBHBBBBB", 9, DT_CONFIG, 9 + len(body), 1, 1, 0, 0x80, 50) + body
+def build_config(
+    settings: list[list[EndpointInfo]], interface_class: int = 0xFF, attributes: int = 0x80, max_power: int = 50
+) -> bytes:
+    """One configuration with interface 0, whose alternate setting ``n`` has ``settings[n]``'s
+    endpoints (``max_power`` in 2 mA units, as bMaxPower)."""
+    body = b""
+    for alt, endpoints in enumerate(settings):
+        body += struct.pack("<BBBBBBBBB", 9, DT_INTERFACE, 0, alt, len(endpoints), interface_class, 0, 0, 0)
+        for ep in endpoints:
+            wmax = ep.max_packet | ((ep.mult - 1) << 11)
+            body += struct.pack("<BBBBHB", 7, DT_ENDPOINT, ep.address, ep.type, wmax, ep.interval)
+    return struct.pack("<BBHBBBBB", 9, DT_CONFIG, 9 + len(body), 1, 1, 0, attributes, max_power) + body
 
 
 def build_string(text: str) -> bytes:

@@ -408,6 +408,15 @@ class Device:
         """iSerialNumber's string (None when the device has none or it cannot be read)."""
         return self._descriptor_string(self.descriptor.i_serial)
 
+    def set_alt_setting(self, interface: int, alt: int) -> None:
+        """Select alternate setting ``alt`` of ``interface`` (``WdfUsbInterfaceSelectSetting``):
+        :attr:`pipes` are then the new setting's; the old setting's pipes refuse transfers
+        (their endpoints are not in the device's configuration any more)."""
+        rc = self._core.select_setting(interface, alt)
+        if rc != 0:
+            raise error_for(rc, 0, f"select alternate setting {alt} of interface {interface}")
+        self.pipes = [Pipe(self, p) for p in self._core.all_pipes()]
+
     def reset(self) -> None:
         """Reset the device's port (``WdfUsbTargetDeviceResetPortSynchronously``): every transfer in
         flight is cancelled first (its caller gets the error with the bytes that moved); halts and

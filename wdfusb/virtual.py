@@ -157,11 +157,14 @@ class VirtualDevice:
             if s.role not in ROLES:
                 raise ValueError(f"endpoint 0x{s.address:02X}: role must be one of {sorted(ROLES)}")
             infos.append(desc.EndpointInfo(s.address, desc.TYPE_CODES[s.type], s.max_packet, s.interval))
-        bcd = {None: 0x0200, "low": 0x0110, "full": 0x0110, "high": 0x0200}.get(speed, 0x0320)
+        n_alts = 1 + max((s.alt for s in self.specs), default=0)
+        settings = [[i for i, s in zip(infos, self.specs, strict=True) if s.alt == alt] for alt in range(n_alts)]
+        bcd = prof.bcd_usb or {None: 0x0200, "low": 0x0110, "full": 0x0110, "high": 0x0200}.get(speed, 0x0320)
+        ep0 = 9 if bcd >= 0x0300 else prof.max_packet0
         table = desc.records(
             [
-                (desc.DT_DEVICE, 0, desc.build_device(vid, pid, bcd, 9 if bcd >= 0x0300 else 64)),
-                (desc.DT_CONFIG, 0, desc.build_config(infos)),
+                (desc.DT_DEVICE, 0, desc.build_device(vid, pid, bcd, ep0, prof.bcd_device)),
+                (desc.DT_CONFIG, 0, desc.build_config(settings, 0xFF, prof.attributes, prof.max_power)),
                 (desc.DT_STRING, 0, bytes([4, desc.DT_STRING, 0x09, 0x04])),
                 (desc.DT_STRING, 1, desc.build_string(manufacturer)),
                 (desc.DT_STRING, 2, desc.build_string(product)),
@@ -169,11 +172,12 @@ class VirtualDevice:
             ]
         )
         eps = [
-            (i.address, i.type, i.max_packet, i.interval, ROLES[s.role]) for i, s in zip(infos, self.specs, strict=True)
+            (i.address, i.type, i.max_packet, i.interval, ROLES[s.role], s.alt)
+            for i, s in zip(infos, self.specs, strict=True)
         ]
-        self._native = NativeDevice.create_virtual(SPEEDS[speed or "none"], eps, loopback_capacity, table)
+        self._native = NativeDevice.create_virtual(SPEEDS[speed or "none"], eps, loopback_capacity, table, n_alts)
         self._endpoints = {s.address: VirtualEndpoint(self, s) for s in self.specs}
-        self._ep0 = VirtualEndpoint(self, EndpointSpec(0x00, "control", 512 if bcd >= 0x0300 else 64, role="control"))
+        self._ep0 = VirtualEndpoint(self, EndpointSpec(0x00, "control", 512 if bcd >= 0x0300 else ep0, role="control"))
         self._key = next(_ORDER)
         _LIVE[self._key] = self  # wdfusb.open(vid=, pid=, serial=) finds it, as it finds a real device
         self._function: Function | None = None

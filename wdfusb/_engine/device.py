@@ -30,14 +30,15 @@ class NativeDevice:
     def create_virtual(
         cls,
         speed: int,
-        endpoints: list[tuple[int, int, int, int, int]],
+        endpoints: list[tuple[int, int, int, int, int, int]],
         loopback_capacity: int,
         descriptors: bytes,
+        n_alts: int = 1,
     ) -> NativeDevice:
         eps = ffi.new("wu_vep_config[]", max(1, len(endpoints)))
-        for i, (addr, typ, maxp, interval, role) in enumerate(endpoints):
+        for i, (addr, typ, maxp, interval, role, alt) in enumerate(endpoints):
             eps[i].address, eps[i].type, eps[i].max_packet = addr, typ, maxp
-            eps[i].interval, eps[i].role = interval, role
+            eps[i].interval, eps[i].role, eps[i].alt = interval, role, alt
         blob = ffi.new("uint8_t[]", descriptors)
         cfg = ffi.new(
             "wu_vdev_config *",
@@ -48,6 +49,7 @@ class NativeDevice:
                 "loopback_capacity": loopback_capacity,
                 "descriptors": blob,
                 "descriptors_len": len(descriptors),
+                "n_alts": n_alts,
             },
         )
         out = ffi.new("wu_device **")

@@ -345,3 +345,101 @@ def WdfUsbTargetDeviceResetPortSynchronously(UsbDevice: Any) -> NTSTATUS:
     if not at_passive_level():
         return STATUS_INVALID_DEVICE_REQUEST
     return outcome(device.core.reset_port()).status
+
+
+# WDF_USB_INTERFACE_SELECT_SETTING_PARAMS.Type (WdfUsbTargetDeviceSelectSettingType)
+WdfUsbInterfaceSelectSettingTypeDescriptor = 0x10
+WdfUsbInterfaceSelectSettingTypeSetting = 0x11
+WdfUsbInterfaceSelectSettingTypeUrb = 0x12
+
+
+class _SettingDescriptor:
+    def __init__(self) -> None:
+        self.InterfaceDescriptor: Any = None  # bytes of a USB_INTERFACE_DESCRIPTOR (bAlternateSetting at 3)
+
+
+class _SettingInterface:
+    def __init__(self) -> None:
+        self.SettingIndex = 0
+
+
+class _SettingUrb:
+    def __init__(self) -> None:
+        self.Urb: Any = None
+
+
+class _SettingTypes:
+    def __init__(self) -> None:
+        self.Descriptor = _SettingDescriptor()
+        self.Interface = _SettingInterface()
+        self.Urb = _SettingUrb()
+
+
+class WDF_USB_INTERFACE_SELECT_SETTING_PARAMS:
+    """WDF_USB_INTERFACE_SELECT_SETTING_PARAMS (sizeof 16): Size, Type, Types.Descriptor /
+    Types.Interface.SettingIndex / Types.Urb."""
+
+    SIZEOF = 16
+
+    def __init__(self) -> None:
+        self.Size = 0
+        self.Type = 0
+        self.Types = _SettingTypes()
+
+
+def WDF_USB_INTERFACE_SELECT_SETTING_PARAMS_INIT_SETTING(
+    Params: WDF_USB_INTERFACE_SELECT_SETTING_PARAMS, SettingIndex: int
+) -> None:
+    """WDF_USB_INTERFACE_SELECT_SETTING_PARAMS_INIT_SETTING: select by setting index."""
+    Params.__init__()  # type: ignore[misc]
+    Params.Size = WDF_USB_INTERFACE_SELECT_SETTING_PARAMS.SIZEOF
+    Params.Type = WdfUsbInterfaceSelectSettingTypeSetting
+    Params.Types.Interface.SettingIndex = require_integer(SettingIndex, "SettingIndex")
+
+
+def WDF_USB_INTERFACE_SELECT_SETTING_PARAMS_INIT_DESCRIPTOR(
+    Params: WDF_USB_INTERFACE_SELECT_SETTING_PARAMS, Interface: Any
+) -> None:
+    """WDF_USB_INTERFACE_SELECT_SETTING_PARAMS_INIT_DESCRIPTOR: select by interface descriptor."""
+    Params.__init__()  # type: ignore[misc]
+    Params.Size = WDF_USB_INTERFACE_SELECT_SETTING_PARAMS.SIZEOF
+    Params.Type = WdfUsbInterfaceSelectSettingTypeDescriptor
+    Params.Types.Descriptor.InterfaceDescriptor = Interface
+
+
+def WdfUsbInterfaceSelectSetting(
+    UsbInterface: Any, PipesAttributes: Any, Params: WDF_USB_INTERFACE_SELECT_SETTING_PARAMS
+) -> NTSTATUS:
+    """WdfUsbInterfaceSelectSetting: select an alternate setting of the interface. Its old pipes
+    are deleted (their handles bug-check after this) and the new setting's are created."""
+    iface = get_object(UsbInterface, FxUsbInterface)
+    required(Params, "Params")
+    if not at_passive_level():
+        return STATUS_INVALID_DEVICE_REQUEST
+    if not isinstance(Params, WDF_USB_INTERFACE_SELECT_SETTING_PARAMS) or (
+        integer(Params.Size) != WDF_USB_INTERFACE_SELECT_SETTING_PARAMS.SIZEOF
+    ):
+        return STATUS_INFO_LENGTH_MISMATCH
+    status, _ = validate_attributes(PipesAttributes)
+    if not NT_SUCCESS(status):
+        return status
+    settings = iface.info.settings
+    if Params.Type == WdfUsbInterfaceSelectSettingTypeSetting:
+        index = integer(Params.Types.Interface.SettingIndex)
+    elif Params.Type == WdfUsbInterfaceSelectSettingTypeDescriptor:
+        blob = Params.Types.Descriptor.InterfaceDescriptor
+        if blob is None or len(bytes(blob)) < 9:
+            return STATUS_INVALID_PARAMETER
+        alt = bytes(blob)[3]
+        index = next((i for i, s in enumerate(settings) if s.alternate == alt), None)
+    elif Params.Type == WdfUsbInterfaceSelectSettingTypeUrb:
+        return STATUS_NOT_SUPPORTED  # wdfusb builds no URBs
+    else:
+        return STATUS_INVALID_PARAMETER
+    if index is None or not 0 <= index < len(settings):
+        return STATUS_INVALID_PARAMETER
+    code = iface.device.core.select_setting(iface.number, settings[index].alternate)
+    if code != 0:
+        return outcome(code).status
+    iface.configure(index, PipesAttributes)
+    return STATUS_SUCCESS
