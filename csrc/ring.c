@@ -169,10 +169,16 @@ uint8_t *wu_ring_stage(wu_ring *r)
     return p; /* never NULL: depth + 1 buffers, at most depth in flight */
 }
 
-/* Submit the next slot; caller holds the ring lock and checked there is room. */
+/* Submit the next slot; caller holds the ring lock and checked there is room. A transfer
+   that is already back (ended by a pipe abort or a device-level cancel the ring has not seen
+   yet) is retired first: if it failed, nothing goes out behind it, so what moved stays a
+   prefix of the stream. */
 static int submit_locked(wu_ring *r, uint8_t *buf, size_t len, unsigned flags)
 {
-    int slot = (r->head + r->count) % r->depth, stage = -1, rc;
+    int slot, stage = -1, rc;
+    retire_done(r);
+    if (r->error != WU_OK) return r->error;
+    slot = (r->head + r->count) % r->depth;
     if (buf >= r->stage_base && buf < r->stage_base + ((size_t)r->depth + 1) * r->chunk) {
         stage = (int)((size_t)(buf - r->stage_base) / r->chunk);
         if (r->stage_state[stage] != STAGE_FILLING) return WU_ERR_INVALID_PARAM;
@@ -197,7 +203,7 @@ int wu_ring_submit(wu_ring *r, uint8_t *buf, size_t len, unsigned flags)
     if (r->error != WU_OK) rc = r->error;
     else if (r->count == r->depth) rc = WU_ERR_BUSY;
     else rc = submit_locked(r, buf, len, flags);
-    if (rc != WU_OK && rc != WU_ERR_BUSY && r->error == WU_OK) settle(r, rc);
+    if (rc != WU_OK && rc != WU_ERR_BUSY) settle(r, rc); /* the first failure stays the ring's error */
     wu_mutex_unlock(&r->lock);
     return rc;
 }

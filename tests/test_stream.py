@@ -617,3 +617,25 @@ def test_ctrl_c_while_blocked_cancels_and_reaps(where: str) -> None:
     latency, fields = interrupt_child(CTRL_C_CHILD, where)
     assert latency < 0.5
     assert fields == ["0", "0", "0"]  # nothing in flight, nothing written, every transfer freed
+
+
+def test_nothing_is_submitted_behind_a_transfer_an_abort_ended(counts: None) -> None:
+    """A pipe abort (or a device-level cancel) ends the ring's transfer in C before the ring has
+    looked at it: the next write must see that failure and not send its chunk behind the gap,
+    or the device would hold bytes that are not a prefix of the stream."""
+    v, dev, pipe = sink("high")
+    first, second = rand(512, 41), rand(512, 42)
+    with v, dev:
+        w = pipe.writer(depth=2, chunk=512)
+        v.endpoint(EP).nak(float("inf"))
+        w.write(first)  # in flight, held by the NAK
+        pipe.abort()  # ends it with nothing moved; the ring has not retired it yet
+        v.endpoint(EP).nak(0)
+        with pytest.raises(wdfusb.UsbCancelledError) as err:
+            w.write(second)
+            time.sleep(0.01)  # bus time for a chunk submitted behind the gap to move
+            w.flush()
+        received = v.endpoint(EP).received_bytes
+        assert err.value.bytes_transferred == received
+        assert v.endpoint(EP).crc32 == zlib.crc32((first + second)[:received])  # a prefix, whatever moved
+        w.close()
