@@ -32,8 +32,8 @@ static double seconds_since(int64_t t0) { return (double)(wu_now_ns() - t0) / 1e
 
 static wu_device *open_sink(int speed)
 {
-    static const wu_vep_config eps[] = {{EP_SINK, WU_EP_BULK, 512, 0, WU_ROLE_SINK}};
-    wu_vdev_config cfg = {speed, eps, 1, 0, NULL, 0};
+    static const wu_vep_config eps[] = {{EP_SINK, WU_EP_BULK, 512, 0, WU_ROLE_SINK, 0}};
+    wu_vdev_config cfg = {speed, eps, 1, 0, NULL, 0, 1};
     wu_device *d = NULL;
     int rc = wu_virtual_create(&cfg, &d);
     CHECK(rc == WU_OK && d, "wu_virtual_create: %d", rc);
