@@ -66,7 +66,7 @@ def _loop_c(dev: Any, timeout: float | None) -> Callable[[int], None]:
             if rc != 0:
                 raise error_for(rc, 0, "control C loop")
 
-    loop.keep = (xfer, bufs)  # type: ignore[attr-defined]
+    loop.close = xfer.free  # type: ignore[attr-defined]  # (the pinned buffers live in the closure)
     return loop
 
 
@@ -103,13 +103,14 @@ def _loop_wdf(dev: Any, timeout: float | None) -> Callable[[int], None]:
             if status:
                 raise error_for_status(status, 0, done.value, "WDF control round trip")
 
-    loop.keep = usb  # type: ignore[attr-defined]
+    loop.close = lambda: W.WdfObjectDelete(usb)  # type: ignore[attr-defined]
     return loop
 
 
 def _loop_pyusb(info: UsbDeviceInfo, timeout: float | None) -> Callable[[int], None]:
     import usb.backend.libusb1
     import usb.core
+    import usb.util
 
     path = _engine.libusb_path() or None
     backend = usb.backend.libusb1.get_backend(find_library=(lambda _name: path) if path else None)
@@ -124,7 +125,7 @@ def _loop_pyusb(info: UsbDeviceInfo, timeout: float | None) -> Callable[[int], N
             ctrl(*IN_REQUEST, ms)
             ctrl(*OUT_REQUEST[:4], OUT_DATA, ms)
 
-    loop.keep = dev  # type: ignore[attr-defined]
+    loop.close = lambda: usb.util.dispose_resources(dev)  # type: ignore[attr-defined]
     return loop
 
 
@@ -149,7 +150,11 @@ def _loop_libusb1(info: UsbDeviceInfo, timeout: float | None) -> Callable[[int],
             read(*IN_REQUEST, ms)
             write(*OUT_REQUEST[:4], OUT_DATA, ms)
 
-    loop.keep = (ctx, handle)  # type: ignore[attr-defined]
+    def close() -> None:
+        handle.close()
+        ctx.close()
+
+    loop.close = close  # type: ignore[attr-defined]
     return loop
 
 
@@ -203,31 +208,13 @@ def run_control(
             try:
                 n, best = _timed(loop, duration)
             finally:
-                _release(getattr(loop, "keep", None))
+                getattr(loop, "close", lambda: None)()  # what the loop opened
         row.round_trips, row.us_per_round_trip = n * ROUNDS, best / n * 1e6
         if method == "c-loop":
             reference = row.us_per_round_trip
         if reference:
             row.ratio = reference / row.us_per_round_trip
     return rows
-
-
-def _release(keep: Any) -> None:
-    """Close what a loop opened (a WDF device, a python-libusb1 handle and context, pyusb resources)."""
-    items = keep if isinstance(keep, tuple) else (keep,)
-    for item in reversed(items):
-        if hasattr(item, "value"):  # a WDFUSBDEVICE box
-            from .wdf import WdfObjectDelete
-
-            WdfObjectDelete(item)
-        elif hasattr(item, "free"):  # the C loop's transfer
-            item.free()
-        elif hasattr(item, "close"):
-            item.close()
-        elif hasattr(item, "_ctx"):  # a pyusb device
-            import usb.util
-
-            usb.util.dispose_resources(item)
 
 
 __all__ = ["CONTROL_METHODS", "SETUP_SIZE", "ControlRow", "run_control"]

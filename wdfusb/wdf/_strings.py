@@ -21,7 +21,7 @@ import numpy as np
 from .. import _engine
 from ._context import at_passive_level
 from ._control import control_transfer
-from ._handles import get_object, integer, required, validate_attributes
+from ._handles import ULONG, get_object, integer, required, validate_attributes
 from ._memory import WDFMEMORY, FxMemory
 from ._ntstatus import (
     NT_SUCCESS,
@@ -42,23 +42,16 @@ DEFAULT_STRING_TIMEOUT_US = 2_000_000  # FxUsbDevice::GetString without request 
 USB_STRING_DESCRIPTOR_TYPE = 0x03
 
 
-class USHORT:
+class USHORT(ULONG):
     """An out-box for a ``USHORT`` (``PUSHORT`` parameter): read ``.value``."""
 
     def __init__(self, value: int = 0) -> None:
-        n = integer(value)
-        if n is None or not 0 <= n <= 0xFFFF:
+        super().__init__(value)
+        if not 0 <= self.value <= 0xFFFF:
             raise ValueError(f"a USHORT is 0..0xFFFF, not {value!r}")
-        self.value = n
 
     def __repr__(self) -> str:
         return f"USHORT({self.value})"
-
-    def __int__(self) -> int:
-        return self.value
-
-    def __index__(self) -> int:
-        return self.value
 
 
 def _get_string(
