@@ -2,7 +2,9 @@
  * wdfusb shim: the libusb backend. libusb is loaded at run time (wu_libusb_load)
  * and every call goes through the table L. A synchronous transfer is libusb's
  * asynchronous one plus event handling on a completion flag, the way libusb's own
- * sync.c does it; lengths beyond one libusb transfer continue from the callback.
+ * sync.c does it. A transfer longer than a piece continues from the callback, piece by
+ * piece: usbfs caps the memory of every URB in flight (usbfs_memory_mb, 16 MiB by default),
+ * so a piece that does not fit (ENOMEM) is halved until one does.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -15,7 +17,8 @@
 #include "libusb_abi.h"
 #include "shim.h"
 
-#define WU_LIBUSB_CHUNK ((size_t)1 << 30)   /* bytes per libusb transfer (its length is an int) */
+#define WU_LIBUSB_PIECE ((size_t)8 << 20)   /* bytes per libusb transfer: half the usbfs cap */
+#define WU_LIBUSB_MIN_PIECE ((size_t)16 << 10) /* a refused piece is halved down to this */
 #define WU_DRAIN_NS ((int64_t)5000000000)    /* bound on waiting for cancelled transfers */
 
 static struct {
@@ -206,13 +209,24 @@ int wu_libusb_open(uint8_t bus, uint8_t address, wu_device **out)
 
 static void WU_CALLBACK lu_callback(struct libusb_transfer *t);
 
+/* The max packet size x's pieces are multiples of: a short packet would end the transfer. */
+static size_t piece_unit(wu_xfer *x)
+{
+    if (!x->piece_unit) {
+        int maxp = L.libusb_get_max_packet_size(L.libusb_get_device(LD(x->dev)->h), x->ep);
+        x->piece_unit = maxp > 0 ? (size_t)maxp : 1024; /* (every bulk max packet size divides 1024) */
+    }
+    return x->piece_unit;
+}
+
 /* Submit the next piece of x (from x->actual). A control transfer is one piece: its buffer
    (setup packet, then the data stage) goes to libusb as it is. */
 static int submit_chunk(wu_xfer *x)
 {
     struct libusb_transfer *t = x->impl;
-    size_t left = x->len - x->actual, n = left > WU_LIBUSB_CHUNK ? WU_LIBUSB_CHUNK : left;
+    size_t left = x->len - x->actual, n = left > x->piece ? x->piece : left;
     unsigned int timeout_ms = 0;
+    int rc;
     if (x->deadline_ns != WU_NS_FOREVER) {
         int64_t ns = x->deadline_ns - wu_now_ns();
         if (ns <= 0) return WU_ERR_TIMEOUT;
@@ -230,7 +244,12 @@ static int submit_chunk(wu_xfer *x)
     t->user_data = x;
     t->buffer = x->buf ? x->buf + x->actual : &zero_byte;
     t->num_iso_packets = 0;
-    return L.libusb_submit_transfer(t);
+    rc = L.libusb_submit_transfer(t);
+    if (rc == LIBUSB_ERROR_NO_MEM && x->type != WU_EP_CONTROL && n / 2 >= WU_LIBUSB_MIN_PIECE) {
+        x->piece = n / 2 - n / 2 % piece_unit(x); /* usbfs has no room for it: a smaller one */
+        return submit_chunk(x);
+    }
+    return rc;
 }
 
 static int map_status(int status)
@@ -285,6 +304,10 @@ static void lu_xfer_fini(wu_xfer *x) { L.libusb_free_transfer(x->impl); }
 static int lu_submit(wu_xfer *x)
 {
     if (!LD(x->dev)->h) return WU_ERR_NO_DEVICE;
+    x->piece = x->len;
+    x->piece_unit = 0; /* (the endpoint's, looked up once a transfer needs pieces) */
+    if (x->type != WU_EP_CONTROL && x->len > WU_LIBUSB_PIECE)
+        x->piece = WU_LIBUSB_PIECE - WU_LIBUSB_PIECE % piece_unit(x);
     return submit_chunk(x);
 }
 

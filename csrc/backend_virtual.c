@@ -17,6 +17,7 @@
 #define V_MAX_EPS 32       /* endpoints a profile may have, besides EP0 */
 #define V_STEP_NS 1000000 /* move data at least every 1 ms while a transfer runs */
 #define V_STALL (-2)      /* a control request the device refuses: a protocol stall */
+#define V_OVERFLOW (-3)   /* the device sent a packet bigger than the room left (babble) */
 
 typedef struct {
     wu_vep_config cfg;
@@ -28,6 +29,8 @@ typedef struct {
     int64_t per_frame;   /* packets per frame */
     uint64_t received, sent, transfers, zlps;
     uint32_t crc;
+    int source;          /* enum wu_vsource: an IN endpoint that always has data, or none */
+    uint64_t source_pos; /* bytes the source has sent since it started */
 } vep;
 
 typedef struct {
@@ -44,7 +47,8 @@ typedef struct {
     uint64_t next_ctl_id;
     uint8_t *desc;
     size_t desc_len;
-    uint8_t *fifo;       /* loopback ring: LOOPBACK_OUT feeds it, LOOPBACK_IN drains it */
+    uint8_t *fifo;       /* loopback ring (allocated when first fed): LOOPBACK_OUT feeds it,
+                            LOOPBACK_IN drains it */
     size_t cap, head, count;
     uint64_t dropped;
     uint8_t switch_state;
@@ -96,6 +100,10 @@ static void fifo_push(vdev *v, const uint8_t *p, size_t n)
 {
     size_t tail, first;
     if (!v->cap || !n) return;
+    if (!v->fifo && !(v->fifo = malloc(v->cap))) { /* no memory: as if the loopback were full */
+        v->dropped += n;
+        return;
+    }
     if (n >= v->cap) {
         v->dropped += v->count + (n - v->cap);
         memcpy(v->fifo, p + (n - v->cap), v->cap);
@@ -179,12 +187,60 @@ static int move_out(vdev *v, vep *e, wu_xfer *x, uint64_t due)
     return x->pkts == x->total_pkts;
 }
 
-/* Move IN data for packets up to `due`. Returns 1 complete, 0 more to come, -1 NAK. */
+/* A source's bytes [pos, pos + n) of its stream (every packet full, so the stream position
+   modulo the max packet size is the position in the packet). */
+static void source_fill(const vep *e, uint8_t *p, uint64_t pos, size_t n)
+{
+    size_t maxp = e->cfg.max_packet, i = 0;
+    if (e->source == WU_SOURCE_ZEROS) {
+        memset(p, 0, n);
+        return;
+    }
+    if (e->source == WU_SOURCE_MOD63) { /* one packet's pattern, then copies of it */
+        uint8_t packet[1024];
+        size_t at = (size_t)(pos % maxp);
+        for (size_t j = 0; j < maxp; j++) packet[j] = (uint8_t)(j % 63);
+        while (i < n) {
+            size_t k = maxp - at < n - i ? maxp - at : n - i;
+            memcpy(p + i, packet + at, k);
+            i += k;
+            at = 0;
+        }
+        return;
+    }
+    for (; i < n && pos % 4; i++, pos++) p[i] = (uint8_t)((pos / 4 & 0xFFFFFFFFu) >> (pos % 4 * 8));
+    for (; i + 4 <= n; i += 4, pos += 4) { /* whole words, little-endian */
+        uint32_t w = (uint32_t)(pos / 4);
+        p[i] = (uint8_t)w, p[i + 1] = (uint8_t)(w >> 8), p[i + 2] = (uint8_t)(w >> 16), p[i + 3] = (uint8_t)(w >> 24);
+    }
+    for (; i < n; i++, pos++) p[i] = (uint8_t)((pos / 4 & 0xFFFFFFFFu) >> (pos % 4 * 8));
+}
+
+/* Give the host n bytes of the endpoint's data (the source's or the loopback's) at dst, and
+   drop `lost` more (the rest of a packet that did not fit). */
+static void send_in(vdev *v, vep *e, uint8_t *dst, size_t n, size_t lost)
+{
+    if (e->source) {
+        source_fill(e, dst, e->source_pos, n);
+        e->source_pos += n + lost;
+    } else {
+        fifo_pop(v, dst, n);
+        v->head = (v->head + lost) % v->cap;
+        v->count -= lost;
+    }
+    e->sent += n + lost;
+}
+
+/* Move IN data for packets up to `due`: whole packets while they fit, then the last one. A
+   packet shorter than the max packet size ends the transfer (the loopback ran dry); one longer
+   than the room left is an overflow, as on the bus. Returns 1 complete, 0 more to come, -1 NAK,
+   or V_OVERFLOW. */
 static int move_in(vdev *v, vep *e, wu_xfer *x, uint64_t due)
 {
-    size_t want, take, maxp = e->cfg.max_packet;
+    size_t maxp = e->cfg.max_packet, room, have, whole, last;
+    uint64_t allowed;
     if (x->len == 0) return 1;
-    if (e->cfg.role == WU_ROLE_SWITCH) {
+    if (e->cfg.role == WU_ROLE_SWITCH && !e->source) {
         if (!v->switch_pending) return x->actual ? 1 : -1;
         if (due <= x->pkts) return 0;
         x->buf[x->actual++] = v->switch_state;
@@ -193,16 +249,28 @@ static int move_in(vdev *v, vep *e, wu_xfer *x, uint64_t due)
         x->pkts++;
         return x->actual == x->len || maxp > 1;
     }
-    if (e->cfg.role != WU_ROLE_LOOPBACK_IN || (v->count == 0 && x->actual == 0)) return -1;
+    if (!e->source && (e->cfg.role != WU_ROLE_LOOPBACK_IN || (v->count == 0 && x->actual == 0))) return -1;
     if (due <= x->pkts) return 0;
-    want = x->len - x->actual;
-    if (due - x->pkts < div_up(want, maxp)) want = (size_t)((due - x->pkts) * maxp);
-    take = want < v->count ? want : v->count;
-    fifo_pop(v, x->buf + x->actual, take);
-    x->actual += take;
-    e->sent += take;
-    x->pkts += take ? div_up(take, maxp) : 1;
-    return take < want || x->actual == x->len; /* the ring ran dry: a short packet ends it */
+    allowed = due - x->pkts;
+    room = x->len - x->actual;
+    have = e->source ? SIZE_MAX : v->count;
+    whole = room / maxp < have / maxp ? room / maxp : have / maxp; /* packets that fit and are there */
+    if (whole > allowed) whole = (size_t)allowed;
+    send_in(v, e, x->buf + x->actual, whole * maxp, 0);
+    x->actual += whole * maxp;
+    x->pkts += whole;
+    room = x->len - x->actual;
+    if (whole == allowed || !room) return !room;
+    last = have - whole * maxp < maxp ? have - whole * maxp : maxp; /* the next packet's length */
+    x->pkts++;
+    if (last > room) { /* babble: what fits arrives, the rest of the packet is lost */
+        send_in(v, e, x->buf + x->actual, room, last - room);
+        x->actual += room;
+        return V_OVERFLOW;
+    }
+    send_in(v, e, x->buf + x->actual, last, 0);
+    x->actual += last;
+    return 1; /* a short packet (or none left: the loopback ran dry) ends it */
 }
 
 /* ---- EP0: the standard requests, and Gadget Zero's vendor test requests --------------- */
@@ -426,9 +494,9 @@ static int64_t head_advance(vdev *v, vep *e, int64_t now)
             if (timed_out) { complete(v, e, x, WU_ERR_TIMEOUT); continue; }
             return x->deadline_ns; /* the answer (or a cancel) broadcasts */
         }
-        if (r == 1 || r == V_STALL) {
+        if (r == 1 || r == V_STALL || r == V_OVERFLOW) {
             e->bus_ns = start + pkt_time(e, x->pkts - x->pkt_base);
-            complete(v, e, x, r == 1 ? WU_OK : WU_ERR_PIPE);
+            complete(v, e, x, r == 1 ? WU_OK : r == V_STALL ? WU_ERR_PIPE : WU_ERR_OVERFLOW);
             continue;
         }
         if (timed_out) { complete(v, e, x, WU_ERR_TIMEOUT); continue; }
@@ -694,12 +762,9 @@ int wu_virtual_create(const wu_vdev_config *c, wu_device **out)
         set_pacing(&v->eps[i], c->speed);
     }
     v->cap = c->loopback_capacity;
-    v->fifo = v->cap ? malloc(v->cap) : NULL;
     v->desc_len = c->descriptors_len;
     v->desc = v->desc_len ? malloc(v->desc_len) : NULL;
-    if ((v->cap && !v->fifo) || (v->desc_len && !v->desc)) {
-        free(v->fifo);
-        free(v->desc);
+    if (v->desc_len && !v->desc) {
         free(v);
         return WU_ERR_NO_MEM;
     }
@@ -744,6 +809,7 @@ int wu_virtual_ep_stats(wu_device *d, uint8_t ep, wu_vep_stats *out)
         out->halted = (uint32_t)e->halted;
         out->loopback_dropped = v->dropped;
         out->zero_length_packets = e->zlps;
+        out->source = (uint32_t)e->source;
     });
 }
 
@@ -754,6 +820,21 @@ int wu_virtual_stall(wu_device *d, uint8_t ep)
         e->halted = 1;
         ep_advance(v, e, wu_now_ns());
         wu_cond_broadcast(&v->cond);
+    });
+}
+
+int wu_virtual_source(wu_device *d, uint8_t ep, int pattern)
+{
+    if (pattern < WU_SOURCE_NONE || pattern > WU_SOURCE_COUNTER || !(ep & 0x80) || !(ep & 0x7F))
+        return WU_ERR_INVALID_PARAM; /* an IN endpoint, not EP0 */
+    WITH_EP(d, ep, {
+        if (e->cfg.type != WU_EP_BULK && e->cfg.type != WU_EP_INTERRUPT) rc = WU_ERR_INVALID_PARAM;
+        else {
+            ep_advance(v, e, wu_now_ns()); /* what moved so far moved as the endpoint was */
+            e->source = pattern;
+            e->source_pos = 0;
+            wu_cond_broadcast(&v->cond);
+        }
     });
 }
 

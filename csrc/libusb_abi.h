@@ -68,7 +68,8 @@ enum {
     LIBUSB_TRANSFER_OVERFLOW = 6
 };
 enum { LIBUSB_TRANSFER_ADD_ZERO_PACKET = 1 << 3 };
-enum { LIBUSB_ERROR_NOT_FOUND = -5, LIBUSB_ERROR_INTERRUPTED = -10, LIBUSB_ERROR_NOT_SUPPORTED = -12 };
+enum { LIBUSB_ERROR_NOT_FOUND = -5, LIBUSB_ERROR_INTERRUPTED = -10, LIBUSB_ERROR_NO_MEM = -11,
+       LIBUSB_ERROR_NOT_SUPPORTED = -12 };
 
 /* Every function the shim calls, as a table of pointers filled at load time. */
 #define WU_LIBUSB_FUNCTIONS(X)                                                                 \
@@ -85,6 +86,7 @@ enum { LIBUSB_ERROR_NOT_FOUND = -5, LIBUSB_ERROR_INTERRUPTED = -10, LIBUSB_ERROR
     X(int, libusb_open, (libusb_device *dev, libusb_device_handle **handle))                   \
     X(void, libusb_close, (libusb_device_handle *handle))                                      \
     X(libusb_device *, libusb_get_device, (libusb_device_handle *handle))                      \
+    X(int, libusb_get_max_packet_size, (libusb_device *dev, unsigned char endpoint))           \
     X(int, libusb_set_auto_detach_kernel_driver, (libusb_device_handle *h, int enable))        \
     X(int, libusb_get_configuration, (libusb_device_handle *h, int *config))                   \
     X(int, libusb_set_configuration, (libusb_device_handle *h, int config))                    \

@@ -74,6 +74,8 @@ struct wu_xfer {
     int64_t deadline_ns;         /* WU_NS_FOREVER: none */
     int result;
     void *impl;                  /* backend's per-transfer object */
+    size_t piece, piece_unit;    /* libusb: bytes per libusb transfer, and the max packet size
+                                    pieces are multiples of (a short packet would end it) */
     uint64_t tag;                /* != 0: asynchronous, completion goes to the queue */
     int queued;                  /* on the completion queue (guarded by the queue's lock) */
     wu_xfer *cq_next;

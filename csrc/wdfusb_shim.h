@@ -82,6 +82,11 @@ int wu_libusb_open(uint8_t bus, uint8_t address, wu_device **out);
 enum wu_vep_role { WU_ROLE_SINK = 0, WU_ROLE_LOOPBACK_OUT = 1, WU_ROLE_LOOPBACK_IN = 2,
                    WU_ROLE_SWITCH = 3 };
 
+/* an IN endpoint made a source (wu_virtual_source): full packets at the bus rate; MOD63:
+   byte j of each packet is j % 63 (Gadget Zero's pattern=1); COUNTER: a little-endian uint32
+   count across the stream */
+enum wu_vsource { WU_SOURCE_NONE = 0, WU_SOURCE_ZEROS = 1, WU_SOURCE_MOD63 = 2, WU_SOURCE_COUNTER = 3 };
+
 typedef struct {
     uint8_t address;              /* bit 7 = IN */
     uint8_t type;                 /* enum wu_ep_type */
@@ -95,7 +100,8 @@ typedef struct {
     int speed;                    /* enum wu_speed; WU_SPEED_NONE = no pacing */
     const wu_vep_config *endpoints;
     int n_endpoints;
-    size_t loopback_capacity;     /* bytes the OUT sink keeps for the IN loopback */
+    size_t loopback_capacity;     /* bytes the OUT sink keeps for the IN loopback (allocated
+                                     when first fed) */
     const uint8_t *descriptors;   /* records: type u8, index u8, length u16 (LE), bytes */
     size_t descriptors_len;
     int n_alts;                   /* alternate settings of interface 0 (at least 1) */
@@ -109,6 +115,7 @@ typedef struct {
     uint32_t halted;
     uint64_t loopback_dropped;    /* bytes dropped because the loopback was full */
     uint64_t zero_length_packets; /* OUT: zero-length packets received (ZLPs) */
+    uint32_t source;              /* enum wu_vsource: what it is a source of, if anything */
 } wu_vep_stats;
 
 /* A control request the virtual device's function answers (vendor and class requests, once
@@ -121,6 +128,7 @@ typedef struct {
 } wu_vrequest;
 
 int wu_virtual_create(const wu_vdev_config *config, wu_device **out);
+int wu_virtual_source(wu_device *dev, uint8_t ep, int pattern); /* enum wu_vsource; NONE: its role again */
 int wu_virtual_set_function(wu_device *dev, int on);  /* on: vendor/class requests wait for an answer */
 int wu_virtual_next_request(wu_device *dev, int64_t timeout_us, wu_vrequest *out);
                                                      /* WU_OK, WU_ERR_TIMEOUT (none), WU_ERR_NO_DEVICE */
@@ -190,7 +198,7 @@ void wu_cq_wake(void);                        /* make one wu_cq_wait return now 
 void wu_set_completion_context(int on);       /* this thread runs completions (nests) */
 int wu_in_completion_context(void);           /* refuse blocking calls when true */
 
-/* ---- streaming: a ring of transfers on one OUT pipe, driven in C ------------------
+/* ---- streaming: a ring of transfers on one pipe, driven in C -----------------------
    depth transfers of up to chunk bytes, retired strictly in submission order, with
    depth + 1 page-aligned staging buffers: a submit carries the one wu_ring_stage handed out
    (filled by the caller) or the caller's own memory, which the caller keeps alive until
@@ -198,16 +206,25 @@ int wu_in_completion_context(void);           /* refuse blocking calls when true
    transfer from the moment it is the oldest in flight. The first failure (error, time-out,
    wu_ring_cancel from any thread) fails the ring for good: nothing more is submitted, every
    transfer still in flight is cancelled newest first and reaped, and bytes_done counts
-   exactly the bytes that moved, always a prefix of the stream. */
+   exactly the bytes that moved, always a prefix of the stream.
+   On an IN pipe the ring is a reader: it keeps depth reads of chunk bytes in flight itself
+   (from the first wu_ring_read/wu_ring_next on), straight into the caller's buffer while a
+   whole chunk of it is free behind the reads in flight, else into a staging buffer; what
+   arrives is delivered in order, a short read's bytes closing up behind the ones before.
+   The time-out counts from when a read is the oldest and a caller waits. A time-out or an
+   interrupt (WU_ERR_INTERRUPTED) stops it on a prefix and the next call resumes; any other
+   failure, or a wu_ring_cancel, is final once what arrived before it has been delivered. */
 typedef struct wu_ring wu_ring;
 typedef struct {
     int depth;
     int in_flight;
     int peak;                     /* most transfers ever in flight at once */
     int error;                    /* first failure (engine code) or WU_OK */
-    uint64_t bytes_done;          /* actual lengths of every transfer retired */
+    uint64_t bytes_done;          /* writer: actual lengths of every transfer retired;
+                                     reader: bytes delivered to the caller */
     uint64_t submitted;           /* transfers submitted so far */
     uint64_t retired;             /* transfers retired so far (in order) */
+    uint64_t buffered;            /* reader: bytes arrived and not yet delivered */
 } wu_ring_info;
 
 int wu_ring_new(wu_device *dev, uint64_t owner, uint8_t ep, uint8_t type, int depth, size_t chunk,
@@ -221,6 +238,16 @@ int wu_ring_run(wu_ring *r, uint8_t *buf, size_t len, unsigned flags, int64_t sl
                 wu_ring_info *info);                 /* submit buf in chunks, retiring as needed;
                                                         *done: bytes of buf submitted so far; *info
                                                         (if not NULL): the ring as the call left it */
+int wu_ring_read(wu_ring *r, uint8_t *dst, size_t len, int fresh, int64_t slice_us, size_t *done,
+                 wu_ring_info *info);                /* reader: fill dst (fresh: a new read; else the
+                                                        same dst and len as the call that returned
+                                                        WU_PENDING, or after a wu_ring_cancel, to end
+                                                        it): WU_OK when full, WU_PENDING, or the error;
+                                                        *done: bytes of dst filled; WU_ERR_BUSY while
+                                                        another thread reads */
+int wu_ring_next(wu_ring *r, size_t max, int fresh, int64_t slice_us, uint8_t **data, size_t *len,
+                 wu_ring_info *info);                /* reader: the oldest arrived data, up to max
+                                                        bytes, valid until the next call */
 int wu_ring_cancel(wu_ring *r, int reason);          /* any thread; returns the ring's error */
 void wu_ring_info_get(wu_ring *r, wu_ring_info *out);
 

@@ -149,9 +149,18 @@ def test_infinite_timeout_means_no_timeout(vdev: VirtualDevice) -> None:
             bench.run(vdev, methods=("pythonic",), timeout=bad, **QUICK)
 
 
-def test_an_in_pipe_is_refused(vdev: VirtualDevice) -> None:
-    with pytest.raises(ValueError, match="IN pipe"):
-        bench.run(vdev, 0x88, **QUICK)
+def test_an_in_pipe_is_read_from_a_source_and_every_byte_counted(vdev: VirtualDevice) -> None:
+    r = bench.run(vdev, 0x88, methods=("c-loop", "wdf", "pythonic", "streaming"), depths=(1, 4), **QUICK)
+    assert r.direction == "read" and len(r.cells) == 10 and all(c.ok for c in r.cells)
+    for c in r.cells:
+        assert c.device_bytes is not None
+        if c.method == "streaming":  # the reader reads ahead: what it had, and has, in flight
+            assert abs(c.device_bytes - c.bytes) <= 2 * (c.depth + 1) * c.size
+        else:
+            assert c.device_bytes == c.bytes
+    assert vdev.endpoint(0x88).source_pattern is None  # the run's source is undone
+    with pytest.raises(ValueError, match="isochronous pipe"):
+        bench.run(vdev, 0x03, **QUICK)
 
 
 def test_a_stall_stops_the_run_and_closes_the_device(vdev: VirtualDevice) -> None:
@@ -255,7 +264,7 @@ def test_bench_command_defaults_to_the_first_bulk_out_and_states_the_bus_limit()
         (["--sizes", "0"], ExitCode.USAGE, "sizes must be > 0"),
         (["--depths", "0"], ExitCode.USAGE, "depths must be >= 1"),
         (["--duration", "0"], ExitCode.USAGE, "duration"),
-        (["0x88"], ExitCode.USAGE, "IN pipe"),
+        (["0x03"], ExitCode.USAGE, "isochronous pipe"),
         (["0x05"], ExitCode.NOT_FOUND, "no pipe 0x05"),
     ],
 )

@@ -321,6 +321,47 @@ def test_device_not_attached_lists_what_is() -> None:
     assert "no USB device matches" in r.output or "libusb could not be loaded" in r.output
 
 
+# ---- read -----------------------------------------------------------------------------------------
+
+
+def test_read_a_source_checked_byte_for_byte(vdev: VirtualDevice, tmp_path: Any) -> None:
+    out = tmp_path / "capture.bin"
+    r = invoke(["read", "v", "0x88", str(out), "--bytes", "1M", "--check", "mod63", "-q"], {"v": vdev})
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes() == (bytes(j % 63 for j in range(512)) * 2048)
+    assert "read 1048576 bytes from pipe 0x88" in r.output
+
+
+def test_read_until_a_time_out_gets_what_the_device_had(vdev: VirtualDevice, tmp_path: Any) -> None:
+    data = os.urandom(300_001)
+    assert invoke(["write", "v", "0x06", "-q"], {"v": vdev}, input=data).exit_code == 0
+    out = tmp_path / "loop.bin"
+    r = invoke(["read", "v", "0x88", str(out), "--timeout", "0.1", "--chunk", "8K", "--depth", "3", "-q"], {"v": vdev})
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes() == data and "read 300001 bytes" in r.output
+
+
+def test_read_fewer_bytes_than_asked_is_a_time_out(vdev: VirtualDevice, tmp_path: Any) -> None:
+    assert invoke(["write", "v", "0x06", "-q"], {"v": vdev}, input=b"z" * 5000).exit_code == 0
+    out = tmp_path / "short.bin"
+    r = invoke(["read", "v", "0x88", str(out), "--bytes", "8K", "--timeout", "0.1", "-q"], {"v": vdev})
+    assert r.exit_code == ExitCode.TIMEOUT
+    assert "read 5000 bytes from pipe 0x88 before the failure" in r.output and out.read_bytes() == b"z" * 5000
+
+
+def test_read_reports_the_first_byte_off_the_pattern(vdev: VirtualDevice, tmp_path: Any) -> None:
+    vdev.endpoint(0x88).source("counter")  # a source already: --check does not replace it
+    r = invoke(["read", "v", "0x88", str(tmp_path / "c.bin"), "--bytes", "4K", "--check", "mod63", "-q"], {"v": vdev})
+    assert r.exit_code == ExitCode.IO_ERROR and "byte 1 of the stream is not the mod63 pattern's" in r.output
+
+
+@pytest.mark.parametrize(("args", "text"), [(["0x06"], "bulk OUT pipe"), (["0x88", "--chunk", "1000"], "--chunk"),
+                                            (["0x88", "--depth", "0"], "--depth")])  # fmt: skip
+def test_read_usage_errors(vdev: VirtualDevice, args: list[str], text: str) -> None:
+    r = invoke(["read", "v", *args, "-q"], {"v": vdev})
+    assert r.exit_code == ExitCode.USAGE and text in r.output
+
+
 # ---- exit codes -------------------------------------------------------------------------------------
 
 

@@ -39,8 +39,21 @@ def test_in_returns_loopback_in_order_across_reads(dev: wdfusb.Device) -> None:
         dev.pipe(0x06).write(c)
     got = b""
     while len(got) < sum(map(len, chunks)):
-        got += dev.pipe(0x88).read(700, timeout=1)
+        got += dev.pipe(0x88).read(1024, timeout=1)  # whole packets: a short one ends a read
     assert got == b"".join(chunks)
+
+
+def test_a_read_ending_inside_a_packet_is_an_overflow(dev: wdfusb.Device) -> None:
+    """Room for 700 bytes, packets of 512: the second packet does not fit. The host gets what
+    fits, the rest of that packet is lost (babble), and the next read starts at the next one."""
+    data = os.urandom(3000)
+    dev.pipe(0x06).write(data)
+    with pytest.raises(wdfusb.UsbOverflowError) as err:
+        dev.pipe(0x88).read(700, timeout=1)
+    assert err.value.bytes_transferred == 700 and err.value.data == data[:700]
+    assert err.value.usbd_status.name == "USBD_STATUS_BABBLE_DETECTED"
+    assert dev.pipe(0x88).read(4096, timeout=1) == data[1024:]
+    assert dev.source.endpoint(0x88).sent_bytes == 3000  # the lost bytes went on the bus
 
 
 def test_in_with_no_data_times_out(dev: wdfusb.Device) -> None:

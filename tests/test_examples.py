@@ -20,7 +20,9 @@ def test_example_runs_on_the_virtual_device(path: Path) -> None:
     assert "CRC matches" in out.stdout or "bytes" in out.stdout
 
 
-@pytest.mark.parametrize("marker", ["from wdfusb.wdf import *", "dev.control_read("], ids=["wdf", "control"])
+@pytest.mark.parametrize(
+    "marker", ["from wdfusb.wdf import *", "dev.control_read(", ".reader("], ids=["wdf", "control", "reader"]
+)
 def test_readme_examples_run(marker: str) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     chosen = [b for b in blocks if marker in b]

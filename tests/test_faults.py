@@ -511,7 +511,7 @@ def tagged(thread: int, seq: int, size: int = 4096) -> bytes:
 
 @pytest.mark.parametrize("layer", ["pythonic", "wdf"])
 def test_two_threads_share_one_pipe_whole_transfers_in_order(layer: str) -> None:
-    v = wdfusb.VirtualDevice(speed="super")
+    v = wdfusb.VirtualDevice(speed="super", loopback_capacity=4 << 20)  # keeps all 3.2 MB read back
     per_thread = 400
     if layer == "pythonic":
         dev = wdfusb.open(v)

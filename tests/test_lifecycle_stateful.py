@@ -766,6 +766,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         dev, stale = picked
         pipe = dev.pipe(IN_EP)
         data = b""
+        if kind == "reader":
+            vs.record_read(self.reader_read(pipe, buf, timeout, stale, what))
+            return
         try:
             if kind == "readinto":
                 data = bytes(buf[: pipe.readinto(buf, timeout)])
@@ -791,6 +794,36 @@ class LifecycleMachine(RuleBasedStateMachine):
         if stale and data:
             self.violation(f"{what}: the pipe of a Device closed before the read returned {len(data)} bytes")
         vs.record_read(data)
+
+    def reader_read(self, pipe: Any, buf: bytearray, timeout: float, stale: bool, what: str) -> bytes:
+        """A StreamReader's readinto, then ``cancel()`` and the bytes it had taken from the device
+        and not handed over yet: together exactly what the IN endpoint sent."""
+        try:
+            reader = pipe.reader(depth=3, chunk=4096, timeout=timeout)
+        except BaseException as e:  # noqa: BLE001
+            self.moved_by(e, 0, what)
+            return b""
+        try:
+            try:
+                data = bytes(buf[: reader.readinto(buf)])
+            except BaseException as e:  # noqa: BLE001
+                data = bytes(buf[: self.moved_by(e, len(buf), what)])
+            reader.cancel()
+            left = reader.buffered
+            try:
+                data += reader.read(left)
+            except BaseException as e:  # noqa: BLE001
+                self.violation(f"{what}: the {left} bytes buffered after cancel() were not handed over: {e!r}")
+            if reader.bytes_read != len(data) or reader.buffered or reader.in_flight:
+                self.violation(
+                    f"{what}: bytes_read {reader.bytes_read} for {len(data)} delivered, "
+                    f"{reader.buffered} buffered and {reader.in_flight} in flight after cancel()"
+                )
+            if stale and data:
+                self.violation(f"{what}: a reader on a closed Device read {len(data)} bytes")
+            return data
+        finally:
+            reader.close()
 
     def job_control(
         self, vs: VState, layer: str, n: int, seed: int, timeout: float | None, stale: bool, which: int
@@ -1003,7 +1036,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(
         v=VDEV,
         size=st.integers(0, 7),
-        kind=st.sampled_from(["readinto", "read", "wdf"]),
+        kind=st.sampled_from(["readinto", "read", "wdf", "reader"]),
         timeout=st.sampled_from(READ_TIMEOUTS),
         stale=st.booleans(),
         which=WHICH,

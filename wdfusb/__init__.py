@@ -3,8 +3,8 @@
 Two layers:
 
 * :mod:`wdfusb` — the Pythonic API: :func:`open`, :func:`find_device`, :func:`list_devices`,
-  :class:`VirtualDevice`, :class:`Device`, :class:`Pipe` and its :class:`StreamWriter`; seconds,
-  context managers and exceptions rooted in :class:`OSError`.
+  :class:`VirtualDevice`, :class:`Device`, :class:`Pipe` with its :class:`StreamWriter` and
+  :class:`StreamReader`; seconds, context managers and exceptions rooted in :class:`OSError`.
 * :mod:`wdfusb.wdf` — the WDF names one-to-one (``WdfUsbTargetPipeWriteSynchronously`` ...),
   returning NTSTATUS values, so driver code ports line by line.
 """
@@ -27,6 +27,7 @@ from .errors import (
     UsbStallError,
     UsbTimeoutError,
 )
+from .reader import StreamReader
 from .virtual import VirtualDevice, VirtualEndpoint
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ __all__ = [
     "DeviceNotFoundError",
     "LibusbNotFoundError",
     "Pipe",
+    "StreamReader",
     "StreamWriter",
     "UsbAccessError",
     "UsbBusyError",

@@ -1,21 +1,24 @@
-"""The write methods ``wdfusb bench`` compares: one runner class per method.
+"""The methods ``wdfusb bench`` compares: one runner class per method, writing to an OUT pipe
+or reading from an IN pipe (``Runner.reading``: the endpoint's direction).
 
 Each runner opens its own connection to the device (so a real device is claimed by
-one method at a time), then for every cell of the sweep is given the data to send
-(:meth:`Runner.prepare`), runs ``count`` transfers of it (:meth:`Runner.run`, timed)
-and releases what the cell needed (:meth:`Runner.finish`). A failure raises a
-:class:`~wdfusb.errors.UsbError` with the bytes that moved.
+one method at a time), then for every cell of the sweep is given the data to send, or a
+buffer of its size to read into (:meth:`Runner.prepare`), runs ``count`` transfers of it
+(:meth:`Runner.run`, timed) and releases what the cell needed (:meth:`Runner.finish`). A
+failure raises a :class:`~wdfusb.errors.UsbError` with the bytes that moved.
 
 * ``c-loop`` — the same engine with the loop in C (:meth:`Transfer.bench_loop`): the reference.
-* ``wdf`` — ``WdfUsbTargetPipeWriteSynchronously`` per transfer (the WDF layer).
-* ``pythonic`` — ``Pipe.write(data)`` per transfer.
-* ``streaming`` — ``Pipe.writer(depth=...)``: ``depth`` requests in flight (issue 5).
-* ``pyusb`` / ``libusb1`` — the same writes through pyusb and python-libusb1, for comparison
+* ``wdf`` — ``WdfUsbTargetPipeWrite/ReadSynchronously`` per transfer (the WDF layer).
+* ``pythonic`` — ``Pipe.write(data)`` / ``Pipe.readinto(buffer)`` per transfer.
+* ``streaming`` — ``Pipe.writer(depth=...)`` / ``Pipe.reader(depth=...)``: ``depth`` transfers
+  in flight.
+* ``pyusb`` / ``libusb1`` — the same transfers through pyusb and python-libusb1, for comparison
   (real libusb devices only: the virtual device lives inside wdfusb's engine).
 """
 
 from __future__ import annotations
 
+import array
 import importlib.util
 import time
 from typing import Any, ClassVar
@@ -30,7 +33,7 @@ NOT_REACHABLE = "cannot reach the virtual device (it lives inside wdfusb's engin
 
 
 class Runner:
-    """One way of writing to an OUT pipe. Subclasses set ``name`` and override the hooks."""
+    """One way of moving data on a pipe. Subclasses set ``name`` and override the hooks."""
 
     name: ClassVar[str] = ""
     max_depth: ClassVar[int] = 1  # the deepest queue the method keeps (1: one transfer at a time)
@@ -39,6 +42,7 @@ class Runner:
     def __init__(self, source: Any, endpoint: int, timeout: float | None) -> None:
         self.source = source
         self.endpoint = endpoint
+        self.reading = bool(endpoint & 0x80)  # an IN pipe: every method reads
         self.timeout = timeout
         self.data: Any = None
         self.size = 0
@@ -56,12 +60,13 @@ class Runner:
         """Open the device for this method."""
 
     def prepare(self, data: bytes, depth: int) -> str | None:
-        """Get ready to send ``data`` with ``depth`` requests in flight; a reason string skips the cell."""
-        self.data, self.size = data, len(data)
+        """Get ready to send ``data`` (reading: to read as many bytes into a buffer) with ``depth``
+        requests in flight; a reason string skips the cell."""
+        self.data, self.size = (bytearray(len(data)) if self.reading else data), len(data)
         return None
 
     def run(self, count: int) -> float:
-        """Send the prepared data ``count`` times; returns the seconds it took."""
+        """Move the prepared data ``count`` times; returns the seconds it took."""
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -99,7 +104,7 @@ class CLoopRunner(_WdfusbRunner):
         super().prepare(data, depth)
         assert self.device is not None
         self._xfer = self.device._core.new_transfer()
-        self._pinned = _engine.pin(data)
+        self._pinned = _engine.pin(self.data, self.reading)
         return None
 
     def run(self, count: int) -> float:
@@ -118,13 +123,13 @@ class CLoopRunner(_WdfusbRunner):
 
 
 class PythonicRunner(_WdfusbRunner):
-    """``pipe.write(data)`` once per transfer, as a user's script would."""
+    """``pipe.write(data)`` (or ``pipe.readinto(buffer)``) once per transfer, as a user's script would."""
 
     name = "pythonic"
-    description = "Pipe.write() per transfer"
+    description = "Pipe.write() / readinto() per transfer"
 
     def run(self, count: int) -> float:
-        write, data, timeout = self.pipe.write, self.data, self.timeout
+        write, data, timeout = (self.pipe.readinto if self.reading else self.pipe.write), self.data, self.timeout
         done = 0
         t0 = time.perf_counter()
         try:
@@ -137,11 +142,11 @@ class PythonicRunner(_WdfusbRunner):
 
 
 class StreamingRunner(_WdfusbRunner):
-    """``pipe.writer(depth=d, chunk=size)``: ``d`` requests in flight (the streaming writer, issue 5)."""
+    """``pipe.writer(depth=d, chunk=size)`` or ``pipe.reader(...)``: ``d`` transfers in flight."""
 
     name = "streaming"
     max_depth = 64
-    description = "Pipe.writer(depth=N): N requests in flight"
+    description = "Pipe.writer/reader(depth=N): N transfers in flight"
 
     @classmethod
     def unavailable(cls, source: Any) -> str | None:
@@ -152,12 +157,17 @@ class StreamingRunner(_WdfusbRunner):
         maxp = self.pipe.max_packet
         if self.size % maxp:
             return f"chunk {self.size} is not a multiple of the max packet size {maxp}"
-        self._writer: Any = self.pipe.writer(depth=depth, chunk=self.size, timeout=self.timeout)
+        make = self.pipe.reader if self.reading else self.pipe.writer
+        self._writer: Any = make(depth=depth, chunk=self.size, timeout=self.timeout)
         return None
 
     def run(self, count: int) -> float:
         w, data = self._writer, self.data
         t0 = time.perf_counter()
+        if self.reading:  # each call one read's worth: what came in flight meanwhile is kept
+            for _ in range(count):
+                w.readinto(data)
+            return time.perf_counter() - t0
         for _ in range(count):
             w.write(data)
         w.flush()
@@ -189,10 +199,10 @@ def streaming_unavailable() -> str | None:
 
 
 class WdfRunner(Runner):
-    """``WdfUsbTargetPipeWriteSynchronously`` per transfer, the pipe found as CONTRACT §3 shows."""
+    """``WdfUsbTargetPipeWrite/ReadSynchronously`` per transfer, the pipe found as CONTRACT §3 shows."""
 
     name = "wdf"
-    description = "WdfUsbTargetPipeWriteSynchronously per transfer"
+    description = "WdfUsbTargetPipeWrite/ReadSynchronously per transfer"
 
     @classmethod
     def unavailable(cls, source: Any) -> str | None:
@@ -235,19 +245,21 @@ class WdfRunner(Runner):
     def prepare(self, data: bytes, depth: int) -> str | None:
         super().prepare(data, depth)
         self.descriptor = self.W.WDF_MEMORY_DESCRIPTOR()
-        self.W.WDF_MEMORY_DESCRIPTOR_INIT_BUFFER(self.descriptor, data, len(data))
+        self.W.WDF_MEMORY_DESCRIPTOR_INIT_BUFFER(self.descriptor, self.data, len(data))
         return None
 
     def run(self, count: int) -> float:
-        write, pipe, options, desc = self.W.WdfUsbTargetPipeWriteSynchronously, self.pipe, self.options, self.descriptor
-        written = self.W.ULONG()
+        W = self.W
+        move = W.WdfUsbTargetPipeReadSynchronously if self.reading else W.WdfUsbTargetPipeWriteSynchronously
+        pipe, options, desc = self.pipe, self.options, self.descriptor
+        moved = W.ULONG()
         done = 0
         t0 = time.perf_counter()
         for _ in range(count):
-            status = write(pipe, None, options, desc, written)
+            status = move(pipe, None, options, desc, moved)
             if status:
-                self._check(status, "write", done + written.value)
-            done += written.value
+                self._check(status, "read" if self.reading else "write", done + moved.value)
+            done += moved.value
         return time.perf_counter() - t0
 
     def close(self) -> None:
@@ -290,11 +302,11 @@ class _ForeignRunner(Runner):
 
 
 class PyusbRunner(_ForeignRunner):
-    """``usb.core.Device.write`` per transfer (pyusb over the same libusb)."""
+    """``usb.core.Device.write`` (or ``read`` into an array) per transfer (pyusb over the same libusb)."""
 
     name = "pyusb"
     module = "usb"
-    description = "pyusb Device.write() per transfer"
+    description = "pyusb Device.write() / read() per transfer"
 
     def open(self) -> None:
         import usb.backend.libusb1
@@ -309,7 +321,14 @@ class PyusbRunner(_ForeignRunner):
             raise UsbIOError(f"pyusb does not see bus {self.source.bus} address {self.source.address}")
         usb.util.claim_interface(self.dev, self.iface)
         ep, dev, timeout = self.endpoint, self.dev, self.timeout_ms
-        self._send = lambda data: dev.write(ep, data, timeout)  # type: ignore[method-assign]
+        move = dev.read if self.reading else dev.write
+        self._send = lambda data: move(ep, data, timeout)  # type: ignore[method-assign]
+
+    def prepare(self, data: bytes, depth: int) -> str | None:
+        super().prepare(data, depth)
+        if self.reading:  # pyusb reads into an array.array (anything else is taken as a size)
+            self.data = array.array("B", bytes(self.size))
+        return None
 
     def close(self) -> None:
         import usb.util
@@ -322,11 +341,11 @@ class PyusbRunner(_ForeignRunner):
 
 
 class Libusb1Runner(_ForeignRunner):
-    """``USBDeviceHandle.bulkWrite`` per transfer (python-libusb1 over the same libusb)."""
+    """``USBDeviceHandle.bulkWrite`` (or ``bulkRead``) per transfer (python-libusb1 over the same libusb)."""
 
     name = "libusb1"
     module = "usb1"
-    description = "python-libusb1 bulkWrite() per transfer"
+    description = "python-libusb1 bulkWrite() / bulkRead() per transfer"
 
     def open(self) -> None:
         import usb1
@@ -348,6 +367,10 @@ class Libusb1Runner(_ForeignRunner):
             raise UsbIOError(f"python-libusb1 does not see bus {self.source.bus} address {self.source.address}")
         self.handle.claimInterface(self.iface)
         ep, handle, timeout = self.endpoint, self.handle, self.timeout_ms
+        if self.reading:  # python-libusb1 reads a length into a buffer of its own
+            read = handle.interruptRead if interrupt else handle.bulkRead
+            self._send = lambda data: read(ep, len(data), timeout)  # type: ignore[method-assign]
+            return
         send = handle.interruptWrite if interrupt else handle.bulkWrite
         self._send = lambda data: send(ep, data, timeout)  # type: ignore[method-assign]
 

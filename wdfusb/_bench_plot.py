@@ -65,7 +65,7 @@ def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
     ax_rate.legend(fontsize=8, loc="lower right")
     where = result.measured_on
     fig.suptitle(
-        f"wdfusb bench: {result.device} ({result.speed} speed), pipe 0x{result.endpoint:02X}, "
+        f"wdfusb bench: {result.device} ({result.speed} speed), {result.direction} pipe 0x{result.endpoint:02X}, "
         f"pattern {result.pattern}\nmeasured on {where.get('host', '?')} ({where.get('platform', '?')}, "
         f"{where.get('cpus', '?')} CPUs), {result.started}",
         fontsize=9,

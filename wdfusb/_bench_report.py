@@ -24,8 +24,8 @@ def results_table(result: BenchResult) -> Table:
     """One row per cell: method, depth, size, transfers, MB/s, us/transfer, x c-loop, % of the bus."""
     bus = f"% of {result.bus_limit_mb_s:g}" if result.bus_limit_mb_s else "% of bus"
     table = Table(
-        title=f"wdfusb bench {result.device}: pipe 0x{result.endpoint:02X}, {result.speed} speed, "
-        f"pattern {result.pattern}",
+        title=f"wdfusb bench {result.device}: {result.direction} pipe 0x{result.endpoint:02X}, "
+        f"{result.speed} speed, pattern {result.pattern}",
         title_justify="left",
     )
     for name, justify in (

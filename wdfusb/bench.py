@@ -1,4 +1,4 @@
-"""The write benchmark: transfer sizes x methods x queue depths on one OUT pipe.
+"""The benchmark: transfer sizes x methods x queue depths, writing to an OUT pipe or reading an IN pipe.
 
 From Python::
 
@@ -16,8 +16,9 @@ disturbed, as ``timeit`` reports); ``count``, ``bytes`` and ``seconds`` are the 
 every round, all counted by the device. MB/s are 10^6 bytes per second, as bus
 speeds are quoted. Every cell is compared with the ``c-loop`` reference of the same
 size measured in the same run (``ratio``) and with the bus limit of the device's
-speed (``bus_pct``). On the virtual device the bytes the endpoint received are read
-back and must equal the bytes sent (``device_bytes``).
+speed (``bus_pct``). On the virtual device the bytes the endpoint received (or sent, for
+a read) are read back and must equal the bytes moved (``device_bytes``); a virtual IN
+endpoint is made a source of the pattern for the run (``VirtualEndpoint.source``).
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class BenchResult:
     sizes: list[int]
     methods: list[str]
     depths: list[int]
+    direction: str = "write"  # "read" on an IN pipe
     cells: list[Cell] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # method -> why it did not run
     measured_on: dict[str, str] = field(default_factory=dict)
@@ -181,7 +183,11 @@ def _calibrate(runner: Runner, duration: float) -> int:
 
 
 def _received(source: Any, endpoint: int) -> int | None:
-    return source.endpoint(endpoint).received_bytes if is_virtual(source) else None
+    """The bytes a virtual endpoint took (OUT) or gave (IN); None on real devices."""
+    if not is_virtual(source):
+        return None
+    ep = source.endpoint(endpoint)
+    return ep.sent_bytes if endpoint & 0x80 else ep.received_bytes
 
 
 def run(
@@ -197,8 +203,9 @@ def run(
     on_progress: Callable[[Progress], None] | None = None,
     label: str | None = None,
 ) -> BenchResult:
-    """Run the sweep on an OUT pipe of ``target`` (a string as ``wdfusb.open`` takes, a
-    :class:`VirtualDevice` or a :class:`UsbDeviceInfo`); ``endpoint`` None = first bulk OUT.
+    """Run the sweep on a pipe of ``target`` (a string as ``wdfusb.open`` takes, a
+    :class:`VirtualDevice` or a :class:`UsbDeviceInfo`): writes to an OUT pipe, reads from an
+    IN pipe; ``endpoint`` None = first bulk OUT.
 
     ``depths`` are the queue depths of the methods that keep several transfers in flight
     (streaming); the synchronous methods always run at depth 1. ``timeout`` is per transfer
@@ -221,16 +228,17 @@ def run(
     timeout = seconds(timeout)  # math.inf: no time-out, as None
     source = parse_target(target) if isinstance(target, str) else target
     owned = isinstance(target, str) and is_virtual(source)
+    sourced = False
     try:
         with open_device(source) as dev:
             ep = first_bulk_out(dev) if endpoint is None else endpoint
             pipe = dev.pipe(ep)
-            if not pipe.is_out or pipe.type not in ("bulk", "interrupt"):
-                raise ValueError(
-                    f"pipe 0x{ep:02X} is a {pipe.type} {'IN' if pipe.is_in else 'OUT'} pipe; "
-                    "the benchmark writes to a bulk or interrupt OUT pipe"
-                )
+            if pipe.type not in ("bulk", "interrupt"):
+                raise ValueError(f"pipe 0x{ep:02X} is a {pipe.type} pipe; the benchmark needs a bulk or interrupt pipe")
             speed, max_packet = dev.speed, pipe.max_packet
+        sourced = pipe.is_in and is_virtual(source) and source.endpoint(ep).source_pattern is None
+        if sourced:
+            source.endpoint(ep).source(pattern)  # for the run (undone below)
         result = BenchResult(
             device=label or (target if isinstance(target, str) else str(source)),
             speed=speed,
@@ -242,6 +250,7 @@ def run(
             sizes=sorted(set(sizes)),
             methods=[m for m in METHODS if m in methods],
             depths=sorted(set(depths)),
+            direction="read" if pipe.is_in else "write",
             measured_on=measured_on(),
             started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         )
@@ -250,6 +259,8 @@ def run(
     finally:
         if owned:
             source.close()
+        elif sourced:
+            source.endpoint(ep).source(None)
 
 
 def _sweep(result: BenchResult, source: Any, timeout: float | None, on_progress: Any) -> None:

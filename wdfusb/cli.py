@@ -1,4 +1,4 @@
-"""The ``wdfusb`` command line (also ``python -m wdfusb``): list, info, write, control, bench.
+"""The ``wdfusb`` command line (also ``python -m wdfusb``): list, info, write, read, control, bench.
 
 DEVICE is ``VID:PID[:SERIAL]`` (hex), ``BUS/ADDR`` or ``virtual[:full|high|super|none]``
 (the built-in virtual device). ENDPOINT is an endpoint address such as ``0x06``.
@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from . import __version__, bench
+from . import __version__, bench, patterns
 from ._bench_methods import METHODS, streaming_unavailable
 from ._core import MAX_TRANSFER_SIZE, CoreDevice
 from ._descriptors import TYPE_NAMES, DeviceDescriptor, EndpointInfo, SettingInfo
@@ -258,15 +258,29 @@ def resolve(ctx: click.Context, text: str) -> Any:
     return source
 
 
-def _out_pipe(device: Device, ep: int) -> Pipe:
+def _data_pipe(device: Device, ep: int, want_in: bool) -> Pipe:
+    """The bulk or interrupt pipe a write (OUT) or read (IN) command uses, or a usage error."""
     pipe = device.pipe(ep)
-    if pipe.is_in or pipe.type not in ("bulk", "interrupt"):
-        outs = ", ".join(f"0x{p.address:02X}" for p in device.pipes if p.is_out and p.type in ("bulk", "interrupt"))
+    if pipe.is_in != want_in or pipe.type not in ("bulk", "interrupt"):
+        fits = [p for p in device.pipes if p.is_in == want_in and p.type in ("bulk", "interrupt")]
         raise click.UsageError(
             f"pipe 0x{ep:02X} is a {pipe.type} {'IN' if pipe.is_in else 'OUT'} pipe; "
-            f"write needs a bulk or interrupt OUT pipe (this device has: {outs or 'none'})"
+            f"{'read' if want_in else 'write'} needs a bulk or interrupt {'IN' if want_in else 'OUT'} pipe "
+            f"(this device has: {', '.join(f'0x{p.address:02X}' for p in fits) or 'none'})"
         )
     return pipe
+
+
+def _check_chunk(pipe: Pipe, chunk: int) -> None:
+    if chunk % pipe.max_packet:
+        hint = f"{chunk} is not a multiple of pipe 0x{pipe.address:02X}'s max packet size ({pipe.max_packet})"
+        raise click.BadParameter(hint, param_hint="--chunk")
+
+
+def _progress(quiet: bool) -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    return Progress(*columns, console=Console(stderr=True), disable=quiet)
 
 
 def _stdout() -> Console:
@@ -449,13 +463,9 @@ def write(ctx: click.Context, device: str, endpoint: int, file: BinaryIO, timeou
     written, t0 = 0, time.perf_counter()
     dev = open_device(source)
     try:
-        pipe = _out_pipe(dev, endpoint)
-        if chunk % pipe.max_packet:
-            hint = f"{chunk} is not a multiple of pipe 0x{endpoint:02X}'s max packet size ({pipe.max_packet})"
-            raise click.BadParameter(hint, param_hint="--chunk")
-        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn())  # fmt: skip
-        with Progress(*columns, console=Console(stderr=True), disable=quiet) as progress:
+        pipe = _data_pipe(dev, endpoint, want_in=False)
+        _check_chunk(pipe, chunk)
+        with _progress(quiet) as progress:
             task = progress.add_task(f"0x{endpoint:02X}", total=_total_size(file))
             try:
                 if depth == 1:
@@ -521,6 +531,84 @@ def _write_stream(pipe: Pipe, f: BinaryIO, chunk: int, depth: int, timeout: floa
     written = w.bytes_written
     completed(written)
     return written
+
+
+# ---- read ---------------------------------------------------------------------------------------
+
+
+class _Capture:
+    """Where the reader's data goes: the output file, the pattern check and the progress bar."""
+
+    def __init__(self, out: BinaryIO, pattern: str | None, max_packet: int, advance: Callable[[int], Any]) -> None:
+        self.out, self.pattern, self.max_packet, self.advance = out, pattern, max_packet, advance
+        self.offset = 0
+        self.mismatch: int | None = None
+
+    def write(self, data: memoryview) -> int:
+        if self.pattern and self.mismatch is None:
+            self.mismatch = patterns.first_mismatch(data, self.pattern, self.offset, self.max_packet)
+        self.out.write(data)
+        self.offset += len(data)
+        self.advance(len(data))
+        return len(data)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("device")
+@click.argument("endpoint", callback=_parsed(parse_endpoint))
+@click.argument("file", type=click.File("wb"), default="-")
+@click.option("--bytes", "nbytes", default=None, callback=_parsed(bench.parse_size),
+              help="read exactly this many bytes (a time-out first is an error); default: to a time-out")  # fmt: skip
+@click.option("--timeout", default="5", callback=_parsed(parse_timeout), show_default=True,
+              help="seconds each read may wait for data ('inf': wait for ever)")  # fmt: skip
+@click.option("--chunk", default="64K", callback=_parsed(bench.parse_size), show_default=True,
+              help="bytes per read (a multiple of the pipe's max packet size)")  # fmt: skip
+@click.option("--depth", type=int, default=8, show_default=True, help="reads in flight")
+@click.option("--check", "pattern", type=click.Choice(patterns.PATTERNS), default=None,
+              help="check every byte against a source's pattern (Gadget Zero's mod63 ...); a virtual "
+              "device's endpoint becomes a source of it (unless it is one)")  # fmt: skip
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@click.pass_context
+@guarded
+def read(ctx: click.Context, device: str, endpoint: int, file: BinaryIO, nbytes: int | None, timeout: float | None,
+         chunk: int, depth: int, pattern: str | None, quiet: bool) -> None:  # fmt: skip
+    """Read an IN pipe into FILE (default: standard output) with DEPTH reads in flight. The bytes
+    read are always reported (on standard error)."""
+    if depth < 1:
+        raise click.BadParameter(f"{depth} (must be >= 1)", param_hint="--depth")
+    source = resolve(ctx, device)
+    got, t0 = 0, time.perf_counter()
+    dev = open_device(source)
+    try:
+        pipe = _data_pipe(dev, endpoint, want_in=True)
+        _check_chunk(pipe, chunk)
+        if pattern and isinstance(source, VirtualDevice) and source.endpoint(endpoint).source_pattern is None:
+            source.endpoint(endpoint).source(pattern)
+        with _progress(quiet) as progress, pipe.reader(depth=depth, chunk=chunk, timeout=timeout) as reader:
+            task = progress.add_task(f"0x{endpoint:02X}", total=nbytes)
+            capture = _Capture(file, pattern, pipe.max_packet, lambda n: progress.update(task, advance=n))
+            try:
+                got = reader.read_to(capture, nbytes if nbytes is not None else 1 << 62)
+            except UsbTimeoutError as exc:
+                got = exc.bytes_transferred
+                if nbytes is not None:
+                    raise
+            except (UsbError, KeyboardInterrupt) as exc:
+                got = int(getattr(exc, "bytes_transferred", 0))
+                raise
+    except (UsbError, KeyboardInterrupt) as exc:
+        why = "the interrupt" if isinstance(exc, KeyboardInterrupt) else "the failure"
+        _err(f"read {got} bytes from pipe 0x{endpoint:02X} before {why}")
+        raise
+    finally:
+        dev.close()
+        file.flush()
+    seconds = time.perf_counter() - t0
+    rate = got / seconds / 1e6 if seconds > 0 else 0.0
+    _err(f"read {got} bytes from pipe 0x{endpoint:02X} of {device} in {seconds:.3f} s ({rate:.3f} MB/s)")
+    if capture.mismatch is not None:
+        _err(f"error: byte {capture.mismatch} of the stream is not the {pattern} pattern's")
+        ctx.exit(ExitCode.IO_ERROR)
 
 
 # ---- control ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from .errors import DeviceNotFoundError, UsbError, error_for
 from .virtual import VirtualDevice
 
 if TYPE_CHECKING:
+    from .reader import StreamReader
     from .stream import StreamWriter, ZlpPolicy
 
 SPEED_LABELS = {0: "unknown", 1: "low", 2: "full", 3: "high", 4: "super", 5: "super_plus"}
@@ -237,6 +238,14 @@ class Pipe:
         from .stream import StreamWriter
 
         return StreamWriter(self, depth=depth, chunk=chunk, timeout=seconds(timeout), zlp=zlp)
+
+    def reader(self, depth: int = 8, chunk: int = 65536, timeout: float | None = None) -> StreamReader:
+        """A :class:`~wdfusb.reader.StreamReader` keeping ``depth`` reads of ``chunk`` bytes in
+        flight on this IN pipe (``timeout`` per read, counted while a caller waits). Use it as a
+        context manager; see :mod:`wdfusb.reader`."""
+        from .reader import StreamReader
+
+        return StreamReader(self, depth=depth, chunk=chunk, timeout=seconds(timeout))
 
     def reset(self) -> None:
         """Clear a stall (``WdfUsbTargetPipeResetSynchronously``)."""

@@ -35,11 +35,11 @@ from ._engine import (
     WU_OK,
     ZLP,
     CData,
-    EngineError,
     NativeRing,
     RingInfo,
     note_bytes,
 )
+from ._stream_ring import open_ring
 from .errors import error_for
 
 if TYPE_CHECKING:
@@ -87,28 +87,14 @@ class StreamWriter:
         self._closed = True  # until the ring exists (__del__ looks at it)
         if not pipe._can_write:
             pipe._refuse(False, "stream to")
-        maxp = pipe.max_packet
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
-            raise ValueError("depth must be an int >= 1")
-        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < maxp or chunk % maxp or chunk > 1 << 30:
-            raise ValueError(
-                f"chunk must be a positive multiple of the max packet size ({maxp}) up to 1 GiB, not {chunk!r}"
-            )
-        if timeout is not None and not timeout > 0:
-            raise ValueError("timeout must be None or a number of seconds > 0")
-        if timeout == float("inf"):
-            timeout = None
         if zlp not in ZLP_POLICIES:
             raise ValueError(f"zlp must be one of {ZLP_POLICIES}, not {zlp!r}")
         self.pipe = pipe
-        self.depth, self.chunk, self.zlp, self.timeout = depth, chunk, zlp, timeout
-        self._maxp = maxp
         self._context = f"stream to pipe 0x{pipe.address:02X}"
-        timeout_us = 0 if timeout is None else max(1, min(round(timeout * 1e6), 2**63 - 1))
-        try:
-            self._ring: NativeRing | None = pipe._core.new_ring(depth, chunk, timeout_us)
-        except EngineError as exc:
-            raise error_for(exc.code, 0, self._context) from None
+        ring, timeout = open_ring(pipe, depth, chunk, timeout, self._context)
+        self._ring: NativeRing | None = ring
+        self.depth, self.chunk, self.zlp, self.timeout = depth, chunk, zlp, timeout
+        self._maxp = maxp = pipe.max_packet
         self._final: RingInfo | None = None  # what the ring said last, once it is released
         self._stage: tuple[CData, memoryview] | None = None  # the staging buffer being filled
         self._fill = 0  # bytes waiting in it
@@ -285,9 +271,10 @@ class StreamWriter:
         ring = self._live_ring()
         while True:
             rc = ring.submit(buf, length, flags)
-            if rc == WU_ERR_BUSY:
+            if rc == WU_ERR_BUSY:  # all depth in flight (or no room for one more in usbfs yet)
+                waiting = ring.info().in_flight
                 rc = ring.poll()  # retire what is already back before blocking on the oldest
-                if rc == WU_OK and ring.info().in_flight == self.depth:
+                if rc == WU_OK and ring.info().in_flight == waiting:
                     rc = ring.wait()
                 if rc == WU_OK:
                     continue

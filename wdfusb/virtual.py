@@ -13,6 +13,13 @@ endpoint  type             max packet  role
 0x03      isochronous OUT  1024        exists so type checks can be exercised
 ========  ===============  ==========  =====================================
 
+The loopback keeps ``loopback_capacity`` bytes (1 MiB by default, allocated when first fed);
+what does not fit is dropped and counted. Any IN endpoint can be made a *source* that always
+has data, full packets at the bus rate (:meth:`VirtualEndpoint.source`: ``"zeros"``,
+``"mod63"`` — Gadget Zero's pattern, byte j of each packet is j % 63 — or ``"counter"``, a
+little-endian uint32 count across the stream). An IN transfer whose room ends inside a packet
+the device sends gets what fits and fails with an overflow (babble), as on the bus.
+
 EP0 answers the standard requests (GET_DESCRIPTOR for the device, configuration and
 string descriptors, GET_STATUS, SET/CLEAR_FEATURE(ENDPOINT_HALT) on the endpoints' real
 halt state, GET/SET_CONFIGURATION, GET/SET_INTERFACE) and Gadget Zero's control test
@@ -39,6 +46,8 @@ from ._virtual_function import STALL, ControlRequest, Function, Handler
 from ._virtual_profiles import PROFILES, EndpointSpec, default_endpoints
 
 ROLES = {"sink": 0, "loopback_out": 1, "loopback_in": 2, "switch": 3}
+SOURCES = {"zeros": 1, "mod63": 2, "counter": 3}  # enum wu_vsource
+DEFAULT_LOOPBACK = 1 << 20
 _LIVE: weakref.WeakValueDictionary[int, VirtualDevice] = weakref.WeakValueDictionary()  # open ones, in order
 _ORDER = itertools.count()
 DEFAULT_VID, DEFAULT_PID = PROFILES["default"].vid, PROFILES["default"].pid  # pid.codes test VID:PID
@@ -99,6 +108,22 @@ class VirtualEndpoint:
         """Halt the endpoint: transfers fail with a stall until the pipe is reset."""
         self._device._check(self._device._native.stall(self.address))
 
+    @property
+    def source_pattern(self) -> str | None:
+        """What :meth:`source` made this endpoint a source of, or None."""
+        code = self._stats()["source"]
+        return next((name for name, c in SOURCES.items() if c == code), None)
+
+    def source(self, pattern: str | None) -> None:
+        """Make this IN endpoint a source of ``pattern`` (``"zeros"``, ``"mod63"``, ``"counter"``):
+        it always has data, full packets at the bus rate, the stream starting afresh; ``None``
+        returns it to its role."""
+        if pattern is not None and pattern not in SOURCES:
+            raise ValueError(f"pattern must be None or one of {', '.join(SOURCES)}, not {pattern!r}")
+        if not self.address & 0x80 or not self.address & 0x7F or self.spec.type not in ("bulk", "interrupt"):
+            raise ValueError(f"endpoint 0x{self.address:02X} cannot be a source (only bulk and interrupt IN endpoints)")
+        self._device._check(self._device._native.source(self.address, SOURCES.get(pattern or "", 0)))
+
     def nak(self, seconds: float) -> None:
         """NAK every token for ``seconds`` (``math.inf``: for ever; 0 ends it)."""
         if math.isnan(seconds) or seconds < 0:
@@ -130,7 +155,7 @@ class VirtualDevice:
         manufacturer: str | None = None,
         product: str | None = None,
         serial: str | None = None,
-        loopback_capacity: int = 16 << 20,
+        loopback_capacity: int = DEFAULT_LOOPBACK,
         on_control: Handler | None = None,
     ) -> None:
         if speed is not None and speed not in SPEEDS:

@@ -47,6 +47,7 @@ class EpStats(ctypes.Structure):
         ("last_flags", _u32),
         ("last_timeout", _u32),
         ("halted", _u32),
+        ("usbfs_refused", _u64),
     ]
 
 
@@ -124,6 +125,7 @@ class Fake:
             "fake_set_complete_delay_us": (None, [_i64]),
             "fake_set_submit_delay_us": (None, [_i64]),
             "fake_set_crc_limit": (None, [_i64]),
+            "fake_set_usbfs_cap": (None, [_i64]),
             "fake_stats": (ctypes.c_int, [ctypes.c_int, ctypes.POINTER(EpStats)]),
             "fake_global": (None, [ctypes.POINTER(GlobalStats)]),
             "fake_in_flight": (_i64, []),

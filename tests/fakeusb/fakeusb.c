@@ -131,6 +131,7 @@ struct fake_ep_stats {
     uint32_t last_flags;
     uint32_t last_timeout;
     uint32_t halted;
+    uint64_t usbfs_refused;    /* submits refused by the usbfs memory cap (fake_set_usbfs_cap) */
 };
 
 struct fake_global_stats {
@@ -231,6 +232,7 @@ struct ftx {
     int status;
     int script_status;
     int64_t moved, target;
+    int64_t usbfs;         /* bytes it holds of the usbfs cap while in flight */
     int64_t deadline_ns;   /* 0 = none */
     int64_t deliver_ns;
     struct libusb_device *dev;
@@ -255,6 +257,8 @@ static int64_t cancel_delay_ns;
 static int64_t complete_delay_ns; /* a transfer over on the bus is reported this much later */
 static int64_t submit_delay_ns;   /* libusb_submit_transfer returns this long after queuing */
 static int64_t crc_limit = (int64_t)256 << 20;
+static int64_t usbfs_cap;          /* bytes all bulk/interrupt transfers in flight may hold (0: none) */
+static int64_t usbfs_used;         /* ... held now, as usbfs_memory_mb counts them */
 static int fail_control_err, fail_control_count;
 static int fail_open_err, fail_open_count;
 static uint32_t next_handle_id = 1;
@@ -643,6 +647,8 @@ static int deliver(int64_t now)
         libusb_transfer_cb_fn cb;
         next = x->bnext;
         x->in_flight = 0;
+        usbfs_used -= x->usbfs;
+        x->usbfs = 0;
         g.in_flight--;
         e->st.in_flight--;
         x->t.status = x->status;
@@ -809,6 +815,17 @@ API void libusb_close(struct libusb_device_handle *h)
 }
 
 API struct libusb_device *libusb_get_device(struct libusb_device_handle *h) { return h->dev; }
+
+API int libusb_get_max_packet_size(struct libusb_device *dev, unsigned char ep)
+{
+    struct fep *e;
+    int rc;
+    pthread_mutex_lock(&m);
+    e = &dev->eps[epi_of(ep)];
+    rc = e->present && e->addr == ep ? e->maxp : LIBUSB_ERROR_NOT_FOUND;
+    pthread_mutex_unlock(&m);
+    return rc;
+}
 
 API int libusb_set_auto_detach_kernel_driver(struct libusb_device_handle *h, int enable)
 {
@@ -1102,6 +1119,9 @@ API int libusb_submit_transfer(struct libusb_transfer *t)
     } else if (e->fail_count && e->fail_skip == 0) {
         e->fail_count--;
         rc = e->fail_err;
+    } else if (usbfs_cap && usbfs_used + t->length > usbfs_cap) {
+        rc = LIBUSB_ERROR_NO_MEM; /* usbfs: ENOMEM beyond usbfs_memory_mb */
+        e->st.usbfs_refused++;
     } else if (e->fail_count) {
         e->fail_skip--;
     }
@@ -1111,6 +1131,8 @@ API int libusb_submit_transfer(struct libusb_transfer *t)
         return rc;
     }
     x->in_flight = 1;
+    x->usbfs = t->length;
+    usbfs_used += x->usbfs;
     x->done = x->cancelled = 0;
     x->status = -1;
     x->moved = 0;
@@ -1271,6 +1293,7 @@ API int fake_reset(void)
     }
     cancel_delay_ns = complete_delay_ns = submit_delay_ns = 0;
     crc_limit = (int64_t)256 << 20;
+    usbfs_cap = 0;
     fail_control_count = fail_open_count = 0;
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&m);
@@ -1481,6 +1504,15 @@ API void fake_set_submit_delay_us(int64_t us)
 {
     pthread_mutex_lock(&m);
     submit_delay_ns = us * 1000;
+    pthread_mutex_unlock(&m);
+}
+
+/* Like usbfs_memory_mb: a bulk or interrupt submit that would make the transfers in flight
+   hold more than `bytes` fails with LIBUSB_ERROR_NO_MEM (0: no cap). */
+API void fake_set_usbfs_cap(int64_t bytes)
+{
+    pthread_mutex_lock(&m);
+    usbfs_cap = bytes;
     pthread_mutex_unlock(&m);
 }
 

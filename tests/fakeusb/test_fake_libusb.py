@@ -24,8 +24,7 @@ import wdfusb
 from wdfusb import _engine
 from wdfusb.wdf import *
 
-GIB = 1 << 30
-CHUNK = 1 << 30  # WU_LIBUSB_CHUNK in csrc/backend_libusb.c: bytes per libusb transfer
+PIECE = 8 << 20  # WU_LIBUSB_PIECE in csrc/backend_libusb.c: bytes per libusb transfer
 JOIN_S = 20.0
 
 
@@ -48,14 +47,6 @@ def gz(fake: fk.Fake) -> Iterator[wdfusb.Device]:
 def joined(t: threading.Thread, seconds: float = JOIN_S) -> None:
     t.join(seconds)
     assert not t.is_alive(), "a transfer hung (the thread did not return)"
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def wdf_open() -> tuple[WDFUSBDEVICE, dict[int, Any]]:
@@ -434,50 +425,50 @@ def test_a_stall_halts_the_pipe_until_reset(fake: fk.Fake, gz: wdfusb.Device) ->
     assert p.write(bytes(4096)) == 4096
 
 
-# ---- lengths beyond one libusb transfer (WU_LIBUSB_CHUNK) ------------------------------------------
+# ---- lengths beyond one libusb transfer (WU_LIBUSB_PIECE), and the usbfs memory cap ----------------
 
 
 @pytest.fixture
-def huge(fake: fk.Fake) -> Iterator[np.ndarray]:
-    """~2.1 GiB of calloc'd zeros: untouched pages cost no memory (the fake does not read
-    transfers this long, it only counts them)."""
+def big(fake: fk.Fake) -> Iterator[np.ndarray]:
+    """Three pieces and three packets of random bytes."""
     if fake is None:
         yield None
         return
-    buf = np.zeros(2 * GIB + 3 * 512, np.uint8)
-    yield buf
-    del buf
+    yield np.frombuffer(random.Random(5).randbytes(3 * PIECE + 3 * 512), np.uint8)
 
 
 @pytest.mark.parametrize("zlp", [False, True])
-def test_a_transfer_beyond_the_chunk_is_split_with_the_zlp_last(
-    fake: fk.Fake, gz: wdfusb.Device, huge: np.ndarray, zlp: bool
+def test_a_transfer_beyond_a_piece_is_split_with_the_zlp_last(
+    fake: fk.Fake, gz: wdfusb.Device, big: np.ndarray, zlp: bool
 ) -> None:
-    rss0 = rss_bytes()
-    assert gz.pipe(0x01).write(huge, timeout=120, zlp=zlp) == len(huge)
+    assert gz.pipe(0x01).write(big, timeout=120, zlp=zlp) == len(big)
     logs = fake.logs(fk.GZ_OUT)
-    base = huge.ctypes.data
-    assert [e["length"] for e in logs] == [CHUNK, CHUNK, len(huge) - 2 * CHUNK]
-    assert [e["buffer"] for e in logs] == [base, base + CHUNK, base + 2 * CHUNK]
-    assert [e["flags"] for e in logs] == [0, 0, fk.ADD_ZERO_PACKET if zlp else 0]
+    base = big.ctypes.data
+    assert [e["length"] for e in logs] == [PIECE, PIECE, PIECE, 3 * 512]
+    assert [e["buffer"] for e in logs] == [base + k * PIECE for k in range(4)]
+    assert [e["flags"] for e in logs] == [0, 0, 0, fk.ADD_ZERO_PACKET if zlp else 0]
     timeouts = [e["timeout"] for e in logs]  # what is left of the one time-out, piece by piece
     assert all(0 < t <= 120_000 for t in timeouts) and timeouts == sorted(timeouts, reverse=True)
     st = fake.stats(fk.GZ_OUT)
-    assert st["bytes"] == len(huge) and st["max_length"] == CHUNK
-    assert st["crc_skipped"] == 2 * CHUNK and st["crc32"] == zlib.crc32(bytes(len(huge) - 2 * CHUNK))  # read: short
+    assert st["bytes"] == len(big) and st["max_length"] == PIECE and st["crc32"] == zlib.crc32(big)
     assert st["zlps"] == (1 if zlp else 0)
-    assert rss_bytes() - rss0 < 64 << 20, "the 2 GiB buffer was touched"
 
 
-def test_a_short_piece_ends_the_transfer(fake: fk.Fake, gz: wdfusb.Device, huge: np.ndarray) -> None:
+def test_a_read_beyond_a_piece_is_the_stream_the_device_sent(fake: fk.Fake, gz: wdfusb.Device) -> None:
+    n = 2 * PIECE + 4096
+    assert gz.pipe(0x81).read(n, timeout=60) == mod63(n)
+    assert [e["length"] for e in fake.logs(fk.GZ_IN)] == [PIECE, PIECE, 4096]
+
+
+def test_a_short_piece_ends_the_transfer(fake: fk.Fake, gz: wdfusb.Device, big: np.ndarray) -> None:
     fake.next_result(fk.GZ_OUT, fk.COMPLETED, 4096)
-    assert gz.pipe(0x01).write(huge) == 4096
+    assert gz.pipe(0x01).write(big) == 4096
     assert fake.stats(fk.GZ_OUT)["submits"] == 1
     fake.next_result(fk.GZ_OUT, fk.COMPLETED, -1)
     fake.next_result(fk.GZ_OUT, fk.COMPLETED, 1000)
-    assert gz.pipe(0x01).write(huge) == CHUNK + 1000
+    assert gz.pipe(0x01).write(big) == PIECE + 1000
     st = fake.stats(fk.GZ_OUT)
-    assert st["submits"] == 3 and st["short_transfers"] == 2 and st["bytes"] == 4096 + CHUNK + 1000
+    assert st["submits"] == 3 and st["short_transfers"] == 2 and st["bytes"] == 4096 + PIECE + 1000
 
 
 def test_a_short_read_ends_the_transfer(fake: fk.Fake, gz: wdfusb.Device) -> None:
@@ -486,49 +477,76 @@ def test_a_short_read_ends_the_transfer(fake: fk.Fake, gz: wdfusb.Device) -> Non
     assert fake.stats(fk.GZ_IN)["submits"] == 1
 
 
-def test_an_error_on_a_later_piece_counts_the_earlier_ones(fake: fk.Fake, gz: wdfusb.Device, huge: np.ndarray) -> None:
+def test_an_error_on_a_later_piece_counts_the_earlier_ones(fake: fk.Fake, gz: wdfusb.Device, big: np.ndarray) -> None:
     fake.next_result(fk.GZ_OUT, fk.COMPLETED, -1)
     fake.next_result(fk.GZ_OUT, fk.STALL, 512)
     with pytest.raises(wdfusb.UsbStallError) as err:
-        gz.pipe(0x01).write(huge)
-    assert err.value.bytes_transferred == CHUNK + 512 == fake.stats(fk.GZ_OUT)["bytes"]
+        gz.pipe(0x01).write(big)
+    assert err.value.bytes_transferred == PIECE + 512 == fake.stats(fk.GZ_OUT)["bytes"]
     gz.pipe(0x01).reset()
 
 
-def test_a_refused_submit_of_a_later_piece_counts_the_earlier_ones(
-    fake: fk.Fake, gz: wdfusb.Device, huge: np.ndarray
+def test_a_piece_usbfs_has_no_room_for_is_halved(fake: fk.Fake, gz: wdfusb.Device, big: np.ndarray) -> None:
+    fake.fail_submit(fk.GZ_OUT, fk.ERROR_NO_MEM, 1, 1)  # the second piece: ENOMEM once
+    assert gz.pipe(0x01).write(big) == len(big)
+    half = PIECE // 2
+    assert [e["length"] for e in fake.logs(fk.GZ_OUT)] == [PIECE, half, half, half, half, 3 * 512]
+    assert fake.stats(fk.GZ_OUT)["crc32"] == zlib.crc32(big)
+
+
+def test_no_room_at_all_is_insufficient_resources_with_the_bytes_before(
+    fake: fk.Fake, gz: wdfusb.Device, big: np.ndarray
 ) -> None:
-    fake.fail_submit(fk.GZ_OUT, fk.ERROR_NO_MEM, 1, 1)
+    fake.fail_submit(fk.GZ_OUT, fk.ERROR_NO_MEM, 1, 1000)
     with pytest.raises(wdfusb.UsbError) as err:
-        gz.pipe(0x01).write(huge)
+        gz.pipe(0x01).write(big)
     assert err.value.status == STATUS_INSUFFICIENT_RESOURCES
-    assert err.value.bytes_transferred == CHUNK == fake.stats(fk.GZ_OUT)["bytes"]
+    assert err.value.bytes_transferred == PIECE == fake.stats(fk.GZ_OUT)["bytes"]
 
 
-def test_an_abort_between_the_pieces_is_a_cancellation(fake: fk.Fake, gz: wdfusb.Device, huge: np.ndarray) -> None:
+def test_transfers_of_any_size_fit_the_usbfs_cap(fake: fk.Fake, gz: wdfusb.Device, big: np.ndarray) -> None:
+    """usbfs_memory_mb's 16 MiB for every URB in flight: a single write and read larger than
+    it, and a writer whose chunks together exceed it, all complete with every byte."""
+    fake.set_usbfs_cap(16 << 20)
+    data = np.tile(big, 2)  # 48 MiB
+    assert gz.pipe(0x01).write(data, timeout=60) == len(data)
+    assert fake.stats(fk.GZ_OUT)["crc32"] == zlib.crc32(data)
+    assert gz.pipe(0x81).read(len(data), timeout=60) == mod63(len(data))
+    with gz.pipe(0x01).writer(depth=4, chunk=PIECE) as w:  # 32 MiB in flight asked for
+        w.write(data)
+    assert w.bytes_written == len(data)
+    st = fake.stats(fk.GZ_OUT)
+    assert st["crc32"] == zlib.crc32(np.concatenate([data, data])) and st["usbfs_refused"] > 0
+    fake.set_usbfs_cap(8 << 10)  # below the smallest piece
+    with pytest.raises(wdfusb.UsbError) as err:
+        gz.pipe(0x01).write(bytes(65536))
+    assert err.value.status == STATUS_INSUFFICIENT_RESOURCES and err.value.bytes_transferred == 0
+
+
+def test_an_abort_between_the_pieces_is_a_cancellation(fake: fk.Fake, gz: wdfusb.Device, big: np.ndarray) -> None:
     """The abort lands after the first piece moved on the bus but before its completion was
     reported (libusb_cancel_transfer: NOT_FOUND, too late for that piece): the rest is never
     sent, so the write was cut short by the cancel and must say so."""
     fake.set_complete_delay_us(300_000)
-    t, out = in_thread(lambda: gz.pipe(0x01).write(huge))
-    fake.wait(lambda: fake.stats(fk.GZ_OUT)["bytes"] == CHUNK, 5, "the first piece moved")
+    t, out = in_thread(lambda: gz.pipe(0x01).write(big))
+    fake.wait(lambda: fake.stats(fk.GZ_OUT)["bytes"] == PIECE, 5, "the first piece moved")
     gz.pipe(0x01).abort()
     joined(t)
     st = fake.stats(fk.GZ_OUT)
-    assert st["submits"] == 1 and st["bytes"] == CHUNK and st["cancel_not_found"] == 1
-    assert isinstance(out[0], wdfusb.UsbCancelledError), f"the write returned {out[0]!r} of {len(huge)} bytes"
-    assert out[0].bytes_transferred == CHUNK
+    assert st["submits"] == 1 and st["bytes"] == PIECE and st["cancel_not_found"] == 1
+    assert isinstance(out[0], wdfusb.UsbCancelledError), f"the write returned {out[0]!r} of {len(big)} bytes"
+    assert out[0].bytes_transferred == PIECE
 
 
-def test_aborts_racing_the_pieces_of_a_huge_transfer(fake: fk.Fake, gz: wdfusb.Device, huge: np.ndarray) -> None:
-    """Aborts at random moments of a 3-piece transfer (each piece 50 ms on the bus): every
+def test_aborts_racing_the_pieces_of_a_big_transfer(fake: fk.Fake, gz: wdfusb.Device, big: np.ndarray) -> None:
+    """Aborts at random moments of a 4-piece transfer (each whole piece 50 ms on the bus): every
     outcome reports exactly the bytes the fake took, and no piece starts after the cancel."""
-    fake.set_rate(fk.GZ_OUT, 20 * GIB)
+    fake.set_rate(fk.GZ_OUT, PIECE * 20)
     rng = random.Random(6)
     total = 0
     for _ in range(8):
         before = fake.stats(fk.GZ_OUT)
-        t, out = in_thread(lambda: gz.pipe(0x01).write(huge))
+        t, out = in_thread(lambda: gz.pipe(0x01).write(big))
         time.sleep(rng.uniform(0.0, 0.16))
         gz.pipe(0x01).abort()
         joined(t)
@@ -538,10 +556,13 @@ def test_aborts_racing_the_pieces_of_a_huge_transfer(fake: fk.Fake, gz: wdfusb.D
             assert isinstance(out[0], wdfusb.UsbCancelledError), out[0]
             assert out[0].bytes_transferred == moved
         else:
-            assert out[0] == moved == len(huge), f"a write returned {out[0]} with no error; the fake took {moved}"
+            assert out[0] == moved == len(big), f"a write returned {out[0]} with no error; the fake took {moved}"
         total += moved
         pieces = st["submits"] - before["submits"]
-        assert pieces == min(3, moved // CHUNK + 1), "a piece was submitted after the cancel"
+        started = {max(1, -(-moved // PIECE))}  # the pieces that moved data, or the first
+        if moved % PIECE == 0 and moved < len(big):
+            started.add(moved // PIECE + 1)  # the next one may have started just before the cancel
+        assert pieces in started, "a piece was submitted after the cancel"
     assert fake.stats(fk.GZ_OUT)["bytes"] == total
 
 
@@ -628,9 +649,17 @@ def test_a_refused_submit_is_a_clear_error_and_leaves_nothing_in_flight(fake: fk
 
 
 def test_a_refused_submit_in_a_stream(fake: fk.Fake, gz: wdfusb.Device) -> None:
+    """ENOMEM once: the transfer goes out in smaller pieces and the stream goes on; for good
+    (nothing ever fits): the stream stops on the bytes that moved."""
     fake.set_rate(fk.GZ_OUT, 50 << 20)
     fake.fail_submit(fk.GZ_OUT, fk.ERROR_NO_MEM, 5, 1)
     data = np.frombuffer(mod63(1 << 20), np.uint8)
+    with gz.pipe(0x01).writer(depth=4, chunk=65536) as w:
+        w.write(data)
+    assert w.bytes_written == len(data) and fake.stats(fk.GZ_OUT)["crc32"] == zlib.crc32(data)
+    assert 32768 in [e["length"] for e in fake.logs(fk.GZ_OUT)]  # the refused one, halved
+    before = fake.stats(fk.GZ_OUT)["bytes"]
+    fake.fail_submit(fk.GZ_OUT, fk.ERROR_NO_MEM, 5, 10_000)
     w = gz.pipe(0x01).writer(depth=4, chunk=65536)
     with pytest.raises(wdfusb.UsbError) as err:
         w.write(data)
@@ -638,8 +667,7 @@ def test_a_refused_submit_in_a_stream(fake: fk.Fake, gz: wdfusb.Device) -> None:
     assert err.value.status == STATUS_INSUFFICIENT_RESOURCES
     n = err.value.bytes_transferred
     st = fake.stats(fk.GZ_OUT)
-    assert n == w.bytes_written == st["bytes"] and st["crc32"] == zlib.crc32(data[:n])
-    assert st["submits"] == 5 and fake.in_flight() == 0
+    assert n == w.bytes_written == st["bytes"] - before == 5 * 65536 and fake.in_flight() == 0
     w.close()
 
 

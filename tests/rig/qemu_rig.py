@@ -57,7 +57,7 @@ GUEST_MODULES = [
     "usb_f_hid",
     "dummy_hcd",
 ]
-MODULE_PARAMS = {"usbcore": "usbfs_memory_mb=0"}
+MODULE_PARAMS: dict[str, str] = {}  # modules load as the stock kernel has them (usbfs caps URBs at 16 MiB)
 BEGIN_MARK = "@@WDFUSB-RIG-BEGIN@@"
 END_MARK = "@@WDFUSB-RIG-END@@"
 GUEST_RESULTS = "/run/wdfusb-rig"
@@ -332,7 +332,7 @@ def guest_path() -> str:
     return ":".join(dict.fromkeys([*venv, *host, *std]))
 
 
-def run(command: list[str], speed: str = "high", timeout: float = 900.0, mem: int = 512, verbose: bool = False) -> int:
+def run(command: list[str], speed: str = "high", timeout: float = 900.0, mem: int = 1536, verbose: bool = False) -> int:
     ensure_prereqs()
     problem = qemu_problem()
     if problem:
@@ -364,7 +364,7 @@ def run(command: list[str], speed: str = "high", timeout: float = 900.0, mem: in
         (results / "cmd.sh").write_text(
             f"{exports}cd {shlex.quote(str(PROJECT_DIR))} || exit 125\nexec {shlex.join(command)}\n"
         )
-        cmdline = f"console=ttyS0 panic=-1 quiet loglevel=1 rdinit=/init usbcore.usbfs_memory_mb=0 wdfusb.speed={speed}"
+        cmdline = f"console=ttyS0 panic=-1 quiet loglevel=1 rdinit=/init wdfusb.speed={speed}"
         qemu = [
             QEMU,
             "-accel",
@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     prun = sub.add_parser("run", help="boot the guest and run COMMAND inside")
     prun.add_argument("--speed", choices=["high", "super"], default="high")
     prun.add_argument("--timeout", type=float, default=900.0, help="seconds (whole run)")
-    prun.add_argument("--mem", type=int, default=512, help="guest RAM in MiB")
+    prun.add_argument("--mem", type=int, default=1536, help="guest RAM in MiB")
     prun.add_argument("-v", "--verbose", action="store_true", help="show the boot log")
     prun.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

@@ -143,10 +143,14 @@ class NativeDevice:
             "halted": st.halted,
             "loopback_dropped": st.loopback_dropped,
             "zero_length_packets": st.zero_length_packets,
+            "source": st.source,
         }
 
     def stall(self, ep: int) -> int:
         return int(lib.wu_virtual_stall(self._h, ep))
+
+    def source(self, ep: int, pattern: int) -> int:
+        return int(lib.wu_virtual_source(self._h, ep, pattern))
 
     def nak(self, ep: int, seconds: float) -> int:
         return int(lib.wu_virtual_nak(self._h, ep, seconds))

@@ -1,9 +1,9 @@
-"""The streaming ring (``wu_ring``, csrc/ring.c): depth transfers on one OUT pipe, driven in C.
+"""The streaming ring (``wu_ring``, csrc/ring.c): depth transfers on one pipe, driven in C.
 
 C owns every fact of the ring: which transfers are in flight, which staging buffer each
-carries, the bytes that moved, the time-outs (on the engine's clock), the first failure and
-the newest-first cancel. This wrapper only keeps the caller's buffers alive while C may read
-them, and waits in slices so Ctrl-C is seen.
+carries, the bytes that moved (or, reading, arrived and were delivered), the time-outs (on the
+engine's clock), the first failure and the newest-first cancel. This wrapper only keeps the
+caller's buffers alive while C may use them, and waits in slices so Ctrl-C is seen.
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from .device import NativeDevice
-from .native import SLICE_US, WU_OK, WU_PENDING, CData, EngineError, ffi, lib
-from .transfer import pin
+from .native import SLICE_US, WU_ERR_INTERRUPTED, WU_OK, WU_PENDING, CData, EngineError, ffi, lib
+from .transfer import note_bytes, pin
 
-_ring_wait, _ring_run, _ring_submit, _ring_info = (
+_ring_wait, _ring_run, _ring_submit, _ring_info, _ring_read, _ring_next = (
     lib.wu_ring_wait,
     lib.wu_ring_run,
     lib.wu_ring_submit,
     lib.wu_ring_info_get,
+    lib.wu_ring_read,
+    lib.wu_ring_next,
 )
+_buffer = ffi.buffer
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,13 @@ class RingInfo:
     bytes_done: int
     submitted: int
     retired: int
+    buffered: int
 
 
 class NativeRing:
     """``depth`` transfers of up to ``chunk`` bytes, with ``depth + 1`` staging buffers."""
 
-    __slots__ = ("__weakref__", "_carried", "_done", "_info", "_r", "_views", "chunk", "depth")
+    __slots__ = ("__weakref__", "_carried", "_data", "_done", "_info", "_r", "_views", "chunk", "depth")
 
     def __init__(
         self, device: NativeDevice, owner: int, ep: int, ep_type: int, depth: int, chunk: int, timeout_us: int
@@ -54,6 +58,7 @@ class NativeRing:
         self.depth, self.chunk = depth, chunk
         self._info = ffi.new("wu_ring_info *")
         self._done = ffi.new("size_t *")
+        self._data = ffi.new("uint8_t **")
         self._carried: deque[tuple[int, Any]] = deque()  # (submitted count after it, caller's buffer)
         self._views: dict[int, tuple[CData, memoryview]] = {}  # staging buffers by address
 
@@ -68,7 +73,7 @@ class NativeRing:
     def snapshot(self) -> RingInfo:
         """What C says of the ring now, as a value that stays."""
         i = self.info()
-        return RingInfo(i.depth, i.in_flight, i.peak, i.error, i.bytes_done, i.submitted, i.retired)
+        return RingInfo(i.depth, i.in_flight, i.peak, i.error, i.bytes_done, i.submitted, i.retired, i.buffered)
 
     def _let_go(self) -> None:
         """Drop the caller's buffers C is done with (every transfer up to the ones they carried retired)."""
@@ -116,6 +121,41 @@ class NativeRing:
                 carried.popleft()
             carried.append((info.submitted, data if buf is data else (data, buf)))
         return rc, done[0]
+
+    # ---- reading (an IN pipe's ring) ----------------------------------------------------
+
+    def read(self, buf: CData, length: int) -> tuple[int, int]:
+        """Fill ``length`` bytes of ``buf`` (pinned, writable) from the stream; returns ``(result,
+        bytes filled)``. Interrupted (Ctrl-C), it stops the reads first (they land, in order, in
+        ``buf`` or for the next call), tells the exception what it filled, and re-raises."""
+        done, info, r = self._done, self._info, self._r
+        done[0] = 0
+        try:
+            rc = _ring_read(r, buf, length, 1, SLICE_US, done, info)
+            while rc == WU_PENDING:  # a slice ended: Ctrl-C is seen between slices
+                rc = _ring_read(r, buf, length, 0, SLICE_US, done, info)
+        except BaseException as exc:
+            lib.wu_ring_cancel(r, WU_ERR_INTERRUPTED)
+            _ring_read(r, buf, length, 0, SLICE_US, done, info)  # ends the read (refused if it had ended)
+            note_bytes(exc, int(done[0]))
+            raise
+        return rc, done[0]
+
+    def next(self, most: int) -> tuple[int, memoryview | None]:
+        """The oldest data that arrived, up to ``most`` bytes, as a read-only view valid until the
+        next call; ``(result, None)`` on an error. Interrupted, it stops the reads (what arrived
+        stays for the next call) and re-raises."""
+        data, length, info, r = self._data, self._done, self._info, self._r
+        try:
+            rc = _ring_next(r, most, 1, SLICE_US, data, length, info)
+            while rc == WU_PENDING:
+                rc = _ring_next(r, most, 0, SLICE_US, data, length, info)
+        except BaseException:
+            lib.wu_ring_cancel(r, WU_ERR_INTERRUPTED)
+            raise
+        if rc != WU_OK:
+            return rc, None
+        return rc, memoryview(_buffer(data[0], length[0])).toreadonly()
 
     def wait(self) -> int:
         """Retire the oldest transfer (waiting for it): ``WU_OK`` or the ring's error."""
