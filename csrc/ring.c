@@ -502,8 +502,9 @@ int wu_ring_read(wu_ring *r, uint8_t *dst, size_t len, int fresh, int64_t slice_
     wu_mutex_lock(&r->lock);
     /* one read at a time: another thread's is in C or between two of its slices */
     if (r->inside || (fresh && r->dst) || (!fresh && (r->dst != dst || r->dst_len != len))) {
+        rc = r->inside || fresh ? WU_ERR_BUSY : WU_ERR_INVALID_PARAM;
         wu_mutex_unlock(&r->lock);
-        return r->inside || fresh ? WU_ERR_BUSY : WU_ERR_INVALID_PARAM;
+        return rc;
     }
     r->inside = 1;
     if (fresh) {

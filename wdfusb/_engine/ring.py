@@ -24,7 +24,7 @@ _ring_wait, _ring_run, _ring_submit, _ring_info, _ring_read, _ring_next = (
     lib.wu_ring_read,
     lib.wu_ring_next,
 )
-_buffer = ffi.buffer
+_buffer, _new, _NULL = ffi.buffer, ffi.new, ffi.NULL
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class RingInfo:
 class NativeRing:
     """``depth`` transfers of up to ``chunk`` bytes, with ``depth + 1`` staging buffers."""
 
-    __slots__ = ("__weakref__", "_carried", "_data", "_done", "_info", "_r", "_views", "chunk", "depth")
+    __slots__ = ("__weakref__", "_carried", "_done", "_info", "_r", "_views", "chunk", "depth")
 
     def __init__(
         self, device: NativeDevice, owner: int, ep: int, ep_type: int, depth: int, chunk: int, timeout_us: int
@@ -56,19 +56,20 @@ class NativeRing:
             raise EngineError(rc, "creating a stream ring")
         self._r = out[0]
         self.depth, self.chunk = depth, chunk
+        # run()'s scratch: a writer belongs to one thread (any other thread's look is info())
         self._info = ffi.new("wu_ring_info *")
         self._done = ffi.new("size_t *")
-        self._data = ffi.new("uint8_t **")
         self._carried: deque[tuple[int, Any]] = deque()  # (submitted count after it, caller's buffer)
         self._views: dict[int, tuple[CData, memoryview]] = {}  # staging buffers by address
 
     # ---- what C says ---------------------------------------------------------------
 
     def info(self) -> Any:
-        """What C says of the ring now: the ``wu_ring_info`` struct (``in_flight``, ``peak``,
-        ``error``, ``bytes_done``, ``submitted``, ``retired``), overwritten by the next call."""
-        _ring_info(self._r, self._info)
-        return self._info
+        """What C says of the ring now: a ``wu_ring_info`` struct of the caller's own (``in_flight``,
+        ``peak``, ``error``, ``bytes_done``, ``submitted``, ``retired``, ``buffered``); any thread."""
+        info = _new("wu_ring_info *")
+        _ring_info(self._r, info)
+        return info
 
     def snapshot(self) -> RingInfo:
         """What C says of the ring now, as a value that stays."""
@@ -128,15 +129,14 @@ class NativeRing:
         """Fill ``length`` bytes of ``buf`` (pinned, writable) from the stream; returns ``(result,
         bytes filled)``. Interrupted (Ctrl-C), it stops the reads first (they land, in order, in
         ``buf`` or for the next call), tells the exception what it filled, and re-raises."""
-        done, info, r = self._done, self._info, self._r
-        done[0] = 0
+        done, r = _new("size_t *"), self._r  # the caller's own: another thread may be refused meanwhile
         try:
-            rc = _ring_read(r, buf, length, 1, SLICE_US, done, info)
+            rc = _ring_read(r, buf, length, 1, SLICE_US, done, _NULL)
             while rc == WU_PENDING:  # a slice ended: Ctrl-C is seen between slices
-                rc = _ring_read(r, buf, length, 0, SLICE_US, done, info)
+                rc = _ring_read(r, buf, length, 0, SLICE_US, done, _NULL)
         except BaseException as exc:
             lib.wu_ring_cancel(r, WU_ERR_INTERRUPTED)
-            _ring_read(r, buf, length, 0, SLICE_US, done, info)  # ends the read (refused if it had ended)
+            _ring_read(r, buf, length, 0, SLICE_US, done, _NULL)  # ends the read (refused if it had ended)
             note_bytes(exc, int(done[0]))
             raise
         return rc, done[0]
@@ -145,11 +145,11 @@ class NativeRing:
         """The oldest data that arrived, up to ``most`` bytes, as a read-only view valid until the
         next call; ``(result, None)`` on an error. Interrupted, it stops the reads (what arrived
         stays for the next call) and re-raises."""
-        data, length, info, r = self._data, self._done, self._info, self._r
+        data, length, r = _new("uint8_t **"), _new("size_t *"), self._r
         try:
-            rc = _ring_next(r, most, 1, SLICE_US, data, length, info)
+            rc = _ring_next(r, most, 1, SLICE_US, data, length, _NULL)
             while rc == WU_PENDING:
-                rc = _ring_next(r, most, 0, SLICE_US, data, length, info)
+                rc = _ring_next(r, most, 0, SLICE_US, data, length, _NULL)
         except BaseException:
             lib.wu_ring_cancel(r, WU_ERR_INTERRUPTED)
             raise

@@ -27,6 +27,7 @@ from . import (
     _queue_config,
     _queue_split,
     _queue_state,
+    _reader,
     _received,
     _request,
     _strings,
@@ -48,6 +49,7 @@ from ._queue import *  # noqa: F403
 from ._queue_config import *  # noqa: F403
 from ._queue_split import *  # noqa: F403
 from ._queue_state import *  # noqa: F403
+from ._reader import *  # noqa: F403
 from ._received import *  # noqa: F403
 from ._request import *  # noqa: F403
 from ._strings import *  # noqa: F403
@@ -100,6 +102,7 @@ _MODULES = (
     _queue_config,
     _queue_split,
     _queue_state,
+    _reader,
     _received,
 )
 __all__ = sorted(set().union(*(_public(m) for m in _MODULES)) | (_EXTRA & set(globals())))

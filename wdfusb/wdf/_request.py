@@ -55,6 +55,7 @@ from ._structs import (
     WDF_REQUEST_REUSE_SET_NEW_IRP,
     WDF_REQUEST_REUSE_VALID_FLAGS,
     WDF_USB_REQUEST_COMPLETION_PARAMS,
+    WdfIoTargetStarted,
     WdfRequestTypeNoFormat,
     WdfRequestTypeUsb,
     WdfUsbRequestTypeDeviceControlTransfer,
@@ -100,6 +101,7 @@ class FxIoTarget(FxObject):
     """A WDFIOTARGET: something requests are sent to (a USB device or one of its pipes)."""
 
     HANDLE_TYPE = "WDFIOTARGET"
+    io_state = WdfIoTargetStarted  # until WdfIoTargetStop (see _reader.py)
 
     @property
     def stack_size(self) -> int:

@@ -50,6 +50,16 @@ WdfRequestTypeOther = 0x1C
 WdfRequestTypeUsb = 0x40
 WdfRequestTypeNoFormat = 0xFF
 
+# ---- WDF_IO_TARGET_SENT_IO_ACTION and WDF_IO_TARGET_STATE (wdfiotarget.h) ------------------
+WdfIoTargetSentIoUndefined = 0
+WdfIoTargetCancelSentIo = 1
+WdfIoTargetWaitForSentIoToComplete = 2
+WdfIoTargetLeaveSentIoPending = 3
+WdfIoTargetStateUndefined = 0
+WdfIoTargetStarted = 1
+WdfIoTargetStopped = 2
+WdfIoTargetClosed = 4
+
 # ---- WdfUsbTargetDeviceSelectConfigType -------------------------------------------------
 WdfUsbTargetDeviceSelectConfigTypeInvalid = 0
 WdfUsbTargetDeviceSelectConfigTypeDeconfig = 1

@@ -12,7 +12,7 @@ from .._core import CorePipe
 from .._engine import Transfer
 from ._handles import WDFOBJECT, FxObject, get_object, required
 from ._request import FxIoTarget
-from ._structs import USB_TYPE_TO_PIPE_TYPE, WDF_USB_PIPE_INFORMATION, WdfUsbPipeTypeInvalid
+from ._structs import USB_TYPE_TO_PIPE_TYPE, WDF_USB_PIPE_INFORMATION, WdfIoTargetCancelSentIo, WdfUsbPipeTypeInvalid
 
 if TYPE_CHECKING:
     from ._usbdevice import FxUsbDevice, FxUsbInterface
@@ -23,6 +23,7 @@ class FxUsbPipe(FxIoTarget):
 
     HANDLE_TYPE = "WDFUSBPIPE"
     NO_DELETE_DDI = True
+    continuous_reader: Any = None  # its readers, once WdfUsbTargetPipeConfigContinuousReader made them
 
     def __init__(self, interface: FxUsbInterface, core: CorePipe, attributes: Any = None) -> None:
         super().__init__(interface, attributes)
@@ -37,6 +38,12 @@ class FxUsbPipe(FxIoTarget):
     @property
     def stack_size(self) -> int:
         return self.device.stack_size
+
+    def _before_delete(self) -> None:
+        """The pipe goes (with its device): its continuous readers are cancelled and back first,
+        as the framework purges the target before removing it."""
+        if self.continuous_reader is not None:
+            self.continuous_reader.stop(WdfIoTargetCancelSentIo)
 
     @property
     def target_closed(self) -> bool:

@@ -1,0 +1,215 @@
+"""WDF's continuous reader (CONTRACT §7): readers between WdfIoTargetStart and WdfIoTargetStop,
+their buffers, their completions in order, the failure callback and its restart decision."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from test_wdf_helpers import Rig, open_rig
+
+from wdfusb.wdf import *
+
+SRC = 0x88
+
+
+def counter(offset: int, n: int) -> bytes:
+    words = np.arange(offset // 4, (offset + n) // 4 + 2, dtype="<u4").tobytes()
+    return words[offset % 4 : offset % 4 + n]
+
+
+@pytest.fixture
+def src() -> Iterator[Rig]:
+    r = open_rig("high")
+    r.vdev.endpoint(SRC).source("counter")
+    yield r
+    if not r.device.value.is_deleted:
+        WdfObjectDelete(r.device)
+    assert wait_for_completions(10)
+    r.vdev.close()
+
+
+class Collector:
+    """An EvtUsbTargetPipeReadComplete that keeps what each read brought (after the header)."""
+
+    def __init__(self, header: int = 0, trailer: int = 0) -> None:
+        self.header, self.trailer = header, trailer
+        self.data = bytearray()
+        self.reads = 0
+        self.lock = threading.Lock()
+        self.frames: list[bytes] = []
+        self.failed: list[tuple[int, int]] = []
+        self.restart = True
+
+    def read_complete(self, Pipe: Any, Buffer: Any, NumBytesTransferred: int, Context: Any) -> None:
+        assert Context is self and in_completion_routine()
+        whole = WdfMemoryGetBuffer(Buffer).tobytes()
+        assert len(whole) == self.header + 4096 + self.trailer
+        assert whole[: self.header] == bytes(self.header)  # the header is the driver's, untouched
+        with self.lock:
+            self.data += whole[self.header : self.header + NumBytesTransferred]
+            self.reads += 1
+
+    def readers_failed(self, Pipe: Any, Status: int, UsbdStatus: int) -> bool:
+        assert not in_completion_routine()  # passive level
+        self.failed.append((int(Status), int(UsbdStatus)))
+        return self.restart
+
+    def wait_for(self, n: int, seconds: float = 10) -> None:
+        deadline = time.monotonic() + seconds
+        while len(self.data) < n:
+            assert time.monotonic() < deadline, f"only {len(self.data)} of {n} bytes arrived"
+            time.sleep(0.005)
+
+
+def configure(r: Rig, c: Collector, pending: int = 3) -> Any:
+    config = WDF_USB_CONTINUOUS_READER_CONFIG()
+    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, c.read_complete, c, 4096)
+    config.HeaderLength, config.TrailerLength, config.NumPendingReads = c.header, c.trailer, pending
+    config.EvtUsbTargetPipeReadersFailed = c.readers_failed
+    assert WdfUsbTargetPipeConfigContinuousReader(r.pipes[SRC], config) == STATUS_SUCCESS
+    return WdfUsbTargetPipeGetIoTarget(r.pipes[SRC])
+
+
+def test_readers_deliver_the_stream_in_order_between_start_and_stop(src: Rig) -> None:
+    c = Collector(header=16, trailer=8)
+    target = configure(src, c)
+    time.sleep(0.05)
+    assert c.reads == 0  # nothing is read before the target is started
+    assert WdfIoTargetGetState(target) == WdfIoTargetStarted
+    assert WdfIoTargetStart(target) == STATUS_SUCCESS
+    c.wait_for(256 * 1024)
+    WdfIoTargetStop(target, WdfIoTargetWaitForSentIoToComplete)  # the reads out complete, none is resent
+    assert WdfIoTargetGetState(target) == WdfIoTargetStopped
+    got = len(c.data)
+    assert bytes(c.data) == counter(0, got) and got % 4096 == 0
+    assert src.vdev.endpoint(SRC).sent_bytes == got  # every byte sent was delivered
+    time.sleep(0.05)
+    assert len(c.data) == got
+    assert WdfIoTargetStart(target) == STATUS_SUCCESS  # restarted: the stream goes on where it was
+    c.wait_for(got + 64 * 1024)
+    WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
+    assert bytes(c.data) == counter(0, len(c.data))
+
+
+def test_a_stall_calls_readers_failed_and_true_restarts_them(src: Rig) -> None:
+    c = Collector()
+    target = configure(src, c, pending=2)
+    WdfIoTargetStart(target)
+    c.wait_for(64 * 1024)
+    src.vdev.endpoint(SRC).stall()
+    deadline = time.monotonic() + 10
+    while not c.failed:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    status, usbd = c.failed[0]
+    assert status == STATUS_UNSUCCESSFUL or NTSTATUS(status).name != "STATUS_SUCCESS"
+    assert usbd == USBD_STATUS_STALL_PID
+    before = len(c.data)
+    c.wait_for(before + 64 * 1024)  # the pipe was reset and the readers restarted
+    assert len(c.failed) == 1
+    WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
+
+
+def test_readers_failed_false_leaves_them_stopped_until_the_next_start(src: Rig) -> None:
+    c = Collector()
+    c.restart = False
+    target = configure(src, c, pending=2)
+    WdfIoTargetStart(target)
+    c.wait_for(16 * 1024)
+    src.vdev.endpoint(SRC).stall()
+    deadline = time.monotonic() + 10
+    while not c.failed:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    time.sleep(0.05)
+    stopped_at = len(c.data)
+    time.sleep(0.05)
+    assert len(c.data) == stopped_at
+    assert WdfUsbTargetPipeResetSynchronously(src.pipes[SRC]) == STATUS_SUCCESS
+    WdfIoTargetStart(target)
+    c.wait_for(stopped_at + 16 * 1024)
+    WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
+
+
+def test_a_referenced_buffer_outlives_its_read(src: Rig) -> None:
+    kept: list[Any] = []
+
+    def keep(Pipe: Any, Buffer: Any, NumBytesTransferred: int, Context: Any) -> None:
+        if not kept:
+            WdfObjectReference(Buffer)
+            kept.append((Buffer, NumBytesTransferred))
+
+    config = WDF_USB_CONTINUOUS_READER_CONFIG()
+    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, keep, None, 1024)
+    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_SUCCESS
+    target = WdfUsbTargetPipeGetIoTarget(src.pipes[SRC])
+    WdfIoTargetStart(target)
+    deadline = time.monotonic() + 10
+    while not kept:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    time.sleep(0.02)  # later reads use buffers of their own
+    WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
+    buffer, n = kept[0]
+    assert n == 1024 and WdfMemoryGetBuffer(buffer).tobytes() == counter(0, 1024)
+    WdfObjectDereference(buffer)
+
+
+def test_the_configuration_is_checked_as_kmdf_checks_it(src: Rig) -> None:
+    c = Collector()
+    config = WDF_USB_CONTINUOUS_READER_CONFIG()
+    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, c.read_complete, c, 4096)
+    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[0x06], config) == STATUS_INVALID_DEVICE_REQUEST  # OUT
+    config.Size = 64
+    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_INFO_LENGTH_MISMATCH
+    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, c.read_complete, c, 0)
+    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_INVALID_PARAMETER
+    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, c.read_complete, c, 1000)
+    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_INVALID_BUFFER_SIZE
+    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, None, c, 4096)
+    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_INVALID_DEVICE_REQUEST
+    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, c.read_complete, c, 4096)
+    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_SUCCESS
+    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_INVALID_DEVICE_STATE
+    with pytest.raises(WdfBugCheck):
+        WdfIoTargetStop(WdfUsbTargetPipeGetIoTarget(src.pipes[SRC]), 7)
+
+
+def test_stopping_from_a_completion_routine_is_a_bug_check(src: Rig) -> None:
+    seen: list[BaseException] = []
+
+    def stop_inside(Pipe: Any, Buffer: Any, NumBytesTransferred: int, Context: Any) -> None:
+        try:
+            WdfIoTargetStop(WdfUsbTargetPipeGetIoTarget(Pipe), WdfIoTargetCancelSentIo)
+        except WdfBugCheck as e:
+            seen.append(e)
+
+    config = WDF_USB_CONTINUOUS_READER_CONFIG()
+    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, stop_inside, None, 512)
+    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_SUCCESS
+    target = WdfUsbTargetPipeGetIoTarget(src.pipes[SRC])
+    WdfIoTargetStart(target)
+    deadline = time.monotonic() + 10
+    while not seen:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
+
+
+def test_deleting_the_device_under_running_readers_ends_them(src: Rig) -> None:
+    c = Collector()
+    target = configure(src, c)
+    WdfIoTargetStart(target)
+    c.wait_for(16 * 1024)
+    WdfObjectDelete(src.device)
+    assert wait_for_completions(10)
+    n = len(c.data)
+    time.sleep(0.05)
+    assert len(c.data) == n and bytes(c.data) == counter(0, n)
+    with pytest.raises(WdfBugCheck):  # the pipe went with its device
+        WdfIoTargetStart(target)
