@@ -49,6 +49,7 @@ struct wu_ring {
     uint64_t buffered;    /* bytes in FULL buffers not delivered */
     int held;             /* the buffer wu_ring_next handed out, or -1 */
     int inside;           /* a thread is in wu_ring_read or wu_ring_next (one at a time) */
+    int claimed;          /* a read or next is in progress (from its first slice until it returns) */
     uint8_t *dst;
     size_t dst_len, dst_done, land_end; /* land_end: where the last direct read ends */
 };
@@ -292,6 +293,7 @@ int wu_ring_submit(wu_ring *r, uint8_t *buf, size_t len, unsigned flags)
     int rc;
     if (!r || r->reader || (!buf && len) || len > r->chunk) return WU_ERR_INVALID_PARAM;
     if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT;
+    if (wu_device_forked(r->dev)) return WU_ERR_FORKED;
     wu_mutex_lock(&r->lock);
     if (r->error != WU_OK) rc = r->error;
     else if (r->count == r->depth) rc = WU_ERR_BUSY;
@@ -340,6 +342,7 @@ int wu_ring_wait(wu_ring *r, int64_t slice_us)
     int rc;
     if (!r) return WU_ERR_INVALID_PARAM;
     if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT; /* it would wait for this very thread */
+    if (wu_device_forked(r->dev)) return WU_ERR_FORKED;
     wu_mutex_lock(&r->lock);
     for (;;) {
         uint64_t before = r->retired;
@@ -359,6 +362,7 @@ int wu_ring_poll(wu_ring *r)
     int rc;
     if (!r) return WU_ERR_INVALID_PARAM;
     if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT;
+    if (wu_device_forked(r->dev)) return WU_ERR_FORKED;
     wu_mutex_lock(&r->lock);
     retire_done(r);
     if (r->error != WU_OK && r->count) settle(r, r->error);
@@ -388,6 +392,7 @@ int wu_ring_run(wu_ring *r, uint8_t *buf, size_t len, unsigned flags, int64_t sl
     int rc = WU_OK;
     if (!r || r->reader || !done || *done > len || (!buf && len)) return WU_ERR_INVALID_PARAM;
     if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT;
+    if (wu_device_forked(r->dev)) return WU_ERR_FORKED;
     next = *done;
     wu_mutex_lock(&r->lock);
     while (next < len) {
@@ -499,9 +504,10 @@ int wu_ring_read(wu_ring *r, uint8_t *dst, size_t len, int fresh, int64_t slice_
     int rc = WU_OK;
     if (!r || !r->reader || (!dst && len) || !done) return WU_ERR_INVALID_PARAM;
     if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT;
+    if (wu_device_forked(r->dev)) return WU_ERR_FORKED;
     wu_mutex_lock(&r->lock);
     /* one read at a time: another thread's is in C or between two of its slices */
-    if (r->inside || (fresh && r->dst) || (!fresh && (r->dst != dst || r->dst_len != len))) {
+    if (r->inside || (fresh && r->claimed) || (!fresh && (r->dst != dst || r->dst_len != len))) {
         rc = r->inside || fresh ? WU_ERR_BUSY : WU_ERR_INVALID_PARAM;
         wu_mutex_unlock(&r->lock);
         return rc;
@@ -509,6 +515,7 @@ int wu_ring_read(wu_ring *r, uint8_t *dst, size_t len, int fresh, int64_t slice_
     r->inside = 1;
     if (fresh) {
         begin_wait(r);
+        r->claimed = 1;
         r->dst = dst;
         r->dst_len = len;
     }
@@ -527,6 +534,7 @@ int wu_ring_read(wu_ring *r, uint8_t *dst, size_t len, int fresh, int64_t slice_
     *done = r->dst_done;
     if (rc != WU_PENDING) {
         end_read(r);
+        r->claimed = 0;
         refill(r); /* keep reading for the next call */
     }
     r->inside = 0;
@@ -542,15 +550,19 @@ int wu_ring_next(wu_ring *r, size_t max, int fresh, int64_t slice_us, uint8_t **
     int rc = WU_OK;
     if (!r || !r->reader || !data || !len || !max) return WU_ERR_INVALID_PARAM;
     if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT;
+    if (wu_device_forked(r->dev)) return WU_ERR_FORKED;
     *data = NULL;
     *len = 0;
     wu_mutex_lock(&r->lock);
-    if (r->inside || r->dst) { /* a read of another thread's is in progress */
+    if (r->inside || (fresh && r->claimed) || r->dst) { /* another thread's read is in progress */
         wu_mutex_unlock(&r->lock);
         return WU_ERR_BUSY;
     }
     r->inside = 1;
-    if (fresh) begin_wait(r);
+    if (fresh) {
+        begin_wait(r);
+        r->claimed = 1;
+    }
     for (;;) {
         retire_done(r);
         if (r->ready_n) {
@@ -578,7 +590,10 @@ int wu_ring_next(wu_ring *r, size_t max, int fresh, int64_t slice_us, uint8_t **
         }
         if (!step(r, until, &rc)) break;
     }
-    if (rc != WU_PENDING) refill(r);
+    if (rc != WU_PENDING) {
+        r->claimed = 0;
+        refill(r);
+    }
     r->inside = 0;
     if (info) info_locked(r, info);
     wu_mutex_unlock(&r->lock);
@@ -601,9 +616,36 @@ int wu_ring_cancel(wu_ring *r, int reason)
     return rc;
 }
 
+int wu_ring_interrupt(wu_ring *r, size_t *done)
+{
+    int rc;
+    if (!r || !r->reader || !done) return WU_ERR_INVALID_PARAM;
+    if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT;
+    if (wu_device_forked(r->dev)) return WU_ERR_FORKED;
+    wu_mutex_lock(&r->lock);
+    if (r->inside) { /* (another thread's read, in C: not the caller's to stop) */
+        wu_mutex_unlock(&r->lock);
+        return WU_ERR_BUSY;
+    }
+    settle(r, WU_ERR_INTERRUPTED); /* every read back; what they brought lands, in order */
+    if (r->dst) {
+        *done = r->dst_done;
+        end_read(r);
+    }
+    r->claimed = 0;
+    rc = r->error;
+    wu_mutex_unlock(&r->lock);
+    return rc;
+}
+
 void wu_ring_info_get(wu_ring *r, wu_ring_info *out)
 {
     if (!r || !out) return;
+    if (wu_device_forked(r->dev)) { /* the parent's lock may be held by a thread the child lacks */
+        memset(out, 0, sizeof *out);
+        out->error = WU_ERR_FORKED;
+        return;
+    }
     wu_mutex_lock(&r->lock);
     info_locked(r, out);
     wu_mutex_unlock(&r->lock);

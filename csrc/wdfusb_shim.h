@@ -248,6 +248,10 @@ int wu_ring_read(wu_ring *r, uint8_t *dst, size_t len, int fresh, int64_t slice_
 int wu_ring_next(wu_ring *r, size_t max, int fresh, int64_t slice_us, uint8_t **data, size_t *len,
                  wu_ring_info *info);                /* reader: the oldest arrived data, up to max
                                                         bytes, valid until the next call */
+int wu_ring_interrupt(wu_ring *r, size_t *done);     /* reader, the reading thread, leaving a call by
+                                                        an exception (Ctrl-C): stop every read (they
+                                                        land, in order) and end the call's read; *done:
+                                                        the bytes of its buffer filled */
 int wu_ring_cancel(wu_ring *r, int reason);          /* any thread; returns the ring's error */
 void wu_ring_info_get(wu_ring *r, wu_ring_info *out);
 

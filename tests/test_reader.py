@@ -14,6 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -308,3 +309,66 @@ def test_any_mix_of_writes_and_reads_delivers_the_stream_exactly(
             if rest:
                 got += r.read(rest)
         assert got == written
+
+
+def test_a_view_stays_valid_memory_after_its_reader_is_gone(loop: wdfusb.Device) -> None:
+    loop.pipe(OUT).write(b"v" * 3000)
+    view = next(loop.pipe(IN).reader(depth=2, chunk=4096))  # the reader is dropped at once
+    gc.collect()
+    assert bytes(view) == b"v" * 3000  # the view keeps the memory alive
+    loop.pipe(OUT).write(b"w" * 100)
+    r = loop.pipe(IN).reader(depth=2, chunk=4096, timeout=0.5)
+    first = next(r)
+    assert first == b"w" * 100
+    loop.pipe(OUT).write(b"x" * 10)
+    assert next(r) == b"x" * 10
+    with pytest.raises(ValueError):  # valid until the next step: it was released
+        bytes(first)
+    r.close()
+
+
+def test_a_second_thread_is_refused_between_the_slices_of_a_blocked_next(loop: wdfusb.Device) -> None:
+    with loop.pipe(IN).reader(depth=2, chunk=512, timeout=2) as r:
+        got: list[Any] = []
+        t = threading.Thread(target=lambda: got.append(bytes(next(r))))
+        t.start()
+        time.sleep(0.05)
+        deadline = time.monotonic() + 0.3  # several 50 ms slices of the blocked call
+        while time.monotonic() < deadline:
+            for call in (lambda: next(r), lambda: r.read(1)):
+                with pytest.raises(wdfusb.UsbBusyError):
+                    call()
+        loop.pipe(OUT).write(b"q" * 512)
+        t.join(5)
+        assert got == [b"q" * 512]
+
+
+def test_ctrl_c_in_read_hands_over_what_came(loop: wdfusb.Device) -> None:
+    loop.pipe(OUT).write(b"c" * 9000)
+    with loop.pipe(IN).reader(depth=2, chunk=4096) as r:
+        threading.Timer(0.1, _thread.interrupt_main).start()
+        with pytest.raises(KeyboardInterrupt) as e:
+            r.read(MIB)
+        assert e.value.data == b"c" * 9000 and e.value.bytes_transferred == 9000  # type: ignore[attr-defined]
+        assert r.bytes_read == 9000
+
+
+def test_a_reader_from_before_fork_refuses_in_the_child(loop: wdfusb.Device) -> None:
+    loop.pipe(OUT).write(b"f" * 2000)
+    with loop.pipe(IN).reader(depth=2, chunk=1024) as r:
+        assert r.read(100) == b"f" * 100  # reads are in flight and data is buffered
+        pid = os.fork()
+        if pid == 0:  # the child: every call says the device is the parent's, none hangs
+            code = 0
+            for call in (lambda: r.read(10), lambda: next(r), r.cancel):
+                try:
+                    call()
+                    code = 1
+                except wdfusb.DeviceGoneError as exc:
+                    code |= 0 if "fork" in str(exc) else 2
+                except BaseException:  # noqa: BLE001
+                    code = 3
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert r.read(1900) == b"f" * 1900  # the parent goes on

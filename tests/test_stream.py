@@ -324,8 +324,8 @@ def test_cancel_a_full_queue_from_another_thread(counts: None) -> None:
         t, errors = start_writer(w, data)
         time.sleep(0.1)
         v.endpoint(EP).nak(float("inf"))
-        deadline = time.monotonic() + 5
-        while w.in_flight < 8 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 5  # (a transfer back before the NAK is retired and replaced first)
+        while (w.in_flight, dev._core.native.live_transfers()) != (8, 8) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert w.in_flight == 8 and dev._core.native.live_transfers() == 8  # full, writer blocked
         n = w.cancel()

@@ -19,7 +19,9 @@ taking data makes the device wait, as on the bus, and loses nothing). A short pa
 read as USB says (its bytes close up behind the ones before; iteration yields it short).
 
 Threads: a reader belongs to one thread at a time (like a file object); only
-:meth:`~StreamReader.cancel` may be called from another thread.
+:meth:`~StreamReader.cancel` may be called from another thread (a second thread reading gets
+:class:`~wdfusb.UsbBusyError`). ``pipe.abort()`` cancels the reads in flight at that moment, which
+ends the stream unless they had all just completed; :meth:`~StreamReader.cancel` always ends it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from . import _engine
-from ._engine import WU_ERR_CANCELLED, WU_OK, NativeRing, RingInfo
+from ._engine import WU_ERR_CANCELLED, WU_ERR_FORKED, WU_OK, NativeRing
 from ._stream_ring import open_ring
 from .errors import error_for
 
@@ -61,7 +63,9 @@ class StreamReader:
         self._context = f"stream from pipe 0x{pipe.address:02X}"
         self._ring, timeout = open_ring(pipe, depth, chunk, timeout, self._context)
         self.depth, self.chunk, self.timeout = depth, chunk, timeout
-        self._final: RingInfo | None = None  # what the ring said last, once it is released
+        self._closed = False  # the ring stays until the reader goes: a read another thread
+        # still finishes lands in it, and bytes_read stays exact
+        self._view: memoryview | None = None  # what iteration handed out last
 
     # ---- state ----------------------------------------------------------------------
 
@@ -87,7 +91,7 @@ class StreamReader:
 
     @property
     def closed(self) -> bool:
-        return self._ring is None
+        return self._closed
 
     # ---- reading ----------------------------------------------------------------------
 
@@ -108,7 +112,11 @@ class StreamReader:
         if not isinstance(size, int) or size < 0:
             raise ValueError("size must be an int >= 0")
         out = bytearray(size)
-        rc, done = self._live_ring().read(_engine.pin(out, True), size)
+        try:
+            rc, done = self._live_ring().read(_engine.pin(out, True), size)
+        except BaseException as exc:  # Ctrl-C: the bytes that came go with it, as with an error
+            exc.data = bytes(out[: getattr(exc, "bytes_transferred", 0)])  # type: ignore[attr-defined]
+            raise
         if rc != WU_OK:
             raise error_for(rc, done, self._context, bytes(out[:done]))
         return bytes(out)
@@ -142,39 +150,43 @@ class StreamReader:
         :attr:`bytes_read`. Any thread. The stream is finished: later calls (and one blocked in
         another thread) raise :class:`~wdfusb.UsbCancelledError` once what arrived is handed over."""
         ring = self._ring
-        if ring is not None:
-            ring.cancel(WU_ERR_CANCELLED)
+        if ring is not None and ring.cancel(WU_ERR_CANCELLED) == WU_ERR_FORKED:
+            raise error_for(WU_ERR_FORKED, 0, self._context)
         return self.bytes_read
 
     def close(self) -> None:
         """Stop reading (what is in flight is cancelled and reaped; what arrived and was not
-        taken is dropped) and release the reader. Idempotent."""
+        taken is dropped); its memory goes with the reader object. Idempotent."""
         ring = self._ring
-        if ring is not None:
+        if ring is not None and not self._closed:
+            self._closed = True
             ring.cancel(WU_ERR_CANCELLED)
-            self._final = ring.snapshot()
-            self._ring = None
 
     # ---- internals --------------------------------------------------------------------
 
     def _info(self) -> Any:
-        ring = self._ring
-        if ring is None:
-            assert self._final is not None
-            return self._final
-        return ring.info()
+        assert self._ring is not None
+        return self._ring.info()
 
     def _live_ring(self) -> NativeRing:
         ring = self._ring
-        if ring is None:
+        if ring is None or self._closed:
             raise ValueError("I/O operation on a closed stream reader")
         return ring
 
     def _next(self, most: int, got: int = 0) -> memoryview:
-        """The next arrived data (up to ``most`` bytes); an error says the call got ``got``."""
+        """The next arrived data (up to ``most`` bytes); an error says the call got ``got``.
+        The view handed out before is released: it was valid until this step."""
+        last, self._view = self._view, None
+        if last is not None:
+            try:
+                last.release()
+            except BufferError:  # the caller exported it further: it keeps the memory alive
+                pass
         rc, view = self._live_ring().next(most)
         if view is None:
             raise error_for(rc, got, self._context)
+        self._view = view
         return view
 
     # ---- context manager and finalization ------------------------------------------------
@@ -188,7 +200,7 @@ class StreamReader:
     def __del__(self) -> None:
         """A reader dropped without :meth:`close` stops its reads and says so (``ResourceWarning``,
         like an unclosed file)."""
-        if self._ring is None:
+        if self._ring is None or self._closed:
             return
         try:
             buffered = self.buffered
@@ -203,7 +215,7 @@ class StreamReader:
             pass
 
     def __repr__(self) -> str:
-        state = "closed" if self._ring is None else f"{self.in_flight}/{self.depth} in flight"
+        state = "closed" if self._closed else f"{self.in_flight}/{self.depth} in flight"
         return f"<StreamReader pipe 0x{self.pipe.address:02X} chunk={self.chunk} {state}, {self.bytes_read} bytes read>"
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .device import NativeDevice
-from .native import SLICE_US, WU_ERR_INTERRUPTED, WU_OK, WU_PENDING, CData, EngineError, ffi, lib
+from .native import SLICE_US, WU_OK, WU_PENDING, CData, EngineError, ffi, lib
 from .transfer import note_bytes, pin
 
 _ring_wait, _ring_run, _ring_submit, _ring_info, _ring_read, _ring_next = (
@@ -24,7 +24,18 @@ _ring_wait, _ring_run, _ring_submit, _ring_info, _ring_read, _ring_next = (
     lib.wu_ring_read,
     lib.wu_ring_next,
 )
-_buffer, _new, _NULL = ffi.buffer, ffi.new, ffi.NULL
+_buffer, _new, _gc, _NULL = ffi.buffer, ffi.new, ffi.gc, ffi.NULL
+
+
+def _interrupt(r: CData, done: CData) -> None:
+    """A read leaves by an exception: stop every read (C). A second Ctrl-C arriving before the
+    call ran must not skip it: reads may still be landing in the caller's buffer."""
+    while True:
+        try:
+            lib.wu_ring_interrupt(r, done)
+            return
+        except BaseException:  # noqa: BLE001, S112 - the first exception is the one that propagates
+            continue
 
 
 @dataclass(frozen=True)
@@ -135,8 +146,7 @@ class NativeRing:
             while rc == WU_PENDING:  # a slice ended: Ctrl-C is seen between slices
                 rc = _ring_read(r, buf, length, 0, SLICE_US, done, _NULL)
         except BaseException as exc:
-            lib.wu_ring_cancel(r, WU_ERR_INTERRUPTED)
-            _ring_read(r, buf, length, 0, SLICE_US, done, _NULL)  # ends the read (refused if it had ended)
+            _interrupt(r, done)
             note_bytes(exc, int(done[0]))
             raise
         return rc, done[0]
@@ -151,11 +161,13 @@ class NativeRing:
             while rc == WU_PENDING:
                 rc = _ring_next(r, most, 0, SLICE_US, data, length, _NULL)
         except BaseException:
-            lib.wu_ring_cancel(r, WU_ERR_INTERRUPTED)
+            _interrupt(r, _new("size_t *"))
             raise
         if rc != WU_OK:
             return rc, None
-        return rc, memoryview(_buffer(data[0], length[0])).toreadonly()
+        # the view keeps this ring (and so the staging memory) alive: it outlives close() safely
+        held = _gc(data[0], lambda _ptr, ring=self: ring)
+        return rc, memoryview(_buffer(held, length[0])).toreadonly()
 
     def wait(self) -> int:
         """Retire the oldest transfer (waiting for it): ``WU_OK`` or the ring's error."""

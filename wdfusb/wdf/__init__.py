@@ -75,6 +75,8 @@ _EXTRA = {
     "at_passive_level",
     "wait_for_completions",
     "post_write",
+    "post_read",
+    "post_device_control",
     "WriteSplitter",
     "PVOID",
     "PMDL",

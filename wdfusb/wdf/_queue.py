@@ -79,6 +79,7 @@ from ._queue_config import (
     WdfIoQueueDispatchSequential,
 )
 from ._request import IRP, FxRequest
+from ._structs import WdfRequestTypeDeviceControl, WdfRequestTypeRead, WdfRequestTypeWrite
 from ._usbdevice import FxUsbDevice
 
 __all__ = [
@@ -87,7 +88,11 @@ __all__ = [
     "IoOperation",
     "WdfIoQueueCreate",
     "WdfIoQueueGetDevice",
+    "WdfDeviceConfigureRequestDispatching",
     "WdfIoQueueRetrieveNextRequest",
+    "WdfRequestGetIoQueue",
+    "post_device_control",
+    "post_read",
     "post_write",
 ]
 
@@ -159,25 +164,43 @@ class FxReceivedRequest(FxRequest):
 
     FROM_IO = True
 
-    def __init__(self, queue: FxIoQueue, data: Any, length: int, stack_size: int, op: IoOperation) -> None:
+    def __init__(
+        self,
+        queue: FxIoQueue,
+        data: Any,
+        length: int,
+        stack_size: int,
+        op: IoOperation,
+        kind: int = WdfRequestTypeWrite,
+        output: Any = None,
+        output_length: int = 0,
+        ioctl: int = 0,
+    ) -> None:
         super().__init__(None, None, IRP(stack_size), irp_owned=False)  # the I/O manager's IRP: never replaced
         self.queue: FxIoQueue | None = queue
-        self.length = length
+        self.kind, self.ioctl = kind, ioctl
+        self.length = length  # a write's (input) or a read's (output) length
+        self.output_length = output_length
         self.op = op
-        self.input_memory: FxMemory | None = None
-        if length:
-            box = WDFMEMORY()
-            attrs = _child_attributes(self)
-            status = WdfMemoryCreatePreallocated(attrs, data, length, box)
-            if not NT_SUCCESS(status):
-                raise ValueError(f"cannot describe the posted buffer ({status!r})")
-            self.input_memory = box.value
-        self.mdl: MDL | None = None
+        self.input_memory = self._describe(data, length) if kind != WdfRequestTypeRead else None
+        self.output_memory = self._describe(output, output_length)
+        self.mdls: dict[bool, MDL] = {}  # by output: the MDL RetrieveInput/OutputWdmMdl hands out
         self.irp_cancel = False  # Irp->Cancel
         self.cancel_routine: Callable[[Any], Any] | None = None
         self.owned = False  # presented to the driver (not in a queue)
         self.presented = False  # presented at least once (then a cancel on a queue calls EvtIoCanceledOnQueue)
         self.completed = False
+
+    def _describe(self, data: Any, length: int) -> FxMemory | None:
+        """A WDFMEMORY (the request's child) over the producer's buffer, or None for none."""
+        if not length:
+            return None
+        box = WDFMEMORY()
+        status = WdfMemoryCreatePreallocated(_child_attributes(self), data, length, box)
+        if not NT_SUCCESS(status):
+            raise ValueError(f"cannot describe the posted buffer ({status!r})")
+        memory: FxMemory = box.value
+        return memory
 
     def io_cancel(self) -> bool:
         with LOCK:
@@ -248,6 +271,8 @@ def _child_attributes(parent: FxObject) -> Any:
 
 
 _default_queues: weakref.WeakKeyDictionary[FxUsbDevice, FxIoQueue] = weakref.WeakKeyDictionary()
+# WdfDeviceConfigureRequestDispatching: the queue a device hands each kind of request to
+_dispatching: weakref.WeakKeyDictionary[FxUsbDevice, dict[int, FxIoQueue]] = weakref.WeakKeyDictionary()
 
 
 def post_write(Queue: Any, data: Any, length: int | None = None, stack_size: int | None = None) -> IoOperation:
@@ -260,10 +285,62 @@ def post_write(Queue: Any, data: Any, length: int | None = None, stack_size: int
     IRP's stack locations (default: the device's stack size + 1).
     Posting to a device without a default queue completes with STATUS_INVALID_DEVICE_REQUEST.
     """
+    n = _posted(data, length)
+    return _post(Queue, WdfRequestTypeWrite, stack_size, data, n)
+
+
+def post_read(Queue: Any, buffer: Any, length: int | None = None, stack_size: int | None = None) -> IoOperation:
+    """A read, posted like :func:`post_write`: the driver's ``EvtIoRead(Queue, Request, Length)``
+    fills ``buffer`` (writable, used without copying) through the request's output memory;
+    ``wait()`` returns ``(status, bytes read)``."""
+    n = _posted(buffer, length, writable=True)
+    return _post(Queue, WdfRequestTypeRead, stack_size, None, 0, buffer, n)
+
+
+def post_device_control(
+    Queue: Any, ioctl_code: int, input: Any = None, output: Any = None, stack_size: int | None = None
+) -> IoOperation:
+    """A device-control request (``DeviceIoControl``), posted like :func:`post_write`: the driver's
+    ``EvtIoDeviceControl(Queue, Request, OutputBufferLength, InputBufferLength, IoControlCode)``
+    gets ``input`` and ``output`` (buffers or None) as its input and output memory."""
+    code = require_integer(ioctl_code, "ioctl_code")
+    n_in, n_out = _posted(input, None), _posted(output, None, writable=True)
+    return _post(Queue, WdfRequestTypeDeviceControl, stack_size, input, n_in, output, n_out, code)
+
+
+def _posted(data: Any, length: int | None, writable: bool = False) -> int:
+    """The length of a posted buffer (all of it, or ``length``), checked."""
+    view = memoryview(data).cast("B") if data is not None else memoryview(b"")
+    if writable and data is not None and view.readonly:
+        raise TypeError(f"cannot read into a read-only buffer ({type(data).__name__})")
+    n = view.nbytes if length is None else require_integer(length, "length")
+    if n < 0 or n > view.nbytes:
+        raise ValueError(f"length {n} outside a buffer of {view.nbytes} bytes")
+    return n
+
+
+_HANDLERS = {
+    WdfRequestTypeWrite: "EvtIoWrite",
+    WdfRequestTypeRead: "EvtIoRead",
+    WdfRequestTypeDeviceControl: "EvtIoDeviceControl",
+}
+
+
+def _post(
+    Queue: Any,
+    kind: int,
+    stack_size: int | None,
+    data: Any,
+    length: int,
+    output: Any = None,
+    output_length: int = 0,
+    ioctl: int = 0,
+) -> IoOperation:
+    """Queue a received request of ``kind`` to a WDFQUEUE or a device's queue for it."""
     obj = Queue.value if isinstance(Queue, WDFOBJECT) else Queue
     if isinstance(obj, FxUsbDevice):
         with LOCK:
-            queue = _default_queues.get(obj)
+            queue = _dispatching.get(obj, {}).get(kind) or _default_queues.get(obj)
         if queue is None or queue.is_deleted:
             get_object(obj, FxUsbDevice)
             op = IoOperation(0)
@@ -271,24 +348,23 @@ def post_write(Queue: Any, data: Any, length: int | None = None, stack_size: int
             return op
     else:
         queue = get_object(Queue, FxIoQueue)
-    view = memoryview(data).cast("B") if data is not None else memoryview(b"")
-    n = view.nbytes if length is None else require_integer(length, "length")
-    if n < 0 or n > view.nbytes:
-        raise ValueError(f"length {n} outside a buffer of {view.nbytes} bytes")
     depth = queue.device.stack_size + 1 if stack_size is None else require_integer(stack_size, "stack_size")
-    op = IoOperation(n)
+    op = IoOperation(output_length if kind == WdfRequestTypeRead else length)
     try:
-        req = FxReceivedRequest(queue, data, n, depth, op)
+        if kind == WdfRequestTypeRead:
+            req = FxReceivedRequest(queue, None, output_length, depth, op, kind, output, output_length)
+        else:
+            req = FxReceivedRequest(queue, data, length, depth, op, kind, output, output_length, ioctl)
     except MemoryError:
         op._finish(STATUS_INSUFFICIENT_RESOURCES, 0)
         return op
     op._request = req
-    if n == 0 and not queue.config.AllowZeroLengthRequests:
-        req.finish(STATUS_SUCCESS, 0)  # the framework completes zero-length writes itself
+    if kind != WdfRequestTypeDeviceControl and req.length == 0 and not queue.config.AllowZeroLengthRequests:
+        req.finish(STATUS_SUCCESS, 0)  # the framework completes zero-length reads and writes itself
         return op
-    if queue.config.EvtIoWrite is None and queue.config.EvtIoDefault is None:
+    if getattr(queue.config, _HANDLERS[kind]) is None and queue.config.EvtIoDefault is None:
         if queue.config.DispatchType != WdfIoQueueDispatchManual:
-            req.finish(STATUS_INVALID_DEVICE_REQUEST, 0)  # no handler for writes
+            req.finish(STATUS_INVALID_DEVICE_REQUEST, 0)  # no handler for this kind of request
             return op
     queue.enqueue(req)
     return op
@@ -412,10 +488,15 @@ class FxIoQueue(FxObject):
         config = self.config
         IN_QUEUE_CALLBACK.active = True
         try:
-            if config.EvtIoWrite is not None:
-                config.EvtIoWrite(WDFQUEUE(self), _request_box(req), req.length)
+            queue, box = WDFQUEUE(self), _request_box(req)
+            if req.kind == WdfRequestTypeWrite and config.EvtIoWrite is not None:
+                config.EvtIoWrite(queue, box, req.length)
+            elif req.kind == WdfRequestTypeRead and config.EvtIoRead is not None:
+                config.EvtIoRead(queue, box, req.length)
+            elif req.kind == WdfRequestTypeDeviceControl and config.EvtIoDeviceControl is not None:
+                config.EvtIoDeviceControl(queue, box, req.output_length, req.length, req.ioctl)
             elif config.EvtIoDefault is not None:
-                config.EvtIoDefault(WDFQUEUE(self), _request_box(req))
+                config.EvtIoDefault(queue, box)
         except BaseException as exc:  # noqa: BLE001 - handed to the producer, never lost
             with LOCK:
                 done = req.completed
@@ -477,7 +558,8 @@ def WdfIoQueueCreate(
     presented = integer(Config.Settings.Parallel.NumberOfPresentedRequests)
     if dispatch == WdfIoQueueDispatchParallel and (presented is None or presented == 0):
         return STATUS_INVALID_PARAMETER
-    if Config.DispatchType != WdfIoQueueDispatchManual and Config.EvtIoWrite is None and Config.EvtIoDefault is None:
+    handlers = (Config.EvtIoWrite, Config.EvtIoRead, Config.EvtIoDeviceControl, Config.EvtIoDefault)
+    if Config.DispatchType != WdfIoQueueDispatchManual and all(h is None for h in handlers):
         return STATUS_INVALID_DEVICE_REQUEST
     if Queue is None and not Config.DefaultQueue:
         return STATUS_INVALID_PARAMETER
@@ -496,6 +578,34 @@ def WdfIoQueueCreate(
     if Queue is not None:
         store(Queue, "Queue", queue, WDFQUEUE)
     return STATUS_SUCCESS
+
+
+def WdfDeviceConfigureRequestDispatching(Device: Any, Queue: Any, RequestType: int) -> NTSTATUS:
+    """WdfDeviceConfigureRequestDispatching: the device hands every request of ``RequestType``
+    (``WdfRequestTypeRead``, ``Write`` or ``DeviceControl``) to ``Queue`` instead of its default
+    queue. Another type, a queue of another device, or a type already configured:
+    STATUS_INVALID_PARAMETER / STATUS_INVALID_DEVICE_REQUEST."""
+    device = get_object(Device, FxUsbDevice, "WDFDEVICE")
+    queue = get_object(Queue, FxIoQueue)
+    kind = integer(RequestType)
+    if kind not in _HANDLERS:
+        return STATUS_INVALID_PARAMETER
+    if queue.device is not device:
+        return STATUS_INVALID_DEVICE_REQUEST
+    with LOCK:
+        routes = _dispatching.setdefault(device, {})
+        if kind in routes and not routes[kind].is_deleted:
+            return STATUS_INVALID_DEVICE_REQUEST  # (WDF: STATUS_WDF_BUSY for a second queue)
+        routes[kind] = queue
+    return STATUS_SUCCESS
+
+
+def WdfRequestGetIoQueue(Request: Any) -> Any:
+    """WdfRequestGetIoQueue: the queue that presented a received request (None for one the
+    driver created)."""
+    req = get_object(Request, FxRequest)
+    queue = req.queue if isinstance(req, FxReceivedRequest) else None
+    return WDFQUEUE(queue) if queue is not None else None
 
 
 def WdfIoQueueGetDevice(Queue: Any) -> FxUsbDevice:

@@ -178,15 +178,25 @@ class _WriteParameters:
         self.DeviceOffset = 0
 
 
+class _DeviceIoControlParameters:
+    def __init__(self) -> None:
+        self.OutputBufferLength = 0
+        self.InputBufferLength = 0
+        self.IoControlCode = 0
+        self.Type3InputBuffer: Any = None
+
+
 class _RequestParametersUnion:
     def __init__(self) -> None:
         self.Write = _WriteParameters()
         self.Read = self.Write  # the union: Read and Write have the same layout
+        self.DeviceIoControl = _DeviceIoControlParameters()
 
 
 class WDF_REQUEST_PARAMETERS:
     """WDF_REQUEST_PARAMETERS (wdfrequest.h): Size, MinorFunction, Type, Parameters.Write/Read
-    (Length, Key, DeviceOffset); ``sizeof`` on x64 is 40."""
+    (Length, Key, DeviceOffset) or Parameters.DeviceIoControl (OutputBufferLength,
+    InputBufferLength, IoControlCode, Type3InputBuffer); ``sizeof`` on x64 is 40."""
 
     SIZEOF = 40
 

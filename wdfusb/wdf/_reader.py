@@ -213,9 +213,7 @@ class ContinuousReader:
 
     def _handle_failure(self, status: NTSTATUS, usbd: USBD_STATUS) -> None:
         """EvtUsbTargetPipeReadersFailed at passive level, once every reader is back."""
-        self.cancel_out()
-        with self.cond:
-            self.cond.wait_for(lambda: not self.out)
+        self.drain(True, lambda: not self.out)
         restart = True
         if self.on_failed is not None:
             restart = bool(self.on_failed(WDFUSBPIPE(self.pipe), status, usbd))
@@ -241,10 +239,17 @@ class ContinuousReader:
             self.started = False
         if action == WdfIoTargetLeaveSentIoPending:
             return
-        if action == WdfIoTargetCancelSentIo:
-            self.cancel_out()
-        with self.cond:
-            self.cond.wait_for(lambda: not self.out and not self.failing)
+        self.drain(action == WdfIoTargetCancelSentIo, lambda: not self.out and not self.failing)
+
+    def drain(self, cancel: bool, done: Any) -> None:
+        """Wait until ``done()``, cancelling what is out first if asked — again each round: a reader
+        being resent when the target stopped (or a read failed) goes out after the first cancel."""
+        while True:
+            if cancel:
+                self.cancel_out()
+            with self.cond:
+                if self.cond.wait_for(done, 0.05):
+                    return
 
 
 def _reader_of(target: FxIoTarget) -> ContinuousReader | None:

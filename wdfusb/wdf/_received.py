@@ -22,7 +22,7 @@ from ._handles import (
     required,
     store,
 )
-from ._memory import MDL, WDFMEMORY
+from ._memory import MDL, WDFMEMORY, FxMemory
 from ._ntstatus import (
     NTSTATUS,
     STATUS_BUFFER_TOO_SMALL,
@@ -43,7 +43,7 @@ from ._queue import (
 )
 from ._queue_config import STATUS_WDF_BUSY, WDF_REQUEST_PARAMETERS
 from ._request import FxRequest
-from ._structs import WdfRequestTypeWrite
+from ._structs import WdfRequestTypeDeviceControl
 from ._usbdevice import FxUsbDevice
 
 __all__ = [
@@ -57,6 +57,9 @@ __all__ = [
     "WdfRequestRetrieveInputBuffer",
     "WdfRequestRetrieveInputMemory",
     "WdfRequestRetrieveInputWdmMdl",
+    "WdfRequestRetrieveOutputBuffer",
+    "WdfRequestRetrieveOutputMemory",
+    "WdfRequestRetrieveOutputWdmMdl",
     "WdfRequestSetInformation",
     "WdfRequestUnmarkCancelable",
 ]
@@ -82,24 +85,25 @@ def _owned_received(Request: Any, what: str) -> FxReceivedRequest:
     return req
 
 
-def WdfRequestRetrieveInputMemory(Request: Any, Memory: WDFMEMORY) -> NTSTATUS:
-    """WdfRequestRetrieveInputMemory: the WDFMEMORY over the write's buffer (no copy).
-    A zero-length write has none: STATUS_BUFFER_TOO_SMALL."""
+def _memory_of(req: FxReceivedRequest, output: bool) -> FxMemory | None:
+    """A received request's input or output memory; a read has no input, a write no output."""
+    return req.output_memory if output else req.input_memory
+
+
+def _retrieve_memory(Request: Any, Memory: WDFMEMORY, output: bool) -> NTSTATUS:
     req = _received(Request)
     required(Memory, "Memory")
     Memory.value = None
-    if req.input_memory is None:
+    mem = _memory_of(req, output)
+    if mem is None:
         return STATUS_BUFFER_TOO_SMALL
-    store(Memory, "Memory", req.input_memory, WDFMEMORY)
+    store(Memory, "Memory", mem, WDFMEMORY)
     return STATUS_SUCCESS
 
 
-def WdfRequestRetrieveInputBuffer(
-    Request: Any, MinimumRequiredSize: int, Buffer: Any, Length: SIZE_T | None = None
+def _retrieve_buffer(
+    Request: Any, MinimumRequiredSize: int, Buffer: Any, Length: SIZE_T | None, output: bool
 ) -> NTSTATUS:
-    """WdfRequestRetrieveInputBuffer: ``Buffer.value`` = the write's bytes (a numpy uint8 view, no
-    copy; read-only if the producer's buffer is), ``Length.value`` = its size. Smaller than
-    ``MinimumRequiredSize`` (or zero-length) -> STATUS_BUFFER_TOO_SMALL."""
     req = _received(Request)
     required(Buffer, "Buffer")
     Buffer.value = None
@@ -108,7 +112,7 @@ def WdfRequestRetrieveInputBuffer(
     minimum = integer(MinimumRequiredSize)
     if minimum is None:
         return STATUS_INVALID_PARAMETER
-    mem = req.input_memory
+    mem = _memory_of(req, output)
     if mem is None or mem.size < minimum:
         return STATUS_BUFFER_TOO_SMALL
     Buffer.value = mem.array
@@ -117,31 +121,74 @@ def WdfRequestRetrieveInputBuffer(
     return STATUS_SUCCESS
 
 
-def WdfRequestRetrieveInputWdmMdl(Request: Any, Mdl: Any) -> NTSTATUS:
-    """WdfRequestRetrieveInputWdmMdl: ``Mdl.value`` = an :class:`MDL` over the write's buffer
-    (direct I/O; the same one on every call). Zero-length -> STATUS_BUFFER_TOO_SMALL."""
+def _retrieve_mdl(Request: Any, Mdl: Any, output: bool) -> NTSTATUS:
     req = _received(Request)
     required(Mdl, "Mdl")
     Mdl.value = None
-    mem = req.input_memory
+    mem = _memory_of(req, output)
     if mem is None:
         return STATUS_BUFFER_TOO_SMALL
     with LOCK:
-        if req.mdl is None:
-            req.mdl = MDL(mem.array)
-        Mdl.value = req.mdl
+        mdl = req.mdls.get(output)
+        if mdl is None:
+            mdl = req.mdls[output] = MDL(mem.array)
+        Mdl.value = mdl
     return STATUS_SUCCESS
 
 
+def WdfRequestRetrieveInputMemory(Request: Any, Memory: WDFMEMORY) -> NTSTATUS:
+    """WdfRequestRetrieveInputMemory: the WDFMEMORY over the write's (or device control's input)
+    buffer, no copy. None (zero-length, or a read): STATUS_BUFFER_TOO_SMALL."""
+    return _retrieve_memory(Request, Memory, False)
+
+
+def WdfRequestRetrieveOutputMemory(Request: Any, Memory: WDFMEMORY) -> NTSTATUS:
+    """WdfRequestRetrieveOutputMemory: the WDFMEMORY over the read's (or device control's output)
+    buffer, which the producer gets back filled. None: STATUS_BUFFER_TOO_SMALL."""
+    return _retrieve_memory(Request, Memory, True)
+
+
+def WdfRequestRetrieveInputBuffer(
+    Request: Any, MinimumRequiredSize: int, Buffer: Any, Length: SIZE_T | None = None
+) -> NTSTATUS:
+    """WdfRequestRetrieveInputBuffer: ``Buffer.value`` = the input bytes (a numpy uint8 view, no
+    copy; read-only if the producer's buffer is), ``Length.value`` = their size. Smaller than
+    ``MinimumRequiredSize`` (or none) -> STATUS_BUFFER_TOO_SMALL."""
+    return _retrieve_buffer(Request, MinimumRequiredSize, Buffer, Length, False)
+
+
+def WdfRequestRetrieveOutputBuffer(
+    Request: Any, MinimumRequiredSize: int, Buffer: Any, Length: SIZE_T | None = None
+) -> NTSTATUS:
+    """WdfRequestRetrieveOutputBuffer: as the input one, for the output buffer (writable)."""
+    return _retrieve_buffer(Request, MinimumRequiredSize, Buffer, Length, True)
+
+
+def WdfRequestRetrieveInputWdmMdl(Request: Any, Mdl: Any) -> NTSTATUS:
+    """WdfRequestRetrieveInputWdmMdl: ``Mdl.value`` = an :class:`MDL` over the input buffer
+    (direct I/O; the same one on every call). None -> STATUS_BUFFER_TOO_SMALL."""
+    return _retrieve_mdl(Request, Mdl, False)
+
+
+def WdfRequestRetrieveOutputWdmMdl(Request: Any, Mdl: Any) -> NTSTATUS:
+    """WdfRequestRetrieveOutputWdmMdl: the :class:`MDL` over the output buffer."""
+    return _retrieve_mdl(Request, Mdl, True)
+
+
 def WdfRequestGetParameters(Request: Any, Parameters: WDF_REQUEST_PARAMETERS) -> None:
-    """WdfRequestGetParameters: Type=WdfRequestTypeWrite, Parameters.Write.Length (Key, DeviceOffset 0)."""
+    """WdfRequestGetParameters: Type (write, read, device control), Parameters.Write/Read.Length
+    (Key, DeviceOffset 0) or Parameters.DeviceIoControl's lengths and IoControlCode."""
     req = _received(Request)
     required(Parameters, "Parameters")
     Parameters.MinorFunction = 0
-    Parameters.Type = WdfRequestTypeWrite
-    Parameters.Parameters.Write.Length = req.length
+    Parameters.Type = req.kind
+    Parameters.Parameters.Write.Length = req.length if req.kind != WdfRequestTypeDeviceControl else 0
     Parameters.Parameters.Write.Key = 0
     Parameters.Parameters.Write.DeviceOffset = 0
+    control = Parameters.Parameters.DeviceIoControl
+    if req.kind == WdfRequestTypeDeviceControl:
+        control.OutputBufferLength, control.InputBufferLength = req.output_length, req.length
+        control.IoControlCode = req.ioctl
 
 
 def WdfRequestSetInformation(Request: Any, Information: int) -> None:
