@@ -128,3 +128,51 @@ def test_requests_are_dispatched_to_the_queue_configured_for_their_type(rig: Rig
     assert post_write(rig.device, b"1234").wait(5) == (STATUS_SUCCESS, 1)
     assert post_device_control(rig.device, 7, b"x", None).wait(5) == (STATUS_SUCCESS, 1)
     assert where == ["reads", "default", "default"]
+
+
+def test_a_wait_lock_is_had_by_one_thread_and_times_out_as_asked(rig: Rig) -> None:
+    lock = WDFWAITLOCK()
+    assert WdfWaitLockCreate(WDF_NO_OBJECT_ATTRIBUTES, lock) == STATUS_SUCCESS
+    assert WdfWaitLockAcquire(lock, None) == STATUS_SUCCESS
+    with pytest.raises(WdfBugCheck, match="not recursive"):
+        WdfWaitLockAcquire(lock, None)
+    result: list[int] = []
+    t = threading.Thread(
+        target=lambda: result.extend([WdfWaitLockAcquire(lock, 0), WdfWaitLockAcquire(lock, -200_000)])
+    )
+    t.start()
+    t.join(5)
+    assert result == [STATUS_TIMEOUT, STATUS_TIMEOUT]  # tried, then 20 ms
+    caught: list[BaseException] = []
+
+    def release_elsewhere() -> None:
+        try:
+            WdfWaitLockRelease(lock)
+        except WdfBugCheck as e:
+            caught.append(e)
+
+    t = threading.Thread(target=release_elsewhere)
+    t.start()
+    t.join(5)
+    assert caught and "does not hold" in str(caught[0])
+    WdfWaitLockRelease(lock)
+    got: list[int] = []
+    t = threading.Thread(target=lambda: (got.append(WdfWaitLockAcquire(lock, None)), WdfWaitLockRelease(lock)))
+    t.start()
+    t.join(5)
+    assert got == [STATUS_SUCCESS]
+
+
+def test_stop_acknowledge_requeues_or_keeps_the_request(rig: Rig) -> None:
+    presented: list[int] = []
+
+    def EvtIoRead(Queue: Any, Request: Any, Length: int) -> None:
+        presented.append(Length)
+        if len(presented) == 1:
+            WdfRequestStopAcknowledge(Request, True)  # back to the queue: presented again
+            return
+        WdfRequestCompleteWithInformation(Request, STATUS_SUCCESS, Length)
+
+    queue(rig, EvtIoRead=EvtIoRead)
+    assert post_read(rig.device, bytearray(10)).wait(5) == (STATUS_SUCCESS, 10)
+    assert presented == [10, 10]

@@ -35,6 +35,7 @@ from . import (
     _transfer,
     _usbdevice,
     _usbpipe,
+    _waitlock,
 )
 from ._async import *  # noqa: F403
 from ._context import at_passive_level as at_passive_level
@@ -57,6 +58,7 @@ from ._structs import *  # noqa: F403
 from ._transfer import *  # noqa: F403
 from ._usbdevice import *  # noqa: F403
 from ._usbpipe import *  # noqa: F403
+from ._waitlock import *  # noqa: F403
 
 _PREFIXES = ("Wdf", "WDF", "STATUS_", "USBD_", "Io", "Mm", "Ke", "NonPagedPool", "PagedPool", "USB_", "BmRequest")
 _EXTRA = {
@@ -106,5 +108,6 @@ _MODULES = (
     _queue_state,
     _reader,
     _received,
+    _waitlock,
 )
 __all__ = sorted(set().union(*(_public(m) for m in _MODULES)) | (_EXTRA & set(globals())))

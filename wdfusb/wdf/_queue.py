@@ -426,6 +426,14 @@ class FxIoQueue(FxObject):
         if stopped:
             req.finish(STATUS_INVALID_DEVICE_STATE, 0)
 
+    def requeue(self, req: FxReceivedRequest) -> None:
+        """A request the driver gave back (WdfRequestStopAcknowledge): first in line again."""
+        with self.cond:
+            req.queue = self
+            self.pending.appendleft(req)
+            self.cond.notify()
+        self.settle()
+
     def remove(self, req: FxReceivedRequest) -> bool:
         with self.cond:
             try:

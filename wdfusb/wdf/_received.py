@@ -61,6 +61,7 @@ __all__ = [
     "WdfRequestRetrieveOutputMemory",
     "WdfRequestRetrieveOutputWdmMdl",
     "WdfRequestSetInformation",
+    "WdfRequestStopAcknowledge",
     "WdfRequestUnmarkCancelable",
 ]
 
@@ -308,3 +309,27 @@ def WdfRequestUnmarkCancelable(Request: Any) -> NTSTATUS:
 def WdfRequestIsCanceled(Request: Any) -> bool:
     """WdfRequestIsCanceled: True once the producer cancelled the request."""
     return _received(Request).irp_cancel
+
+
+def WdfRequestStopAcknowledge(Request: Any, Requeue: bool) -> None:
+    """WdfRequestStopAcknowledge (from ``EvtIoStop``): the driver has stopped working on a request
+    it owns; ``Requeue=True`` puts it back at the head of its queue (presented again when the queue
+    dispatches), ``False`` leaves it the driver's to complete later."""
+    req = _owned_received(Request, "WdfRequestStopAcknowledge")
+    with req.lock:
+        sent = req.pending
+    if sent:
+        raise WdfBugCheck(
+            f"{req!r} acknowledged while pending at an I/O target",
+            WDF_REQUEST_FATAL_ERROR,
+            FATAL_COMPLETE_WHILE_SENT,
+            req,
+        )
+    if not Requeue:
+        return
+    queue = req.queue
+    assert queue is not None
+    with LOCK:
+        req.owned = False
+    queue.owned_done(req)
+    queue.requeue(req)
