@@ -83,17 +83,59 @@ def test_readers_deliver_the_stream_in_order_between_start_and_stop(src: Rig) ->
     assert WdfIoTargetGetState(target) == WdfIoTargetStarted
     assert WdfIoTargetStart(target) == STATUS_SUCCESS
     c.wait_for(256 * 1024)
-    WdfIoTargetStop(target, WdfIoTargetWaitForSentIoToComplete)  # the reads out complete, none is resent
+    WdfIoTargetStop(target, WdfIoTargetWaitForSentIoToComplete)  # cancels (KMDF converts the action)
     assert WdfIoTargetGetState(target) == WdfIoTargetStopped
-    got = len(c.data)
+    got, sent = len(c.data), src.vdev.endpoint(SRC).sent_bytes
     assert bytes(c.data) == counter(0, got) and got % 4096 == 0
-    assert src.vdev.endpoint(SRC).sent_bytes == got  # every byte sent was delivered
+    assert 0 <= sent - got < 4096  # only the read in progress was cut short, and not delivered
     time.sleep(0.05)
-    assert len(c.data) == got
+    assert len(c.data) == got and src.vdev.endpoint(SRC).sent_bytes == sent
     assert WdfIoTargetStart(target) == STATUS_SUCCESS  # restarted: the stream goes on where it was
     c.wait_for(got + 64 * 1024)
-    WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
-    assert bytes(c.data) == counter(0, len(c.data))
+    WdfIoTargetStop(target, WdfIoTargetLeaveSentIoPending)  # also cancels and waits
+    after = len(c.data)
+    assert bytes(c.data[got:]) == counter(sent, after - got)
+    time.sleep(0.05)
+    assert len(c.data) == after
+
+
+@pytest.mark.parametrize("action", [WdfIoTargetWaitForSentIoToComplete, WdfIoTargetLeaveSentIoPending])
+def test_a_stop_returns_on_an_idle_pipe_whatever_the_action(src: Rig, action: int) -> None:
+    """Readers on a pipe that never sends: waiting for them would wait for ever, so every
+    action cancels them (KMDF's FxUsbPipe::GotoStopState)."""
+    src.vdev.endpoint(SRC).source(None)  # the loopback, empty
+    target = configure(src, Collector())
+    WdfIoTargetStart(target)
+    time.sleep(0.05)
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (WdfIoTargetStop(target, action), done.set()), daemon=True)
+    t.start()
+    assert done.wait(10), "WdfIoTargetStop never returned"
+    assert src.vdev.endpoint(SRC).sent_bytes == 0
+
+
+def test_readers_failed_may_delete_the_device_but_not_stop_the_target(src: Rig) -> None:
+    caught: list[BaseException] = []
+    deleted = threading.Event()
+
+    def readers_failed(Pipe: Any, Status: int, UsbdStatus: int) -> bool:
+        try:
+            WdfIoTargetStop(WdfUsbTargetPipeGetIoTarget(Pipe), WdfIoTargetCancelSentIo)
+        except WdfBugCheck as e:  # it would wait for this very callback
+            caught.append(e)
+        WdfObjectDelete(src.device)  # cancels and waits for the readers, not for this callback
+        deleted.set()
+        return True
+
+    c = Collector()
+    c.readers_failed = readers_failed  # type: ignore[method-assign]
+    target = configure(src, c, pending=3)
+    WdfIoTargetStart(target)
+    c.wait_for(16 * 1024)
+    src.vdev.endpoint(SRC).stall()
+    assert deleted.wait(10)
+    assert caught and "EvtUsbTargetPipeReadersFailed" in str(caught[0])
+    assert wait_for_completions(10)
 
 
 def test_a_stall_calls_readers_failed_and_true_restarts_them(src: Rig) -> None:
@@ -213,3 +255,76 @@ def test_deleting_the_device_under_running_readers_ends_them(src: Rig) -> None:
     assert len(c.data) == n and bytes(c.data) == counter(0, n)
     with pytest.raises(WdfBugCheck):  # the pipe went with its device
         WdfIoTargetStart(target)
+
+
+def test_a_device_unplugged_under_the_readers_is_not_restarted(src: Rig) -> None:
+    """KMDF asks the port first: readers whose device is gone stay stopped, even when
+    EvtUsbTargetPipeReadersFailed asks for a restart (no loop against a gone device)."""
+    c = Collector()
+    target = configure(src, c)
+    WdfIoTargetStart(target)
+    c.wait_for(16 * 1024)
+    assert WdfUsbTargetDeviceIsConnectedSynchronous(src.device) == STATUS_SUCCESS
+    src.vdev.unplug()
+    deadline = time.monotonic() + 10
+    while not c.failed:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    time.sleep(0.1)
+    assert len(c.failed) == 1 and c.failed[0][0] == STATUS_DEVICE_NOT_CONNECTED
+    assert WdfUsbTargetDeviceIsConnectedSynchronous(src.device) == STATUS_DEVICE_DOES_NOT_EXIST
+    n = len(c.data)
+    assert bytes(c.data) == counter(0, n) and n % 4096 == 0
+    assert 0 <= src.vdev.endpoint(SRC).sent_bytes - n < 4096  # the failed read's part is not delivered (KMDF)
+    WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
+
+
+def test_is_connected_is_a_passive_level_question(src: Rig) -> None:
+    answers: list[int] = []
+
+    def ask(Pipe: Any, Buffer: Any, NumBytesTransferred: int, Context: Any) -> None:
+        if not answers:
+            answers.append(WdfUsbTargetDeviceIsConnectedSynchronous(src.device))
+
+    config = WDF_USB_CONTINUOUS_READER_CONFIG()
+    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, ask, None, 512)
+    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_SUCCESS
+    target = WdfUsbTargetPipeGetIoTarget(src.pipes[SRC])
+    WdfIoTargetStart(target)
+    deadline = time.monotonic() + 10
+    while not answers:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
+    assert answers == [STATUS_INVALID_DEVICE_REQUEST]
+    with pytest.raises(WdfBugCheck):
+        WdfUsbTargetDeviceIsConnectedSynchronous(src.pipes[SRC])  # a pipe is not a WDFUSBDEVICE
+
+
+def test_a_storm_of_stops_and_starts_keeps_each_run_whole(src: Rig) -> None:
+    """Random stops (any action) and starts while readers resend: nothing is delivered after a
+    stop returns, each run between a start and a stop is one unbroken stretch of the stream,
+    and the only bytes missing are those of the read each stop cut short."""
+    import random
+
+    rng = random.Random(13)
+    c = Collector()
+    target = configure(src, c, pending=rng.randint(2, 6))
+    actions = [WdfIoTargetCancelSentIo, WdfIoTargetWaitForSentIoToComplete, WdfIoTargetLeaveSentIoPending]
+    end = sent = 0  # the stream offset after the last delivered byte; the bytes the device sent
+    for _ in range(40):
+        before = len(c.data)
+        WdfIoTargetStart(target)
+        time.sleep(rng.choice([0, 0.0005, 0.002, 0.01]))
+        WdfIoTargetStop(target, rng.choice(actions))
+        run = bytes(c.data[before:])
+        assert len(run) % 4096 == 0
+        if run:
+            first = int.from_bytes(run[:4], "little") * 4
+            assert first >= end and run == counter(first, len(run)), "a gap inside one run"
+            end = first + len(run)
+        sent, sent_before = src.vdev.endpoint(SRC).sent_bytes, sent
+        assert 0 <= sent - sent_before - len(run) < 4096  # at most the read this stop cut short
+        assert len(c.data) == before + len(run)
+    time.sleep(0.02)
+    assert src.vdev.endpoint(SRC).sent_bytes == sent  # stopped means stopped

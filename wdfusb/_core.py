@@ -29,6 +29,7 @@ from ._engine import (
 
 MAX_TRANSFER_SIZE = 0xFFFFFFFF  # the engine moves any ULONG length in one request
 SETUP_SIZE = 8  # a control transfer's buffer: the setup packet, then the data stage
+CONNECTED_TIMEOUT_US = 1_000_000  # a GET_STATUS answers within 500 ms (USB 2.0 9.2.6.4)
 CONTROL_MAX = 4096  # the longest data stage (Linux usbfs refuses more; every backend refuses it)
 SETUP_PACKET = struct.Struct("<BBHHH")  # bmRequestType, bRequest, wValue, wIndex, wLength
 _owners = itertools.count(1)  # each open CoreDevice owns its transfers in C by this number
@@ -224,6 +225,13 @@ class CoreDevice:
             pipe._local = _Internal()  # their threads' transfers go with them
         self._pipes[number] = [CorePipe(self, number, alt, ep) for ep in setting.endpoints]
         return 0
+
+    def connected(self) -> int:
+        """Whether the device is still there: 0 when it answers GET_STATUS (every device does, in
+        every state), else the engine's reason (``WU_ERR_NO_DEVICE`` once it is gone)."""
+        if self.closed:
+            return WU_ERR_NO_DEVICE
+        return self.control_pipe.control(0x80, 0x00, 0, 0, None, 2, CONNECTED_TIMEOUT_US)[0]
 
     def reset_port(self) -> int:
         """Reset the port (every transfer of the device is cancelled and drained first)."""

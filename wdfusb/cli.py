@@ -692,9 +692,10 @@ def bench_cmd(ctx: click.Context, device: str, endpoint: int | None, sizes: tupl
               methods: tuple[str, ...], depths: tuple[int, ...], duration: float, pattern: str,
               timeout: float | None, json_path: str | None, csv_path: str | None, plot_path: str | None,
               quiet: bool, control: bool) -> None:  # fmt: skip
-    """Write benchmark on an OUT pipe (ENDPOINT default: the first bulk OUT pipe): transfer sizes x
-    methods x queue depths, a table, and how close each method came to the bus limit. With
-    --control: control round trips per method instead (Gadget Zero's 0x5c/0x5b requests)."""
+    """Benchmark writes to an OUT pipe, or reads from an IN pipe (ENDPOINT default: the first bulk
+    OUT pipe; a virtual device's IN pipe becomes a source): transfer sizes x methods x queue
+    depths, a table, and how close each method came to the bus limit. With --control: control
+    round trips per method instead (Gadget Zero's 0x5c/0x5b requests)."""
     from ._bench_report import LiveProgress, results_table, summary_lines
 
     if control:

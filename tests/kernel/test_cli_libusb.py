@@ -1,4 +1,4 @@
-"""The wdfusb command line against a real device: list, info, write and bench in the kernel rig."""
+"""The wdfusb command line against a real device: list, info, write, read and bench in the kernel rig."""
 
 from __future__ import annotations
 
@@ -59,3 +59,19 @@ def test_bench_compares_with_pyusb_and_libusb1_on_a_real_device(sourcesink: gadg
     text = json.dumps(cells)
     for method in ("c-loop", "pythonic", "pyusb", "libusb1"):
         assert f'"{method}"' in text, method
+
+
+def test_read_captures_the_source_checked_byte_for_byte(
+    sourcesink: gadget.SourceSink, bulk_maxp: int, tmp_path: Path
+) -> None:
+    out_file = tmp_path / "capture.bin"
+    out = wdfusb_cli("read", f"0525:a4a0:{gadget.SERIAL}", "0x81", str(out_file), "--bytes", "8M", "--check", "mod63",
+                     "--depth", "4", "--chunk", "32K", "-q")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out_file.read_bytes() == gadget.mod63(8 << 20, bulk_maxp)
+    assert "read 8388608 bytes from pipe 0x81" in out.stderr.decode()
+    # to standard output; a chunk that is not a packet multiple is a usage error, before any I/O
+    out = wdfusb_cli("read", "0525:a4a0", "0x81", "-", "--bytes", "64K", "-q")
+    assert out.returncode == 0 and out.stdout == gadget.mod63(64 << 10, bulk_maxp), out.stderr
+    out = wdfusb_cli("read", "0525:a4a0", "0x81", "-", "--chunk", "1000", "-q")
+    assert out.returncode == 2 and b"--chunk" in out.stderr

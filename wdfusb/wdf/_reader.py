@@ -7,10 +7,11 @@ TransferLength + TrailerLength`` at offset ``HeaderLength``. The readers run bet
 completes on the completion thread, ``EvtUsbTargetPipeReadComplete(Pipe, Buffer,
 NumBytesTransferred, Context)`` gets its WDFMEMORY (deleted afterwards, unless the driver took a
 reference with ``WdfObjectReference``), and it is sent again with a fresh buffer while the target
-is started. A read that fails stops them all: once every reader is back,
+is started. A read that fails is not delivered (as in KMDF: what it moved before failing is not
+the driver's; ``pipe.reader`` counts every byte) and stops them all: once every reader is back,
 ``EvtUsbTargetPipeReadersFailed(Pipe, Status, UsbdStatus)`` runs at passive level (a thread of its
-own, as WDF's work item); TRUE (or no callback) resets the pipe and restarts the readers, FALSE
-leaves them stopped until the next ``WdfIoTargetStart``.
+own, as WDF's work item); TRUE (or no callback) resets the pipe and restarts the readers if the
+device is still attached, FALSE leaves them stopped until the next ``WdfIoTargetStart``.
 
 The readers are the WDF layer's own requests (``WdfRequestCreate``, ``FormatRequestForRead``,
 ``WdfRequestSend``, ``WdfRequestReuse``): one transfer path, no second engine.
@@ -69,6 +70,7 @@ from ._structs import (
     WdfUsbPipeTypeInterrupt,
 )
 from ._transfer import WdfUsbTargetPipeResetSynchronously
+from ._usbdevice import connection_status
 from ._usbpipe import WDFUSBPIPE, FxUsbPipe
 
 __all__ = [
@@ -128,7 +130,8 @@ class ContinuousReader:
         self.cond = threading.Condition()
         self.started = False
         self.failing = False  # a read failed: nothing is sent until the failure is handled
-        self.out: set[FxRequest] = set()  # readers sent and not back
+        self.failure_thread: int | None = None  # the thread running EvtUsbTargetPipeReadersFailed
+        self.out: dict[FxRequest, None] = {}  # readers sent and not back, oldest first
         self.idle: list[FxRequest] = []
         self.memory: dict[FxRequest, WDFMEMORY] = {}
         attributes = WDF_OBJECT_ATTRIBUTES()
@@ -164,14 +167,22 @@ class ContinuousReader:
             status = WdfUsbTargetPipeFormatRequestForRead(self.pipe, req, memory, offset)
         if NT_SUCCESS(status):
             WdfRequestSetCompletionRoutine(req, self._completed)
+            # sent under the lock: a stop either sees it out (and cancels it) or parks it unsent
             with self.cond:
-                self.memory[req] = memory
-                self.out.add(req)
-            if WdfRequestSend(req, self.pipe):
+                parked = not self.started or self.failing
+                if parked:
+                    self.idle.append(req)  # (the next start sends it)
+                    self.cond.notify_all()
+                else:
+                    self.memory[req] = memory
+                    self.out[req] = None
+                    if WdfRequestSend(req, self.pipe):
+                        return
+                    status = WdfRequestGetStatus(req)
+                    del self.memory[req]
+            if parked:
+                WdfObjectDelete(memory)
                 return
-            status = WdfRequestGetStatus(req)
-            with self.cond:
-                self.out.discard(req)
         if memory.value is not None:
             WdfObjectDelete(memory)
         self._back(req, status, USBD_STATUS(0))
@@ -183,9 +194,7 @@ class ContinuousReader:
         usb = Params.Parameters.Usb.Completion
         status, usbd = NTSTATUS(Params.IoStatus.Status), USBD_STATUS(usb.UsbdStatus if usb is not None else 0)
         memory = self.memory.pop(req)
-        with self.cond:
-            self.out.discard(req)
-        if NT_SUCCESS(status):
+        if NT_SUCCESS(status):  # (still out: a stop waits for this callback too)
             try:
                 self.on_read(WDFUSBPIPE(self.pipe), memory, WdfRequestGetInformation(req), self.context)
             finally:
@@ -197,6 +206,7 @@ class ContinuousReader:
     def _back(self, req: FxRequest, status: NTSTATUS, usbd: USBD_STATUS) -> None:
         """A reader is back: send it again, park it, or let it end the failure handling."""
         with self.cond:
+            self.out.pop(req, None)
             stopping = not self.started or (status == STATUS_CANCELLED and not self.failing)
             if NT_SUCCESS(status) and self.started and not self.failing:
                 resend = True
@@ -216,9 +226,17 @@ class ContinuousReader:
         self.drain(True, lambda: not self.out)
         restart = True
         if self.on_failed is not None:
-            restart = bool(self.on_failed(WDFUSBPIPE(self.pipe), status, usbd))
-        if restart and not NT_SUCCESS(WdfUsbTargetPipeResetSynchronously(self.pipe)):
-            restart = False  # (the device is gone, or the pipe with it)
+            self.failure_thread = threading.get_ident()
+            try:
+                restart = bool(self.on_failed(WDFUSBPIPE(self.pipe), status, usbd))
+            finally:
+                self.failure_thread = None
+        # KMDF's recovery: a device that is not attached any more gets no restart; an attached
+        # one has its pipe reset (whatever the reset returns) and its readers sent again
+        if restart and NT_SUCCESS(connection_status(self.pipe.core.device)):
+            WdfUsbTargetPipeResetSynchronously(self.pipe)
+        else:
+            restart = False
         with self.cond:
             self.failing = False
             go = restart and self.started
@@ -229,17 +247,25 @@ class ContinuousReader:
     # ---- stopping -------------------------------------------------------------------
 
     def cancel_out(self) -> None:
+        """Cancel the readers out, newest first (as the engine cancels): the device, still filling
+        the oldest, never moves on to one not yet cancelled — no gap in what is delivered."""
         with self.cond:
-            out = list(self.out)
+            out = list(self.out)[::-1]
         for req in out:
             WdfRequestCancelSentRequest(req)
 
-    def stop(self, action: int) -> None:
+    def check_stop(self) -> None:
+        if self.failure_thread == threading.get_ident():  # it would wait for itself (KMDF: deadlock)
+            raise WdfBugCheck(f"{self.pipe!r} stopped from EvtUsbTargetPipeReadersFailed", 0, self.pipe)
+
+    def stop(self) -> None:
+        """Stop sending, cancel what is out, and wait until every reader (and a failure being
+        handled) is back — whatever the stop action: KMDF cancels a continuous reader's sent I/O
+        always, or an idle pipe's readers would never come back."""
+        own = self.failure_thread == threading.get_ident()  # the pipe deleted from that callback
         with self.cond:
             self.started = False
-        if action == WdfIoTargetLeaveSentIoPending:
-            return
-        self.drain(action == WdfIoTargetCancelSentIo, lambda: not self.out and not self.failing)
+        self.drain(True, lambda: not self.out and (own or not self.failing))
 
     def drain(self, cancel: bool, done: Any) -> None:
         """Wait until ``done()``, cancelling what is out first if asked — again each round: a reader
@@ -304,16 +330,20 @@ def WdfIoTargetStart(IoTarget: Any) -> NTSTATUS:
 
 
 def WdfIoTargetStop(IoTarget: Any, Action: int) -> None:
-    """WdfIoTargetStop: stop the target. ``WdfIoTargetCancelSentIo`` cancels the readers and
-    waits until they are back, ``WdfIoTargetWaitForSentIoToComplete`` waits for them,
-    ``WdfIoTargetLeaveSentIoPending`` returns at once (they are not sent again)."""
+    """WdfIoTargetStop: stop the target (``Action``: one of the three
+    WDF_IO_TARGET_SENT_IO_ACTIONs). A pipe's continuous readers are cancelled and waited for
+    with every action, as KMDF converts the action to ``WdfIoTargetCancelSentIo`` for them (its
+    readers on an idle pipe would never complete); none is delivered after the return. Stopping
+    from EvtUsbTargetPipeReadersFailed is a bug check (KMDF's verifier breaks, then deadlocks)."""
     target = _target(IoTarget)
     if Action not in (WdfIoTargetCancelSentIo, WdfIoTargetWaitForSentIoToComplete, WdfIoTargetLeaveSentIoPending):
         raise WdfBugCheck(f"WdfIoTargetStop: {Action!r} is not a WDF_IO_TARGET_SENT_IO_ACTION", 0, target)
-    target.io_state = WdfIoTargetStopped
     reader = _reader_of(target)
     if reader is not None:
-        reader.stop(Action)
+        reader.check_stop()
+    target.io_state = WdfIoTargetStopped
+    if reader is not None:
+        reader.stop()
 
 
 def WdfIoTargetGetState(IoTarget: Any) -> int:

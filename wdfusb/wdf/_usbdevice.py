@@ -6,7 +6,7 @@ from typing import Any
 
 from .._core import CoreDevice
 from .._descriptors import InterfaceInfo
-from .._engine import SPEEDS, Transfer
+from .._engine import SPEEDS, WU_ERR_NO_DEVICE, WU_ERR_PIPE, Transfer
 from .._status import outcome
 from ._context import at_passive_level
 from ._handles import (
@@ -24,6 +24,7 @@ from ._handles import (
 from ._ntstatus import (
     NT_SUCCESS,
     NTSTATUS,
+    STATUS_DEVICE_DOES_NOT_EXIST,
     STATUS_INFO_LENGTH_MISMATCH,
     STATUS_INSUFFICIENT_RESOURCES,
     STATUS_INVALID_DEVICE_REQUEST,
@@ -345,6 +346,25 @@ def WdfUsbTargetDeviceResetPortSynchronously(UsbDevice: Any) -> NTSTATUS:
     if not at_passive_level():
         return STATUS_INVALID_DEVICE_REQUEST
     return outcome(device.core.reset_port()).status
+
+
+def connection_status(core: CoreDevice) -> NTSTATUS:
+    """Whether a device is attached, as KMDF's FxUsbDevice::IsConnected answers it from the port
+    status: STATUS_SUCCESS while it answers (a stall is an answer), STATUS_DEVICE_DOES_NOT_EXIST
+    once it is gone, else the status of what failed."""
+    code = core.connected()
+    if code == WU_ERR_NO_DEVICE:
+        return STATUS_DEVICE_DOES_NOT_EXIST
+    return STATUS_SUCCESS if code == WU_ERR_PIPE else outcome(code).status
+
+
+def WdfUsbTargetDeviceIsConnectedSynchronous(UsbDevice: Any) -> NTSTATUS:
+    """WdfUsbTargetDeviceIsConnectedSynchronous: STATUS_SUCCESS while the device is attached
+    (it answers a GET_STATUS), STATUS_DEVICE_DOES_NOT_EXIST once it is gone."""
+    device = get_object(UsbDevice, FxUsbDevice)
+    if not at_passive_level():
+        return STATUS_INVALID_DEVICE_REQUEST
+    return connection_status(device.core)
 
 
 # WDF_USB_INTERFACE_SELECT_SETTING_PARAMS.Type (WdfUsbTargetDeviceSelectSettingType)

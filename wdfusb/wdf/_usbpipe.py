@@ -12,7 +12,7 @@ from .._core import CorePipe
 from .._engine import Transfer
 from ._handles import WDFOBJECT, FxObject, get_object, required
 from ._request import FxIoTarget
-from ._structs import USB_TYPE_TO_PIPE_TYPE, WDF_USB_PIPE_INFORMATION, WdfIoTargetCancelSentIo, WdfUsbPipeTypeInvalid
+from ._structs import USB_TYPE_TO_PIPE_TYPE, WDF_USB_PIPE_INFORMATION, WdfUsbPipeTypeInvalid
 
 if TYPE_CHECKING:
     from ._usbdevice import FxUsbDevice, FxUsbInterface
@@ -43,7 +43,7 @@ class FxUsbPipe(FxIoTarget):
         """The pipe goes (with its device): its continuous readers are cancelled and back first,
         as the framework purges the target before removing it."""
         if self.continuous_reader is not None:
-            self.continuous_reader.stop(WdfIoTargetCancelSentIo)
+            self.continuous_reader.stop()
 
     @property
     def target_closed(self) -> bool:
