@@ -404,6 +404,13 @@ static int lu_reset_port(wu_device *d)
     return rc == WU_ERR_NOT_FOUND ? WU_ERR_NO_DEVICE : rc;
 }
 
+static int lu_kernel_driver(wu_device *d, int iface, int op)
+{
+    libusb_device_handle *h = LD(d)->h;
+    if (op == WU_KDRIVER_ACTIVE) return L.libusb_kernel_driver_active(h, iface);
+    return op == WU_KDRIVER_DETACH ? L.libusb_detach_kernel_driver(h, iface) : L.libusb_attach_kernel_driver(h, iface);
+}
+
 static void lu_close(wu_device *d)
 {
     ldev *ld = LD(d);
@@ -422,5 +429,5 @@ static void lu_destroy(wu_device *d)
 const wu_backend wu_libusb_backend = {
     lu_xfer_init, lu_xfer_fini, lu_submit, lu_wait, lu_cancel, lu_refine, lu_speed, lu_get_descriptor,
     lu_get_configuration, lu_set_configuration, lu_claim, lu_release, lu_set_alt, lu_clear_halt, lu_reset_port,
-    lu_start_events, lu_drain, lu_close, lu_destroy,
+    lu_kernel_driver, lu_start_events, lu_drain, lu_close, lu_destroy,
 };

@@ -712,6 +712,14 @@ static void v_destroy_state(vdev *v)
     free(v);
 }
 
+/* No kernel driver binds to a device inside the process: none is active, none to detach. */
+static int v_kernel_driver(wu_device *d, int iface, int op)
+{
+    (void)iface;
+    if (V(d)->unplugged) return WU_ERR_NO_DEVICE;
+    return op == WU_KDRIVER_ACTIVE ? 0 : WU_ERR_NOT_FOUND;
+}
+
 static void v_destroy(wu_device *d)
 {
     v_close(d);
@@ -721,7 +729,7 @@ static void v_destroy(wu_device *d)
 const wu_backend wu_virtual_backend = {
     v_xfer_init, v_xfer_fini, v_submit, v_wait, v_cancel, NULL, v_speed, v_get_descriptor,
     v_get_configuration, v_set_configuration, v_claim, v_claim, v_set_alt, v_clear_halt, v_reset_port,
-    v_start_events, v_drain, v_close, v_destroy,
+    v_kernel_driver, v_start_events, v_drain, v_close, v_destroy,
 };
 
 /* ---- creation, faults and statistics --------------------------------------------------- */

@@ -176,6 +176,11 @@ int wu_device_claim_interface(wu_device *d, int i) { DEV_CALL(d, d->be->claim_in
 int wu_device_release_interface(wu_device *d, int i) { DEV_CALL(d, d->be->release_interface(d, i)); }
 int wu_device_set_altsetting(wu_device *d, int i, int a) { DEV_CALL(d, d->be->set_altsetting(d, i, a)); }
 int wu_device_clear_halt(wu_device *d, uint8_t ep) { DEV_CALL(d, d->be->clear_halt(d, ep)); }
+int wu_device_kernel_driver(wu_device *d, int iface, int op)
+{
+    if (op < WU_KDRIVER_ACTIVE || op > WU_KDRIVER_ATTACH) return WU_ERR_INVALID_PARAM;
+    DEV_CALL(d, d->be->kernel_driver(d, iface, op));
+}
 
 int wu_device_live_transfers(wu_device *d)
 {

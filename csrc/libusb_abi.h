@@ -95,6 +95,9 @@ enum { LIBUSB_ERROR_NOT_FOUND = -5, LIBUSB_ERROR_INTERRUPTED = -10, LIBUSB_ERROR
     X(int, libusb_set_interface_alt_setting, (libusb_device_handle *h, int iface, int alt))    \
     X(int, libusb_clear_halt, (libusb_device_handle *h, unsigned char ep))                     \
     X(int, libusb_reset_device, (libusb_device_handle *h))                                     \
+    X(int, libusb_kernel_driver_active, (libusb_device_handle *h, int iface))                  \
+    X(int, libusb_detach_kernel_driver, (libusb_device_handle *h, int iface))                  \
+    X(int, libusb_attach_kernel_driver, (libusb_device_handle *h, int iface))                  \
     X(int, libusb_control_transfer, (libusb_device_handle *h, uint8_t type, uint8_t req,       \
                                      uint16_t value, uint16_t index, unsigned char *data,      \
                                      uint16_t len, unsigned int timeout))                      \

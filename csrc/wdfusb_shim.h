@@ -155,6 +155,8 @@ int wu_device_claim_interface(wu_device *dev, int iface);
 int wu_device_release_interface(wu_device *dev, int iface);
 int wu_device_set_altsetting(wu_device *dev, int iface, int alt);
 int wu_device_clear_halt(wu_device *dev, uint8_t ep);
+enum wu_kdriver { WU_KDRIVER_ACTIVE = 0, WU_KDRIVER_DETACH = 1, WU_KDRIVER_ATTACH = 2 };
+int wu_device_kernel_driver(wu_device *dev, int iface, int op); /* ACTIVE: 1/0; else a code */
 int wu_device_reset_port(wu_device *dev);   /* cancel and drain every transfer, then reset the port:
                                                halts and data toggles cleared, the configuration kept */
 int wu_device_cancel(wu_device *dev, int ep, uint64_t owner, int retire);

@@ -7,7 +7,7 @@ sanitized_build() {
     VENV=${VENV_SAN:-.venv-asan}
     test -x "$VENV/bin/python" || python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet cffi numpy libusb-package pytest hypothesis click rich matplotlib
+    "$VENV/bin/python" -m pip install --quiet cffi numpy libusb-package pytest hypothesis click rich matplotlib pyusb
     rm -rf "build/$name" && mkdir -p "build/$name"
     cp -r wdfusb "build/$name/" && rm -f "build/$name"/wdfusb/_native*.so
     WDFUSB_CFLAGS="$cflags" WDFUSB_LDFLAGS="$ldflags" "$VENV/bin/python" -c "

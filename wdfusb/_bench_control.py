@@ -5,12 +5,12 @@ requests (0x5c reads its buffer, 0x5b fills it), which the virtual device answer
 Each method runs the same round trips; ``c-loop`` is the engine's C loop (the reference),
 ``pythonic`` ``Device.control_read/control_write``, ``wdf``
 ``WdfUsbTargetDeviceSendControlTransferSynchronously``, and ``pyusb`` / ``libusb1``
-``ctrl_transfer`` / ``controlRead``+``controlWrite`` over the same libusb (real devices only).
+``ctrl_transfer`` / ``controlRead``+``controlWrite`` over the same libusb (real devices only),
+``pyusb+wdfusb`` pyusb's ``ctrl_transfer`` on wdfusb's pyusb backend.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 import time
 from collections.abc import Callable
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _engine
+from ._bench_methods import RUNNERS, find_with_pyusb
 from ._core import SETUP_SIZE
 from .device import UsbDeviceInfo
 from .device import open as open_device
@@ -27,7 +28,8 @@ IN_REQUEST = (0xC0, 0x5C, 0, 0, 1)  # bmRequestType, bRequest, wValue, wIndex, w
 OUT_REQUEST = (0x40, 0x5B, 0, 0, 64)
 OUT_DATA = bytes(range(64))
 ROUNDS = 3
-CONTROL_METHODS = ("c-loop", "wdf", "pythonic", "pyusb", "libusb1")
+CONTROL_METHODS = ("c-loop", "wdf", "pythonic", "pyusb", "libusb1", "pyusb+wdfusb")
+FOREIGN = ("pyusb", "libusb1", "pyusb+wdfusb")  # the libraries that open the device themselves
 
 
 @dataclass
@@ -107,16 +109,10 @@ def _loop_wdf(dev: Any, timeout: float | None) -> Callable[[int], None]:
     return loop
 
 
-def _loop_pyusb(info: UsbDeviceInfo, timeout: float | None) -> Callable[[int], None]:
-    import usb.backend.libusb1
-    import usb.core
+def _loop_pyusb(source: Any, timeout: float | None, method: str = "pyusb") -> Callable[[int], None]:
     import usb.util
 
-    path = _engine.libusb_path() or None
-    backend = usb.backend.libusb1.get_backend(find_library=(lambda _name: path) if path else None)
-    dev = usb.core.find(bus=info.bus, address=info.address, backend=backend)
-    if dev is None:
-        raise UsbIOError(f"pyusb does not see bus {info.bus} address {info.address}")
+    dev = find_with_pyusb(source, method)
     ms = 0 if timeout is None else max(1, round(timeout * 1000))
     ctrl = dev.ctrl_transfer
 
@@ -158,16 +154,6 @@ def _loop_libusb1(info: UsbDeviceInfo, timeout: float | None) -> Callable[[int],
     return loop
 
 
-def _unavailable(method: str, source: Any) -> str | None:
-    if method in ("pyusb", "libusb1"):
-        module = "usb" if method == "pyusb" else "usb1"
-        if importlib.util.find_spec(module) is None:
-            return f"{method} is not installed (pip install 'wdfusb[compare]')"
-        if not isinstance(source, UsbDeviceInfo):
-            return "cannot reach the virtual device (it lives inside wdfusb's engine, not behind libusb)"
-    return None
-
-
 def _timed(loop: Callable[[int], None], duration: float) -> tuple[int, float]:
     """Round trips that take about ``duration / ROUNDS`` seconds, and the fastest round's time."""
     n, t = 1, 0.0
@@ -196,13 +182,16 @@ def run_control(
     for method in [m for m in CONTROL_METHODS if m in methods]:
         row = ControlRow(method)
         rows.append(row)
-        row.skipped = _unavailable(method, source)
+        row.skipped = RUNNERS[method].unavailable(source) if method in FOREIGN else None
         if row.skipped:
             continue
         with open_device(source) as dev:
-            if method in ("pyusb", "libusb1"):
+            if method in FOREIGN:
                 dev.close()  # the other library opens the device itself
-                loop = (_loop_pyusb if method == "pyusb" else _loop_libusb1)(source, timeout)
+                if method == "libusb1":
+                    loop = _loop_libusb1(source, timeout)
+                else:
+                    loop = _loop_pyusb(source, timeout, method)
             else:
                 loop = {"c-loop": _loop_c, "wdf": _loop_wdf, "pythonic": _loop_pythonic}[method](dev, timeout)
             try:

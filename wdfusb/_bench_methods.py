@@ -14,6 +14,8 @@ failure raises a :class:`~wdfusb.errors.UsbError` with the bytes that moved.
   in flight.
 * ``pyusb`` / ``libusb1`` — the same transfers through pyusb and python-libusb1, for comparison
   (real libusb devices only: the virtual device lives inside wdfusb's engine).
+* ``pyusb+wdfusb`` — the ``pyusb`` method's unchanged calls on wdfusb's pyusb backend
+  (:mod:`wdfusb.pyusb`; it reaches the virtual device too).
 """
 
 from __future__ import annotations
@@ -309,16 +311,10 @@ class PyusbRunner(_ForeignRunner):
     description = "pyusb Device.write() / read() per transfer"
 
     def open(self) -> None:
-        import usb.backend.libusb1
-        import usb.core
         import usb.util
 
         self.iface = self._interface()
-        path = _engine.libusb_path() or None
-        backend = usb.backend.libusb1.get_backend(find_library=(lambda _name: path) if path else None)
-        self.dev = usb.core.find(bus=self.source.bus, address=self.source.address, backend=backend)
-        if self.dev is None:
-            raise UsbIOError(f"pyusb does not see bus {self.source.bus} address {self.source.address}")
+        self.dev = find_with_pyusb(self.source, self.name)
         usb.util.claim_interface(self.dev, self.iface)
         ep, dev, timeout = self.endpoint, self.dev, self.timeout_ms
         move = dev.read if self.reading else dev.write
@@ -338,6 +334,41 @@ class PyusbRunner(_ForeignRunner):
             usb.util.release_interface(dev, self.iface)
             usb.util.dispose_resources(dev)
             self.dev = None
+
+
+class PyusbWdfusbRunner(PyusbRunner):
+    """The ``pyusb`` method's calls, on wdfusb's pyusb backend."""
+
+    name = "pyusb+wdfusb"
+    description = "pyusb Device.write() / read() per transfer, on wdfusb's backend"
+
+    @classmethod
+    def unavailable(cls, source: Any) -> str | None:
+        if importlib.util.find_spec("usb") is None:
+            return "pyusb is not installed (pip install 'wdfusb[pyusb]')"
+        return None
+
+
+def find_with_pyusb(source: Any, method: str) -> Any:
+    """The pyusb device of ``source``: through pyusb's libusb1 backend (method ``pyusb``) or
+    wdfusb's (``pyusb+wdfusb``, which also finds a virtual device: bus 0, address 1)."""
+    import usb.backend.libusb1
+    import usb.core
+
+    if method == "pyusb+wdfusb":
+        from . import pyusb
+
+        virtual = isinstance(source, VirtualDevice)
+        backend = pyusb.get_backend(*([source] if virtual else []))
+        bus, address = (0, 1) if virtual else (source.bus, source.address)
+    else:
+        path = _engine.libusb_path() or None
+        backend = usb.backend.libusb1.get_backend(find_library=(lambda _name: path) if path else None)
+        bus, address = source.bus, source.address
+    dev = usb.core.find(bus=bus, address=address, backend=backend)
+    if dev is None:
+        raise UsbIOError(f"{method} does not see bus {bus} address {address}")
+    return dev
 
 
 class Libusb1Runner(_ForeignRunner):
@@ -387,7 +418,8 @@ class Libusb1Runner(_ForeignRunner):
 
 
 RUNNERS: dict[str, type[Runner]] = {
-    r.name: r for r in (CLoopRunner, WdfRunner, PythonicRunner, StreamingRunner, PyusbRunner, Libusb1Runner)
+    r.name: r
+    for r in (CLoopRunner, WdfRunner, PythonicRunner, StreamingRunner, PyusbRunner, Libusb1Runner, PyusbWdfusbRunner)
 }
 METHODS = tuple(RUNNERS)
 

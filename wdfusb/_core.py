@@ -35,6 +35,17 @@ SETUP_PACKET = struct.Struct("<BBHHH")  # bmRequestType, bRequest, wValue, wInde
 _owners = itertools.count(1)  # each open CoreDevice owns its transfers in C by this number
 
 
+def fill_control_buffer(
+    buf: bytearray, request_type: int, request: int, value: int, index: int, data: Any, length: int
+) -> bytearray:
+    """A control transfer's buffer as the engine takes it: the setup packet, then the data stage
+    (``data``, for a host-to-device request)."""
+    SETUP_PACKET.pack_into(buf, 0, request_type, request, value, index, length)
+    if length and not request_type & 0x80:
+        buf[SETUP_SIZE : SETUP_SIZE + length] = data
+    return buf
+
+
 class Source(Protocol):
     """Anything a device can be opened from."""
 
@@ -120,10 +131,7 @@ class CorePipe:
         if scratch is None:
             buf = bytearray(SETUP_SIZE + CONTROL_MAX)
             scratch = local.scratch = (buf, pin(buf, True))
-        buf = scratch[0]
-        SETUP_PACKET.pack_into(buf, 0, request_type, request, value, index, length)
-        if length and not request_type & 0x80:
-            buf[SETUP_SIZE : SETUP_SIZE + length] = data
+        buf = fill_control_buffer(scratch[0], request_type, request, value, index, data, length)
         code, actual = self.transfer(scratch[1], SETUP_SIZE + length, timeout_us, 0, xfer)
         return code, actual, buf
 

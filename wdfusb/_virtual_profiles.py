@@ -145,6 +145,7 @@ class Profile:
     max_packet0: int = 64  # bMaxPacketSize0 (USB 2.0)
     bcd_device: int = 0x0100
     bcd_usb: int = 0  # 0: from the speed
+    interface_class: int = 0xFF  # interface 0's bInterfaceClass (0xFF: vendor specific)
 
 
 PROFILES: dict[str, Profile] = {
@@ -159,7 +160,7 @@ PROFILES: dict[str, Profile] = {
     "pyusb-benchmark": Profile(
         0x04D8, 0xFA2E, "Travis Robinson", "Benchmark Device", "wdfusb-benchmark", pyusb_benchmark_endpoints,
         (None, "full", "high"), VendorBuffer, attributes=0xC0, max_power=50, max_packet0=8, bcd_device=0x0001,
-        bcd_usb=0x0200,
+        bcd_usb=0x0200, interface_class=0x00,
     ),
 }  # fmt: skip
 

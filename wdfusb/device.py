@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
-from . import _engine
-from ._core import CONTROL_MAX, SETUP_SIZE, CoreDevice, CorePipe
+from . import _aio, _engine
+from ._core import CONTROL_MAX, SETUP_SIZE, CoreDevice, CorePipe, fill_control_buffer
 from ._descriptors import DT_STRING, TYPE_NAMES, DeviceDescriptor
 from ._engine import ZLP as _ZLP
 from ._engine import DevInfo, NativeDevice
@@ -229,6 +229,34 @@ class Pipe:
             raise error_for(rc, actual, f"read from pipe 0x{self.address:02X}", data)
         return actual
 
+    # ---- asyncio (CONTRACT §8): the same transfers, awaited -------------------------------
+
+    async def write_async(self, data: Any, timeout: float | None = None, *, zlp: bool = False) -> int:
+        """:meth:`write`, awaited: the loop runs while the transfer is on the bus. Cancelling the
+        task cancels the transfer and waits until it is back; the ``CancelledError`` carries
+        ``bytes_transferred``."""
+        if not self._can_write:
+            self._refuse(False, "write to")
+        buf = _as_buffer(data, writable=False)
+        context = f"write to pipe 0x{self.address:02X}"
+        return await _aio.transfer(self._core, buf, len(buf), _ZLP if zlp else 0, self._timeout_us(timeout), context)
+
+    async def readinto_async(self, buffer: Any, timeout: float | None = None) -> int:
+        """:meth:`readinto`, awaited (cancelling as :meth:`write_async`)."""
+        if not self._can_read:
+            self._refuse(True, "read from")
+        buf = _as_buffer(buffer, writable=True)
+        context = f"read from pipe 0x{self.address:02X}"
+        return await _aio.transfer(self._core, buf, len(buf), 0, self._timeout_us(timeout), context, data_at=0)
+
+    async def read_async(self, size: int, timeout: float | None = None) -> bytes:
+        """:meth:`read` of ``size`` bytes, awaited (cancelling as :meth:`write_async`)."""
+        if size < 0:
+            raise ValueError("size must be >= 0")
+        out = bytearray(size)
+        n = await self.readinto_async(out, timeout)
+        return bytes(out[:n])
+
     def writer(
         self, *, depth: int = 8, chunk: int = 65536, timeout: float | None = None, zlp: ZlpPolicy = "never"
     ) -> StreamWriter:
@@ -369,6 +397,48 @@ class Device:
         if rc != 0:
             raise error_for(rc, actual, _control_context(request_type, request))
         return actual
+
+    async def control_read_async(
+        self,
+        request_type: int,
+        request: int,
+        value: int = 0,
+        index: int = 0,
+        length: int = 0,
+        timeout: float | None = None,
+    ) -> bytes:
+        """:meth:`control_read`, awaited (cancelling as :meth:`Pipe.write_async`)."""
+        _setup_fields(request_type, request, value, index, length, device_to_host=True)
+        out = bytearray(SETUP_SIZE + length)
+        n = await self._control_async(out, request_type, request, value, index, None, length, timeout)
+        return bytes(out[SETUP_SIZE : SETUP_SIZE + n])
+
+    async def control_write_async(
+        self,
+        request_type: int,
+        request: int,
+        value: int = 0,
+        index: int = 0,
+        data: Any = b"",
+        timeout: float | None = None,
+    ) -> int:
+        """:meth:`control_write`, awaited (cancelling as :meth:`Pipe.write_async`)."""
+        view = _engine.byte_view(data, flat=True)
+        _setup_fields(request_type, request, value, index, len(view), device_to_host=False)
+        out = bytearray(SETUP_SIZE + len(view))
+        return await self._control_async(out, request_type, request, value, index, view, len(view), timeout)
+
+    async def _control_async(
+        self, out: bytearray, request_type: int, request: int, value: int, index: int, data: Any, length: int,
+        timeout: float | None,
+    ) -> int:  # fmt: skip
+        fill_control_buffer(out, request_type, request, value, index, data, length)
+        context = _control_context(request_type, request)
+        reading = SETUP_SIZE if request_type & 0x80 else None
+        pinned = _engine.pin(out, True)
+        return await _aio.transfer(
+            self._core.control_pipe, pinned, len(out), 0, timeout_us(timeout), context, data_at=reading
+        )
 
     @property
     def langids(self) -> list[int]:

@@ -189,7 +189,7 @@ class VirtualDevice:
         table = desc.records(
             [
                 (desc.DT_DEVICE, 0, desc.build_device(vid, pid, bcd, ep0, prof.bcd_device)),
-                (desc.DT_CONFIG, 0, desc.build_config(settings, 0xFF, prof.attributes, prof.max_power)),
+                (desc.DT_CONFIG, 0, desc.build_config(settings, prof.interface_class, prof.attributes, prof.max_power)),
                 (desc.DT_STRING, 0, bytes([4, desc.DT_STRING, 0x09, 0x04])),
                 (desc.DT_STRING, 1, desc.build_string(manufacturer)),
                 (desc.DT_STRING, 2, desc.build_string(product)),

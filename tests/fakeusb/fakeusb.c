@@ -919,6 +919,22 @@ API int libusb_set_interface_alt_setting(struct libusb_device_handle *h, int ifa
     return rc;
 }
 
+/* The fake device has no kernel driver bound: none active, none to detach or attach. */
+static int no_kernel_driver(struct libusb_device_handle *h, int iface, int query)
+{
+    int rc;
+    pthread_mutex_lock(&m);
+    rc = check_handle(h);
+    pthread_mutex_unlock(&m);
+    if (rc) return rc;
+    if (iface != 0) return LIBUSB_ERROR_NOT_FOUND;
+    return query ? 0 : LIBUSB_ERROR_NOT_FOUND;
+}
+
+API int libusb_kernel_driver_active(struct libusb_device_handle *h, int iface) { return no_kernel_driver(h, iface, 1); }
+API int libusb_detach_kernel_driver(struct libusb_device_handle *h, int iface) { return no_kernel_driver(h, iface, 0); }
+API int libusb_attach_kernel_driver(struct libusb_device_handle *h, int iface) { return no_kernel_driver(h, iface, 0); }
+
 API int libusb_clear_halt(struct libusb_device_handle *h, unsigned char ep)
 {
     int rc;

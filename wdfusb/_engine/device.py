@@ -106,6 +106,16 @@ class NativeDevice:
     def clear_halt(self, ep: int) -> int:
         return int(lib.wu_device_clear_halt(self._h, ep))
 
+    def kernel_driver_active(self, iface: int) -> int:
+        """1 if a kernel driver is bound to interface ``iface``, 0 if not, else an engine code."""
+        return int(lib.wu_device_kernel_driver(self._h, iface, lib.WU_KDRIVER_ACTIVE))
+
+    def detach_kernel_driver(self, iface: int) -> int:
+        return int(lib.wu_device_kernel_driver(self._h, iface, lib.WU_KDRIVER_DETACH))
+
+    def attach_kernel_driver(self, iface: int) -> int:
+        return int(lib.wu_device_kernel_driver(self._h, iface, lib.WU_KDRIVER_ATTACH))
+
     def cancel(self, ep: int = -1, owner: int = 0, retire: bool = False) -> int:
         """Cancel newest first and drain every transfer in flight on ``ep`` (-1: all) of
         ``owner`` (0: all); ``retire`` also refuses their later submits."""

@@ -1,0 +1,365 @@
+"""A pyusb backend over wdfusb's engine: change one line of a pyusb script, keep the rest.
+
+    import usb.core, wdfusb.pyusb
+    dev = usb.core.find(idVendor=0x0525, idProduct=0xA4A0, backend=wdfusb.pyusb.get_backend())
+
+or ``wdfusb.pyusb.install()`` once, and ``usb.core.find()`` / the legacy ``usb.busses()`` use it
+without being told. What changes under the script: every transfer runs on wdfusb's C engine
+(Ctrl-C cancels it and waits until it is back, time-outs are exact, a write or read of any size
+works on a stock Linux kernel), and :class:`~wdfusb.VirtualDevice` objects passed to
+:func:`get_backend` are devices pyusb finds (bus 0, addresses from 1 in the order given).
+
+Errors are pyusb's: ``usb.core.USBError`` with ``errno`` and ``backend_error_code`` (libusb's
+error numbers, as pyusb's libusb1 backend gives them), ``usb.core.USBTimeoutError`` for a
+time-out. Time-outs are in milliseconds, 0 waiting for ever (libusb's rule). Isochronous
+transfers raise ``NotImplementedError`` (pyusb's own answer for what a backend does not do):
+wdfusb's engine moves bulk, interrupt and control transfers.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import usb.backend
+import usb.backend.libusb1
+import usb.core
+
+from . import _engine
+from ._core import CONTROL_MAX, SETUP_SIZE, CoreDevice, CorePipe
+from ._descriptors import DT_CONFIG, DT_ENDPOINT, DT_INTERFACE, EndpointInfo
+from ._engine import EP_BULK, EP_INTERRUPT
+from .device import UsbDeviceInfo, list_devices
+from .errors import UsbError
+from .virtual import VirtualDevice
+
+# engine result (libusb error numbers, and wdfusb's own) -> (errno, libusb's text for it)
+_ERRORS: dict[int, tuple[int | None, str]] = {
+    -1: (errno.EIO, "Input/Output Error"),
+    -2: (errno.EINVAL, "Invalid parameter"),
+    -3: (errno.EACCES, "Access denied (insufficient permissions)"),
+    -4: (errno.ENODEV, "No such device (it may have been disconnected)"),
+    -5: (errno.ENOENT, "Entity not found"),
+    -6: (errno.EBUSY, "Resource busy"),
+    -7: (errno.ETIMEDOUT, "Operation timed out"),
+    -8: (errno.EOVERFLOW, "Overflow"),
+    -9: (errno.EPIPE, "Pipe error"),
+    -10: (errno.EINTR, "System call interrupted (perhaps due to signal)"),
+    -11: (errno.ENOMEM, "Insufficient memory"),
+    -12: (errno.ENOSYS, "Operation not supported or unimplemented on this platform"),
+    _engine.WU_ERR_CANCELLED: (errno.ECANCELED, "Transfer cancelled"),
+    _engine.WU_ERR_WRONG_CONTEXT: (errno.EDEADLK, "Synchronous call from a completion callback"),
+    _engine.WU_ERR_FORKED: (errno.ENODEV, "Device opened before fork(); open it again in this process"),
+}
+_OTHER = (None, "Other error")
+
+
+def _check(code: int, actual: int = 0) -> int:
+    """``actual`` if the engine succeeded, else pyusb's exception for ``code``."""
+    if code == 0:
+        return actual
+    number, text = _ERRORS.get(code, _OTHER)
+    if code == _engine.WU_ERR_TIMEOUT:
+        raise usb.core.USBTimeoutError(text, code, number)
+    raise usb.core.USBError(text, code, number)
+
+
+# ---- descriptors, as pyusb reads their fields -----------------------------------------------
+
+
+class _Descriptor(SimpleNamespace):
+    """A descriptor's fields by their USB names, and the bytes of class or vendor descriptors
+    that follow it (``extra_descriptors``, as libusb's ``extra``)."""
+
+    def __init__(self, fields: dict[str, int]) -> None:
+        super().__init__(**fields)
+        self.extra_descriptors: list[int] = []
+
+
+_FIELDS = {
+    DT_CONFIG: ("<BBHBBBBB", "bLength bDescriptorType wTotalLength bNumInterfaces bConfigurationValue "
+                "iConfiguration bmAttributes bMaxPower"),
+    DT_INTERFACE: ("<BBBBBBBBB", "bLength bDescriptorType bInterfaceNumber bAlternateSetting bNumEndpoints "
+                   "bInterfaceClass bInterfaceSubClass bInterfaceProtocol iInterface"),
+    DT_ENDPOINT: ("<BBBBHB", "bLength bDescriptorType bEndpointAddress bmAttributes wMaxPacketSize bInterval"),
+}  # fmt: skip
+
+
+def _unpack(dtype: int, raw: bytes) -> _Descriptor:
+    fmt, names = _FIELDS[dtype]
+    need = struct.calcsize(fmt)
+    values = struct.unpack_from(fmt, raw.ljust(need, b"\0"))
+    d = _Descriptor(dict(zip(names.split(), values, strict=True)))
+    if dtype == DT_ENDPOINT:  # audio endpoints are 9 bytes long
+        d.bRefresh = raw[7] if len(raw) > 7 else 0
+        d.bSynchAddress = raw[8] if len(raw) > 8 else 0
+    return d
+
+
+@dataclass
+class _Config:
+    """One configuration descriptor, parsed: interfaces[number][alternate] -> (descriptor, endpoints)."""
+
+    descriptor: _Descriptor
+    interfaces: list[list[tuple[_Descriptor, list[_Descriptor]]]] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, blob: bytes) -> _Config:
+        config = cls(_unpack(DT_CONFIG, blob[:9]))
+        last = config.descriptor
+        i = blob[0] if blob else 0
+        while i + 2 <= len(blob):
+            n, dtype = blob[i], blob[i + 1]
+            if n < 2 or i + n > len(blob):
+                break
+            raw = blob[i : i + n]
+            if dtype == DT_INTERFACE and n >= 9:
+                last = _unpack(DT_INTERFACE, raw)
+                while len(config.interfaces) <= raw[2]:
+                    config.interfaces.append([])
+                config.interfaces[raw[2]].append((last, []))
+            elif dtype == DT_ENDPOINT and n >= 7 and config.interfaces and config.interfaces[-1]:
+                last = _unpack(DT_ENDPOINT, raw)
+                next(s for s in reversed(config.interfaces) if s)[-1][1].append(last)
+            else:
+                last.extra_descriptors.extend(raw)
+            i += n
+        config.interfaces = [s for s in config.interfaces if s]
+        return config
+
+    def setting(self, intf: int, alt: int) -> tuple[_Descriptor, list[_Descriptor]]:
+        for settings in self.interfaces:
+            if settings[0][0].bInterfaceNumber == intf:
+                return settings[alt]
+        raise IndexError(f"interface {intf} is not in configuration {self.descriptor.bConfigurationValue}")
+
+
+class _Device:
+    """What the backend gives pyusb for a device (``usb.core.Device._ctx.dev``): where it is,
+    its device descriptor, and its configuration descriptors once read."""
+
+    def __init__(self, source: UsbDeviceInfo | VirtualDevice, bus: int, address: int,
+                 ports: tuple[int, ...], speed: int, device_descriptor: bytes) -> None:  # fmt: skip
+        self.source = source
+        names = ("bLength bDescriptorType bcdUSB bDeviceClass bDeviceSubClass bDeviceProtocol bMaxPacketSize0 "
+                 "idVendor idProduct bcdDevice iManufacturer iProduct iSerialNumber bNumConfigurations")  # fmt: skip
+        values = struct.unpack_from("<BBHBBBBHHHBBBB", device_descriptor)
+        self.descriptor = _Descriptor(dict(zip(names.split(), values, strict=True)))
+        d = self.descriptor
+        d.bus, d.address, d.speed = bus, address, speed
+        d.port_number = ports[-1] if ports else None
+        d.port_numbers = ports or None
+        self._configs: dict[int, _Config] = {}
+
+    def config(self, index: int) -> _Config:
+        """Configuration ``index``, read from the device the first time (it is opened briefly)."""
+        if index not in self._configs:
+            if not 0 <= index < self.descriptor.bNumConfigurations:
+                raise IndexError(f"configuration index {index} out of range")
+            rc, native, owned = self.source._open_native()
+            if native is None:
+                _check(rc)
+            assert native is not None
+            try:
+                rc, head = native.get_descriptor(DT_CONFIG, index, 0, 9)
+                total = int.from_bytes(head[2:4], "little") if rc == 0 and len(head) >= 4 else 0
+                if rc == 0:
+                    rc, blob = native.get_descriptor(DT_CONFIG, index, 0, max(total, 9))
+                _check(rc)
+            finally:
+                if owned:
+                    native.close()
+            self._configs[index] = _Config.parse(bytes(blob))
+        return self._configs[index]
+
+
+class _Handle:
+    """An open device (``usb.core.Device._ctx.handle``): wdfusb's core device, the interfaces
+    claimed, and one engine pipe per endpoint and transfer type used."""
+
+    def __init__(self, dev: _Device, core: CoreDevice) -> None:
+        self.dev, self.core = dev, core
+        self.claimed: set[int] = set()
+        self._pipes: dict[tuple[int, int], CorePipe] = {}
+
+    def pipe(self, ep: int, intf: int, ep_type: int) -> CorePipe:
+        pipe = self._pipes.get((ep, ep_type))
+        if pipe is None:
+            pipe = self._pipes[ep, ep_type] = CorePipe(self.core, intf, 0, EndpointInfo(ep, ep_type, 0, 0))
+        return pipe
+
+
+def _ms(timeout: int) -> int:
+    """pyusb's milliseconds as the engine's microseconds (0: for ever, both)."""
+    if timeout < 0:
+        raise ValueError("timeout must be >= 0 milliseconds")
+    return int(timeout) * 1000
+
+
+def _bytes_of(buffer: Any) -> int:
+    return memoryview(buffer).nbytes
+
+
+class WdfusbBackend(usb.backend.IBackend):
+    """pyusb's ``IBackend`` on wdfusb's engine (see the module's docstring)."""
+
+    def __init__(self, virtual_devices: tuple[VirtualDevice, ...] = ()) -> None:
+        super().__init__()
+        self.virtual_devices = virtual_devices
+
+    def __repr__(self) -> str:
+        return f"<wdfusb pyusb backend, {len(self.virtual_devices)} virtual device(s)>"
+
+    # ---- devices and descriptors --------------------------------------------------------
+
+    def enumerate_devices(self) -> Iterator[_Device]:
+        try:
+            real = list_devices()
+        except UsbError:  # no libusb, or no USB here: the virtual devices still are
+            real = []
+        for d in real:
+            speed = {"low": 1, "full": 2, "high": 3, "super": 4, "super_plus": 5}.get(d.speed, 0)
+            assert d.descriptor is not None
+            yield _Device(d, d.bus, d.address, d.ports, speed, _descriptor_bytes(d))
+        for n, v in enumerate(self.virtual_devices, 1):
+            if v._native.closed:
+                continue
+            rc, blob = v._native.get_descriptor(1, 0, 0, 18)
+            if rc == 0:
+                yield _Device(v, 0, n, (), v._native.speed(), bytes(blob))
+
+    def get_parent(self, dev: _Device) -> None:
+        return None
+
+    def get_device_descriptor(self, dev: _Device) -> _Descriptor:
+        return dev.descriptor
+
+    def get_configuration_descriptor(self, dev: _Device, config: int) -> _Descriptor:
+        return dev.config(config).descriptor
+
+    def get_interface_descriptor(self, dev: _Device, intf: int, alt: int, config: int) -> _Descriptor:
+        return dev.config(config).interfaces[intf][alt][0]
+
+    def get_endpoint_descriptor(self, dev: _Device, ep: int, intf: int, alt: int, config: int) -> _Descriptor:
+        return dev.config(config).interfaces[intf][alt][1][ep]
+
+    # ---- opening, configurations, interfaces --------------------------------------------
+
+    def open_device(self, dev: _Device) -> _Handle:
+        rc, core = CoreDevice.open(dev.source)
+        if core is None:
+            _check(rc or -99)
+        assert core is not None
+        return _Handle(dev, core)
+
+    def close_device(self, dev_handle: _Handle) -> None:
+        for number in sorted(dev_handle.claimed):
+            dev_handle.core.native.release_interface(number)
+        dev_handle.claimed.clear()
+        dev_handle.core.close()  # cancels and drains whatever is still in flight
+
+    def set_configuration(self, dev_handle: _Handle, config_value: int) -> None:
+        _check(dev_handle.core.native.set_configuration(config_value))
+
+    def get_configuration(self, dev_handle: _Handle) -> int:
+        rc, value = dev_handle.core.native.get_configuration()
+        return _check(rc, value)
+
+    def set_interface_altsetting(self, dev_handle: _Handle, intf: int, altsetting: int) -> None:
+        _check(dev_handle.core.native.set_altsetting(intf, altsetting))
+
+    def claim_interface(self, dev_handle: _Handle, intf: int) -> None:
+        _check(dev_handle.core.native.claim_interface(intf))
+        dev_handle.claimed.add(intf)
+
+    def release_interface(self, dev_handle: _Handle, intf: int) -> None:
+        dev_handle.claimed.discard(intf)
+        _check(dev_handle.core.native.release_interface(intf))
+
+    # ---- transfers: one engine path for every kind ---------------------------------------
+
+    def _move(self, dev_handle: _Handle, ep: int, intf: int, ep_type: int, buffer: Any, timeout: int) -> int:
+        pipe = dev_handle.pipe(ep, intf, ep_type)
+        code, actual = pipe.transfer(_engine.pin(buffer, bool(ep & 0x80)), _bytes_of(buffer), _ms(timeout))
+        return _check(code, actual)
+
+    def bulk_write(self, dev_handle: _Handle, ep: int, intf: int, data: Any, timeout: int) -> int:
+        return self._move(dev_handle, ep, intf, EP_BULK, data, timeout)
+
+    def bulk_read(self, dev_handle: _Handle, ep: int, intf: int, buff: Any, timeout: int) -> int:
+        return self._move(dev_handle, ep, intf, EP_BULK, buff, timeout)
+
+    def intr_write(self, dev_handle: _Handle, ep: int, intf: int, data: Any, timeout: int) -> int:
+        return self._move(dev_handle, ep, intf, EP_INTERRUPT, data, timeout)
+
+    def intr_read(self, dev_handle: _Handle, ep: int, intf: int, buff: Any, timeout: int) -> int:
+        return self._move(dev_handle, ep, intf, EP_INTERRUPT, buff, timeout)
+
+    def ctrl_transfer(self, dev_handle: _Handle, bmRequestType: int, bRequest: int, wValue: int, wIndex: int,
+                      data: Any, timeout: int) -> int:  # fmt: skip
+        view = memoryview(data).cast("B")
+        length = view.nbytes
+        if length > CONTROL_MAX:
+            _check(-2)
+        pipe = dev_handle.core.control_pipe
+        code, actual, buf = pipe.control(bmRequestType, bRequest, wValue, wIndex, view, length, _ms(timeout))
+        if bmRequestType & 0x80 and actual:
+            view[:actual] = buf[SETUP_SIZE : SETUP_SIZE + actual]
+        return _check(code, actual)
+
+    def clear_halt(self, dev_handle: _Handle, ep: int) -> None:
+        _check(dev_handle.core.native.clear_halt(ep))
+
+    def reset_device(self, dev_handle: _Handle) -> None:
+        _check(dev_handle.core.reset_port())
+
+    # ---- kernel drivers (wdfusb also detaches one itself when it claims an interface) --------
+
+    def is_kernel_driver_active(self, dev_handle: _Handle, intf: int) -> bool:
+        rc = dev_handle.core.native.kernel_driver_active(intf)
+        return bool(_check(rc if rc < 0 else 0, rc))
+
+    def detach_kernel_driver(self, dev_handle: _Handle, intf: int) -> None:
+        _check(dev_handle.core.native.detach_kernel_driver(intf))
+
+    def attach_kernel_driver(self, dev_handle: _Handle, intf: int) -> None:
+        _check(dev_handle.core.native.attach_kernel_driver(intf))
+
+
+def _descriptor_bytes(d: UsbDeviceInfo) -> bytes:
+    x = d.descriptor
+    assert x is not None
+    return struct.pack("<BBHBBBBHHHBBBB", 18, 1, x.bcd_usb, x.device_class, x.device_subclass, x.device_protocol,
+                       x.max_packet0, x.vid, x.pid, x.bcd_device, x.i_manufacturer, x.i_product, x.i_serial,
+                       x.num_configurations)  # fmt: skip
+
+
+def get_backend(*virtual_devices: VirtualDevice) -> WdfusbBackend:
+    """A pyusb backend over wdfusb: the devices libusb sees, and ``virtual_devices``."""
+    for v in virtual_devices:
+        if not isinstance(v, VirtualDevice):
+            raise TypeError(f"get_backend() takes VirtualDevice objects, not {type(v).__name__}")
+    return WdfusbBackend(tuple(virtual_devices))
+
+
+_libusb1_get_backend = usb.backend.libusb1.get_backend
+
+
+def install(*virtual_devices: VirtualDevice) -> WdfusbBackend:
+    """Make wdfusb pyusb's default backend (the one ``usb.core.find()`` and ``usb.busses()`` use
+    when given none) until :func:`uninstall`; returns it."""
+    backend = get_backend(*virtual_devices)
+    usb.backend.libusb1.get_backend = lambda find_library=None: backend
+    return backend
+
+
+def uninstall() -> None:
+    """Give pyusb back its own default backend."""
+    usb.backend.libusb1.get_backend = _libusb1_get_backend
+
+
+__all__ = ["WdfusbBackend", "get_backend", "install", "uninstall"]
