@@ -8,6 +8,7 @@ A few run ``python -m wdfusb`` in a real subprocess, with faults injected by the
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -277,7 +278,7 @@ def test_bench_control_table_and_json(vdev: VirtualDevice, tmp_path: Any) -> Non
     path = tmp_path / "control.json"
     r = invoke(["bench", "dev", "--control", "--duration", "0.03", "--json", str(path)], {"dev": vdev})
     assert r.exit_code == 0, r.output
-    assert "us/round trip" in r.output and "pythonic" in r.output
+    assert "µs/round trip" in r.output and "pythonic" in r.output
     rows = {row["method"]: row for row in json.loads(path.read_text())["rows"]}
     assert rows["c-loop"]["round_trips"] > 0 and rows["wdf"]["round_trips"] > 0 and rows["pyusb"]["skipped"]
 
@@ -463,3 +464,45 @@ def test_subprocess_usage_errors(args: list[str], code: int) -> None:
     p = run_module(*args, input=b"z")
     assert p.returncode == code, p.stderr
     assert p.stderr.strip()
+
+
+def test_a_source_tree_without_its_shim_says_it_shadows_the_package(tmp_path: Any) -> None:
+    """``python -m wdfusb`` inside a checkout that was never built imports the checkout: the
+    error says so, and what to do."""
+    import shutil
+    from pathlib import Path
+
+    import wdfusb
+
+    shutil.copytree(Path(wdfusb.__file__).parent, tmp_path / "wdfusb", ignore=shutil.ignore_patterns("_native*"))
+    # as `python -m wdfusb list` there with wdfusb installed from a wheel: an editable install's
+    # finder would otherwise find the built package first
+    code = (
+        "import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in f.__module__]; "
+        "sys.argv = ['wdfusb', 'list']; runpy.run_module('wdfusb', run_name='__main__')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "shadows the installed wdfusb" in out.stderr and "pip install -e ." in out.stderr
+
+
+def test_outputs_that_cannot_be_written_fail_before_the_benchmark(tmp_path: Any) -> None:
+    r = invoke(["bench", "virtual:high", "--plot", str(tmp_path / "no" / "such" / "dir.png")])
+    assert r.exit_code == ExitCode.USAGE and "cannot write" in r.output
+    r = invoke(["bench", "virtual:high", "--json", str(tmp_path)])  # a directory (click says so)
+    assert r.exit_code == ExitCode.USAGE and "is a directory" in r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_skipped_methods_install_hint_keeps_its_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "usb1" else real(name, *a))
+    r = invoke(["bench", "virtual:high", "--sizes", "512", "--duration", "0.02", "--methods", "pythonic,libusb1"])
+    assert r.exit_code == 0, r.output
+    assert "pip install 'wdfusb[compare]'" in r.output
+
+
+def test_an_interrupt_pipe_is_measured_against_the_interrupt_limit() -> None:
+    r = invoke(["bench", "virtual:high", "0x02", "--sizes", "64", "--duration", "0.02", "--methods", "pythonic"])
+    assert r.exit_code == 0, r.output
+    assert "bus limit at high speed: 0.512 MB/s (one 64 B interrupt packet per 125 µs)" in r.output

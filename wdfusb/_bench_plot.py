@@ -1,4 +1,4 @@
-"""The benchmark plot (matplotlib, the ``plot`` extra): MB/s and us/transfer vs transfer size."""
+"""The benchmark plot (matplotlib, the ``plot`` extra): MB/s and µs/transfer vs transfer size."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _size_label(n: int) -> str:
 
 
 def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
-    """Two panels side by side, log-x: MB/s (with the bus limit line) and us per transfer."""
+    """Two panels side by side, log-x: MB/s (with the bus limit line) and µs per transfer."""
     try:
         import matplotlib
 
@@ -60,7 +60,7 @@ def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax_rate.set_ylabel("MB/s (10^6 bytes/s)")
     ax_rate.set_title("throughput")
-    ax_lat.set_ylabel("us per transfer")
+    ax_lat.set_ylabel("µs per transfer")
     ax_lat.set_title("time per transfer")
     ax_rate.legend(fontsize=8, loc="lower right")
     where = result.measured_on

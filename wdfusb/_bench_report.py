@@ -21,7 +21,7 @@ def size_text(n: int) -> str:
 
 
 def results_table(result: BenchResult) -> Table:
-    """One row per cell: method, depth, size, transfers, MB/s, us/transfer, x c-loop, % of the bus."""
+    """One row per cell: method, depth, size, transfers, MB/s, µs/transfer, x c-loop, % of the bus."""
     bus = f"% of {result.bus_limit_mb_s:g}" if result.bus_limit_mb_s else "% of bus"
     table = Table(
         title=f"wdfusb bench {result.device}: {result.direction} pipe 0x{result.endpoint:02X}, "
@@ -34,7 +34,7 @@ def results_table(result: BenchResult) -> Table:
         ("size", "right"),
         ("transfers", "right"),
         ("MB/s", "right"),
-        ("us/transfer", "right"),
+        ("µs/transfer", "right"),
         ("x c-loop", "right"),
         (bus, "right"),
     ):
@@ -65,7 +65,7 @@ def summary_lines(result: BenchResult) -> list[str]:
     """The bus limit of the device's speed and how close each method came; skipped methods."""
     lines = []
     if result.bus_limit_mb_s:
-        how = BUS_LIMITS[result.speed][1]
+        how = result.bus_limit_text or BUS_LIMITS[result.speed][1]
         lines.append(f"bus limit at {result.speed} speed: {result.bus_limit_mb_s:g} MB/s ({how})")
     else:
         lines.append(f"bus limit: none ({result.speed}: the device is not paced like a bus)")
@@ -113,5 +113,5 @@ class LiveProgress:
         self.progress.update(self.task, total=ev.total, completed=ev.index, description=label)
         c = ev.cell
         if c is not None and not self.quiet:
-            what = f"skipped: {c.skipped}" if c.skipped else f"{c.mb_s:10.3f} MB/s {c.us_per_transfer:12.1f} us"
+            what = f"skipped: {c.skipped}" if c.skipped else f"{c.mb_s:10.3f} MB/s {c.us_per_transfer:12.1f} µs"
             self.progress.console.print(f"  {label:<34} {what}")

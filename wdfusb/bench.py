@@ -55,8 +55,8 @@ REFERENCE = "c-loop"
 # Bulk payload the bus can carry per second (MB/s, 10^6 bytes), as the virtual device paces it.
 BUS_LIMITS: dict[str, tuple[float, str]] = {
     "full": (1.216, "19 x 64 B per 1 ms frame"),
-    "high": (53.248, "13 x 512 B per 125 us micro-frame"),
-    "super": (491.52, "60 x 1024 B per 125 us"),
+    "high": (53.248, "13 x 512 B per 125 µs micro-frame"),
+    "super": (491.52, "60 x 1024 B per 125 µs"),
 }
 
 
@@ -64,6 +64,24 @@ def bus_limit(speed: str) -> float | None:
     """The bulk bus limit in MB/s for a device speed ("full", "high", "super"); None if unpaced/unknown."""
     entry = BUS_LIMITS.get(speed)
     return entry[0] if entry else None
+
+
+def pipe_limit(speed: str, pipe_type: str, max_packet: int, interval: int) -> tuple[float | None, str]:
+    """The payload a pipe can carry per second (MB/s) and how: a bulk pipe the bus's limit, an
+    interrupt pipe one packet per service interval (bInterval frames at full speed, 2^(bInterval-1)
+    micro-frames above), as the virtual device paces them; None if unpaced or unknown."""
+    if pipe_type != "interrupt":
+        entry = BUS_LIMITS.get(speed)
+        return (entry[0], entry[1]) if entry else (None, "")
+    if speed not in BUS_LIMITS:
+        return None, ""
+    iv = max(1, interval)
+    if speed == "full":
+        period_us, text = 1000 * iv, f"{iv} ms"
+    else:
+        period_us = 125 << min(iv - 1, 15)
+        text = f"{period_us} µs"
+    return max_packet / period_us, f"one {max_packet} B interrupt packet per {text}"
 
 
 def make_pattern(size: int, pattern: str = "zeros", max_packet: int = 512) -> np.ndarray:
@@ -113,6 +131,7 @@ class BenchResult:
     methods: list[str]
     depths: list[int]
     direction: str = "write"  # "read" on an IN pipe
+    bus_limit_text: str = ""  # how the limit comes about ("13 x 512 B per 125 µs micro-frame" ...)
     cells: list[Cell] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # method -> why it did not run
     measured_on: dict[str, str] = field(default_factory=dict)
@@ -236,6 +255,7 @@ def run(
             if pipe.type not in ("bulk", "interrupt"):
                 raise ValueError(f"pipe 0x{ep:02X} is a {pipe.type} pipe; the benchmark needs a bulk or interrupt pipe")
             speed, max_packet = dev.speed, pipe.max_packet
+            limit, limit_text = pipe_limit(speed, pipe.type, pipe.max_packet, pipe.interval)
         sourced = pipe.is_in and is_virtual(source) and source.endpoint(ep).source_pattern is None
         if sourced:
             source.endpoint(ep).source(pattern)  # for the run (undone below)
@@ -244,7 +264,8 @@ def run(
             speed=speed,
             endpoint=ep,
             max_packet=max_packet,
-            bus_limit_mb_s=bus_limit(speed),
+            bus_limit_mb_s=limit,
+            bus_limit_text=limit_text,
             pattern=pattern,
             duration=duration,
             sizes=sorted(set(sizes)),
@@ -417,7 +438,7 @@ def write_csv(result: BenchResult, path: str | os.PathLike[str]) -> None:
 
 
 def plot(result: BenchResult, path: str | os.PathLike[str]) -> None:
-    """MB/s and us/transfer vs transfer size (log x), one line per method, with the bus limit.
+    """MB/s and µs/transfer vs transfer size (log x), one line per method, with the bus limit.
 
     Raises :class:`ImportError` with the install hint when matplotlib is missing."""
     from ._bench_plot import plot as _plot

@@ -280,11 +280,26 @@ def _check_chunk(pipe: Pipe, chunk: int) -> None:
 def _progress(quiet: bool) -> Progress:
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())  # fmt: skip
-    return Progress(*columns, console=Console(stderr=True), disable=quiet)
+    return Progress(*columns, console=Console(stderr=True, markup=False), disable=quiet)
+
+
+def _check_writable(path: str | None) -> None:
+    """A usage error now for an output file that cannot be written (it is opened and, if it
+    did not exist, removed again)."""
+    if not path:
+        return
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise click.UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    if not existed:
+        os.remove(path)
 
 
 def _stdout() -> Console:
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False)
     if not console.is_terminal:
         console.width = 120
     return console
@@ -682,7 +697,7 @@ def control(ctx: click.Context, device: str, request_type: int, request: int, va
               help="seconds per transfer")  # fmt: skip
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the results as JSON")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="write the results as CSV")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="plot MB/s and us/transfer (PNG, SVG ...)")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="plot MB/s and µs/transfer (PNG, SVG ...)")
 @click.option("-q", "--quiet", is_flag=True, help="no live progress")
 @click.option("--control", is_flag=True,
               help="time control round trips on EP0 instead (a 1-byte vendor IN + a 64-byte vendor OUT)")  # fmt: skip
@@ -703,8 +718,10 @@ def bench_cmd(ctx: click.Context, device: str, endpoint: int | None, sizes: tupl
         return
     if plot_path and bench.plot_unavailable():
         raise click.UsageError(str(bench.plot_unavailable()))
+    for path in (json_path, csv_path, plot_path):
+        _check_writable(path)  # before the benchmark runs, not after
     source = resolve(ctx, device)
-    with LiveProgress(Console(stderr=True, highlight=False), quiet) as live:
+    with LiveProgress(Console(stderr=True, highlight=False, markup=False), quiet) as live:
         result = bench.run(source, endpoint, sizes=sizes, methods=methods, depths=depths, duration=duration,
                            pattern=pattern, timeout=timeout, on_progress=live, label=device)  # fmt: skip
     out = _stdout()
@@ -726,7 +743,7 @@ def _bench_control(
 
     rows = run_control(resolve(ctx, device), duration=duration, timeout=timeout)
     table = Table(title=f"wdfusb bench {device} --control: 1-byte vendor IN + 64-byte vendor OUT", box=box.SIMPLE)
-    for col in ("method", "round trips", "us/round trip", "x c-loop"):
+    for col in ("method", "round trips", "µs/round trip", "x c-loop"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for r in rows:
         if r.skipped:

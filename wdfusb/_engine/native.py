@@ -5,14 +5,22 @@ Only the modules of this package call the shim; everything above them sees Pytho
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .. import __version__
 
 try:
     from .._native import ffi, lib
-except ImportError as exc:  # pragma: no cover - a broken install
-    raise ImportError(f"wdfusb's native module is missing or broken ({exc}); reinstall wdfusb") from exc
+except ImportError as exc:
+    _package = Path(__file__).resolve().parent.parent
+    _hint = "reinstall wdfusb"
+    if not any(_package.glob("_native*")):  # e.g. `python -m wdfusb` inside a source checkout
+        _hint = (
+            f"{_package} has no compiled shim: a source checkout there shadows the installed wdfusb; "
+            "run from another directory, or build it in place with `pip install -e .`"
+        )
+    raise ImportError(f"wdfusb's native module is missing or broken ({exc}); {_hint}") from exc
 
 _built = ffi.string(lib.wu_shim_version()).decode()
 if _built != __version__:  # pragma: no cover - a stale build
