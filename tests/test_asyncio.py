@@ -138,3 +138,37 @@ def test_the_loop_runs_while_a_transfer_is_on_the_bus() -> None:
         return ticks
 
     assert asyncio.run(main()) >= 5
+
+
+def test_a_closed_device_and_a_closed_coroutine() -> None:
+    """Awaited calls on a closed device raise wdfusb's device-gone error; a coroutine closed at
+    its await (no loop left to wait on) cancels and reaps its transfer before it goes."""
+
+    async def on_closed(dev: wdfusb.Device) -> None:
+        calls = [dev.pipe(OUT).write_async(b"x"), dev.pipe(IN).read_async(4)]
+        calls += [dev.control_read_async(0xC0, 0x5C, 0, 0, 1), dev.control_write_async(0x40, 0x5B, 0, 0, b"x")]
+        for call in calls:
+            with pytest.raises(wdfusb.DeviceGoneError):
+                await call
+
+    with wdfusb.VirtualDevice("high") as vdev:
+        dev = wdfusb.open(vdev)
+        coro = dev.pipe(IN).read_async(512)  # nothing comes
+        with pytest.raises(RuntimeError):  # (no running loop: it cannot even start)
+            coro.send(None)
+        dev.close()
+        asyncio.run(on_closed(dev))
+        dev = wdfusb.open(vdev)
+
+        async def read_then_abandon() -> None:
+            coro = dev.pipe(IN).read_async(512)
+            waiter = coro.__await__()
+            next(waiter)  # submitted, awaiting its completion
+            assert dev._core.native.live_transfers() == 1
+            waiter.close()  # GeneratorExit at the await
+            assert dev._core.native.live_transfers() == 0
+
+        asyncio.run(read_then_abandon())
+        dev.pipe(OUT).write(b"kept")
+        assert dev.pipe(IN).read(512, timeout=1) == b"kept"  # no orphaned read took it
+        dev.close()

@@ -118,3 +118,52 @@ def test_install_makes_it_pyusbs_default_until_uninstall() -> None:
         finally:
             wdfusb.pyusb.uninstall()
         assert usb.backend.libusb1.get_backend is original
+
+
+def test_what_an_adversary_found(bench: tuple[wdfusb.VirtualDevice, usb.core.Device]) -> None:
+    """A fraction of a millisecond is a time-out, not for ever; a cancelled transfer is libusb's
+    I/O error; setup fields are libusb's uint8/uint16, masked as ctypes masks them."""
+    import threading
+    import time
+
+    _, dev = bench
+    t0 = time.monotonic()
+    with pytest.raises(usb.core.USBTimeoutError):
+        dev.read(0x81, 16, timeout=0.5)
+    assert time.monotonic() - t0 < 1
+    assert dev.ctrl_transfer(0x40, 0x10, 0x10000, 0, b"masked") == 6  # wValue 0x10000 is 0
+    caught: list[BaseException] = []
+
+    def blocked() -> None:
+        try:
+            dev.read(0x81, 16, timeout=0)  # for ever
+        except usb.core.USBError as e:
+            caught.append(e)
+
+    t = threading.Thread(target=blocked)
+    t.start()
+    time.sleep(0.1)
+    usb.util.dispose_resources(dev)  # closes the handle: the read is cancelled
+    t.join(5)
+    assert caught and (caught[0].errno, caught[0].backend_error_code) == (errno.EIO, -1)
+
+
+def test_endpoints_belong_to_the_interface_before_them() -> None:
+    """Interfaces described out of order, and alternate settings interleaved between them."""
+    import struct
+
+    from wdfusb.pyusb import _Config
+
+    def iface(number: int, alt: int, n_eps: int) -> bytes:
+        return struct.pack("<BBBBBBBBB", 9, 4, number, alt, n_eps, 0xFF, 0, 0, 0)
+
+    def ep(address: int) -> bytes:
+        return struct.pack("<BBBBHB", 7, 5, address, 2, 512, 0)
+
+    body = iface(1, 0, 1) + ep(0x81) + iface(0, 0, 1) + ep(0x02) + iface(0, 1, 1) + ep(0x83) + b"\x04\x24\x01\x02"
+    blob = struct.pack("<BBHBBBBB", 9, 2, 9 + len(body), 2, 1, 0, 0x80, 50) + body
+    config = _Config.parse(blob)
+    where = [[(d.bInterfaceNumber, d.bAlternateSetting, [e.bEndpointAddress for e in eps]) for d, eps in s]
+             for s in config.interfaces]  # fmt: skip
+    assert where == [[(1, 0, [0x81])], [(0, 0, [0x02]), (0, 1, [0x83])]]
+    assert config.interfaces[1][1][1][0].extra_descriptors == [4, 0x24, 1, 2]  # after the endpoint: its extra

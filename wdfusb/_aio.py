@@ -4,7 +4,10 @@ A transfer is submitted with a tag (:mod:`wdfusb._dispatch`); its completion, ta
 engine's queue by the one completion thread, is handed to the awaiting task's loop with
 ``call_soon_threadsafe`` — no thread per call, no polling. Cancelling the task cancels the
 transfer and waits until it is back (a second cancel does not skip the wait); the
-``CancelledError`` then carries ``bytes_transferred``, as every wdfusb error does.
+``CancelledError`` then carries ``bytes_transferred``, as every wdfusb error does. A coroutine
+closed at its await (``coro.close()``, or collected) cancels and reaps the transfer before it goes.
+A loop closed with tasks still awaiting transfers leaves them to the device's close (``asyncio.run``
+cancels its tasks first, as it should).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from . import _dispatch
 from ._core import CorePipe
-from ._engine import address_of, copy_out, note_bytes
+from ._engine import EngineError, address_of, copy_out, note_bytes
 from .errors import error_for
 
 
@@ -33,7 +36,10 @@ async def transfer(
         except RuntimeError:  # the loop is closed: nobody awaits this transfer any more
             pass
 
-    xfer = pipe.new_transfer()
+    try:
+        xfer = pipe.new_transfer()
+    except EngineError as exc:  # the device is closed
+        raise error_for(exc.code, 0, context) from None
     rc = _dispatch.submit(xfer, pipe.address, pipe.type, buf, length, flags, timeout_us, completed)
     if rc != 0:
         raise error_for(rc, 0, context)
@@ -47,6 +53,9 @@ async def transfer(
             except asyncio.CancelledError:
                 xfer.cancel()
         note_bytes(cancelled, back.result()[1])
+        raise
+    except GeneratorExit:  # the coroutine is closed (or collected) at its await: no loop to wait on
+        xfer.reap()
         raise
     if status != 0:
         data = b"" if data_at is None else copy_out(address_of(buf, data_at), actual)

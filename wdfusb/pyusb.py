@@ -33,11 +33,19 @@ from . import _engine
 from ._core import CONTROL_MAX, SETUP_SIZE, CoreDevice, CorePipe
 from ._descriptors import DT_CONFIG, DT_ENDPOINT, DT_INTERFACE, EndpointInfo
 from ._engine import EP_BULK, EP_INTERRUPT
+from ._timeout import US_MAX
 from .device import UsbDeviceInfo, list_devices
 from .errors import UsbError
 from .virtual import VirtualDevice
 
-# engine result (libusb error numbers, and wdfusb's own) -> (errno, libusb's text for it)
+# libusb's error numbers -> (errno, libusb's text); the engine's own results are given the
+# number libusb's synchronous API reports for them (a cancelled transfer: an I/O error)
+_AS_LIBUSB = {
+    _engine.WU_ERR_CANCELLED: -1,
+    _engine.WU_ERR_IN_FLIGHT: -6,
+    _engine.WU_ERR_FORKED: -4,
+    _engine.WU_ERR_WRONG_CONTEXT: -99,
+}
 _ERRORS: dict[int, tuple[int | None, str]] = {
     -1: (errno.EIO, "Input/Output Error"),
     -2: (errno.EINVAL, "Invalid parameter"),
@@ -51,9 +59,6 @@ _ERRORS: dict[int, tuple[int | None, str]] = {
     -10: (errno.EINTR, "System call interrupted (perhaps due to signal)"),
     -11: (errno.ENOMEM, "Insufficient memory"),
     -12: (errno.ENOSYS, "Operation not supported or unimplemented on this platform"),
-    _engine.WU_ERR_CANCELLED: (errno.ECANCELED, "Transfer cancelled"),
-    _engine.WU_ERR_WRONG_CONTEXT: (errno.EDEADLK, "Synchronous call from a completion callback"),
-    _engine.WU_ERR_FORKED: (errno.ENODEV, "Device opened before fork(); open it again in this process"),
 }
 _OTHER = (None, "Other error")
 
@@ -62,6 +67,7 @@ def _check(code: int, actual: int = 0) -> int:
     """``actual`` if the engine succeeded, else pyusb's exception for ``code``."""
     if code == 0:
         return actual
+    code = _AS_LIBUSB.get(code, code if code in _ERRORS else -99)
     number, text = _ERRORS.get(code, _OTHER)
     if code == _engine.WU_ERR_TIMEOUT:
         raise usb.core.USBTimeoutError(text, code, number)
@@ -111,6 +117,8 @@ class _Config:
     def parse(cls, blob: bytes) -> _Config:
         config = cls(_unpack(DT_CONFIG, blob[:9]))
         last = config.descriptor
+        by_number: dict[int, list[tuple[_Descriptor, list[_Descriptor]]]] = {}
+        endpoints: list[_Descriptor] | None = None
         i = blob[0] if blob else 0
         while i + 2 <= len(blob):
             n, dtype = blob[i], blob[i + 1]
@@ -119,16 +127,15 @@ class _Config:
             raw = blob[i : i + n]
             if dtype == DT_INTERFACE and n >= 9:
                 last = _unpack(DT_INTERFACE, raw)
-                while len(config.interfaces) <= raw[2]:
-                    config.interfaces.append([])
-                config.interfaces[raw[2]].append((last, []))
-            elif dtype == DT_ENDPOINT and n >= 7 and config.interfaces and config.interfaces[-1]:
+                endpoints = []  # the endpoints that follow belong to this setting
+                by_number.setdefault(raw[2], []).append((last, endpoints))
+            elif dtype == DT_ENDPOINT and n >= 7 and endpoints is not None:
                 last = _unpack(DT_ENDPOINT, raw)
-                next(s for s in reversed(config.interfaces) if s)[-1][1].append(last)
+                endpoints.append(last)
             else:
                 last.extra_descriptors.extend(raw)
             i += n
-        config.interfaces = [s for s in config.interfaces if s]
+        config.interfaces = list(by_number.values())  # in the order they first appear (as libusb)
         return config
 
     def setting(self, intf: int, alt: int) -> tuple[_Descriptor, list[_Descriptor]]:
@@ -194,10 +201,12 @@ class _Handle:
 
 
 def _ms(timeout: int) -> int:
-    """pyusb's milliseconds as the engine's microseconds (0: for ever, both)."""
+    """pyusb's milliseconds as the engine's microseconds (0: for ever, both; a fraction of a
+    millisecond is not 0; beyond the engine's range is for ever)."""
     if timeout < 0:
         raise ValueError("timeout must be >= 0 milliseconds")
-    return int(timeout) * 1000
+    us = timeout * 1000
+    return 0 if us >= US_MAX else max(1, round(us)) if timeout else 0
 
 
 def _bytes_of(buffer: Any) -> int:
@@ -305,8 +314,10 @@ class WdfusbBackend(usb.backend.IBackend):
         length = view.nbytes
         if length > CONTROL_MAX:
             _check(-2)
-        pipe = dev_handle.core.control_pipe
-        code, actual, buf = pipe.control(bmRequestType, bRequest, wValue, wIndex, view, length, _ms(timeout))
+        pipe = dev_handle.core.control_pipe  # the fields are libusb's uint8/uint16 (masked, as ctypes does)
+        code, actual, buf = pipe.control(
+            bmRequestType & 0xFF, bRequest & 0xFF, wValue & 0xFFFF, wIndex & 0xFFFF, view, length, _ms(timeout)
+        )
         if bmRequestType & 0x80 and actual:
             view[:actual] = buf[SETUP_SIZE : SETUP_SIZE + actual]
         return _check(code, actual)
