@@ -66,6 +66,23 @@ class Collector:
             time.sleep(0.005)
 
 
+def wait_until(what: Any, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not what():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.005)
+
+
+def start_with(r: Rig, on_read: Any, length: int) -> Any:
+    """Readers of ``length`` bytes calling ``on_read``, started; their pipe's I/O target."""
+    config = WDF_USB_CONTINUOUS_READER_CONFIG()
+    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, on_read, None, length)
+    assert WdfUsbTargetPipeConfigContinuousReader(r.pipes[SRC], config) == STATUS_SUCCESS
+    target = WdfUsbTargetPipeGetIoTarget(r.pipes[SRC])
+    WdfIoTargetStart(target)
+    return target
+
+
 def configure(r: Rig, c: Collector, pending: int = 3) -> Any:
     config = WDF_USB_CONTINUOUS_READER_CONFIG()
     WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, c.read_complete, c, 4096)
@@ -144,10 +161,7 @@ def test_a_stall_calls_readers_failed_and_true_restarts_them(src: Rig) -> None:
     WdfIoTargetStart(target)
     c.wait_for(64 * 1024)
     src.vdev.endpoint(SRC).stall()
-    deadline = time.monotonic() + 10
-    while not c.failed:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(lambda: bool(c.failed))
     status, usbd = c.failed[0]
     assert status == STATUS_UNSUCCESSFUL or NTSTATUS(status).name != "STATUS_SUCCESS"
     assert usbd == USBD_STATUS_STALL_PID
@@ -164,10 +178,7 @@ def test_readers_failed_false_leaves_them_stopped_until_the_next_start(src: Rig)
     WdfIoTargetStart(target)
     c.wait_for(16 * 1024)
     src.vdev.endpoint(SRC).stall()
-    deadline = time.monotonic() + 10
-    while not c.failed:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(lambda: bool(c.failed))
     time.sleep(0.05)
     stopped_at = len(c.data)
     time.sleep(0.05)
@@ -186,15 +197,8 @@ def test_a_referenced_buffer_outlives_its_read(src: Rig) -> None:
             WdfObjectReference(Buffer)
             kept.append((Buffer, NumBytesTransferred))
 
-    config = WDF_USB_CONTINUOUS_READER_CONFIG()
-    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, keep, None, 1024)
-    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_SUCCESS
-    target = WdfUsbTargetPipeGetIoTarget(src.pipes[SRC])
-    WdfIoTargetStart(target)
-    deadline = time.monotonic() + 10
-    while not kept:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    target = start_with(src, keep, 1024)
+    wait_until(lambda: bool(kept))
     time.sleep(0.02)  # later reads use buffers of their own
     WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
     buffer, n = kept[0]
@@ -231,15 +235,8 @@ def test_stopping_from_a_completion_routine_is_a_bug_check(src: Rig) -> None:
         except WdfBugCheck as e:
             seen.append(e)
 
-    config = WDF_USB_CONTINUOUS_READER_CONFIG()
-    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, stop_inside, None, 512)
-    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_SUCCESS
-    target = WdfUsbTargetPipeGetIoTarget(src.pipes[SRC])
-    WdfIoTargetStart(target)
-    deadline = time.monotonic() + 10
-    while not seen:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    target = start_with(src, stop_inside, 512)
+    wait_until(lambda: bool(seen))
     WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
 
 
@@ -266,10 +263,7 @@ def test_a_device_unplugged_under_the_readers_is_not_restarted(src: Rig) -> None
     c.wait_for(16 * 1024)
     assert WdfUsbTargetDeviceIsConnectedSynchronous(src.device) == STATUS_SUCCESS
     src.vdev.unplug()
-    deadline = time.monotonic() + 10
-    while not c.failed:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(lambda: bool(c.failed))
     time.sleep(0.1)
     assert len(c.failed) == 1 and c.failed[0][0] == STATUS_DEVICE_NOT_CONNECTED
     assert WdfUsbTargetDeviceIsConnectedSynchronous(src.device) == STATUS_DEVICE_DOES_NOT_EXIST
@@ -286,15 +280,8 @@ def test_is_connected_is_a_passive_level_question(src: Rig) -> None:
         if not answers:
             answers.append(WdfUsbTargetDeviceIsConnectedSynchronous(src.device))
 
-    config = WDF_USB_CONTINUOUS_READER_CONFIG()
-    WDF_USB_CONTINUOUS_READER_CONFIG_INIT(config, ask, None, 512)
-    assert WdfUsbTargetPipeConfigContinuousReader(src.pipes[SRC], config) == STATUS_SUCCESS
-    target = WdfUsbTargetPipeGetIoTarget(src.pipes[SRC])
-    WdfIoTargetStart(target)
-    deadline = time.monotonic() + 10
-    while not answers:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    target = start_with(src, ask, 512)
+    wait_until(lambda: bool(answers))
     WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
     assert answers == [STATUS_INVALID_DEVICE_REQUEST]
     with pytest.raises(WdfBugCheck):
