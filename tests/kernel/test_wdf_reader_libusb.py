@@ -71,6 +71,13 @@ def start_readers(pipe: Any, reads: Reads, pending: int = 4) -> Any:
     return target
 
 
+def halt_by_the_host(device: WDFUSBDEVICE, endpoint: int) -> None:
+    """SET_FEATURE(ENDPOINT_HALT) through the WDF control path: the endpoint stalls its I/O."""
+    setup = WDF_USB_CONTROL_SETUP_PACKET()
+    WDF_USB_CONTROL_SETUP_PACKET_INIT_FEATURE(setup, BmRequestToEndpoint, USB_FEATURE_ENDPOINT_STALL, endpoint, True)
+    assert WdfUsbTargetDeviceSendControlTransferSynchronously(device, None, None, setup, None, None) == 0
+
+
 def endpoint_halted(device: WDFUSBDEVICE, endpoint: int) -> int:
     """GET_STATUS of an endpoint through the WDF control path: bit 0 is its halt feature."""
     setup = WDF_USB_CONTROL_SETUP_PACKET()
@@ -107,9 +114,7 @@ def test_a_halt_set_by_the_host_fails_the_readers_and_true_restarts_them(
     reads = Reads(bulk_maxp, 8 * bulk_maxp)
     target = start_readers(pipes[SRC], reads, pending=3)
     reads.wait(lambda: reads.total >= 1 << 20)
-    setup = WDF_USB_CONTROL_SETUP_PACKET()
-    WDF_USB_CONTROL_SETUP_PACKET_INIT_FEATURE(setup, BmRequestToEndpoint, USB_FEATURE_ENDPOINT_STALL, SRC, True)
-    assert WdfUsbTargetDeviceSendControlTransferSynchronously(device, None, None, setup, None, None) == 0
+    halt_by_the_host(device, SRC)
     reads.wait(lambda: bool(reads.failed))
     assert reads.failed[0][1] == USBD_STATUS_STALL_PID
     before = reads.total
@@ -124,9 +129,7 @@ def test_readers_failed_false_leaves_the_endpoint_halted(sourcesink: gadget.Sour
     reads = Reads(bulk_maxp, 8 * bulk_maxp, restart=False)
     target = start_readers(pipes[SRC], reads, pending=2)
     reads.wait(lambda: reads.total >= 256 << 10)
-    setup = WDF_USB_CONTROL_SETUP_PACKET()
-    WDF_USB_CONTROL_SETUP_PACKET_INIT_FEATURE(setup, BmRequestToEndpoint, USB_FEATURE_ENDPOINT_STALL, SRC, True)
-    assert WdfUsbTargetDeviceSendControlTransferSynchronously(device, None, None, setup, None, None) == 0
+    halt_by_the_host(device, SRC)
     reads.wait(lambda: bool(reads.failed))
     time.sleep(0.2)
     stopped = reads.total
