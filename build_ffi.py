@@ -19,7 +19,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
-SOURCES = ["engine.c", "ring.c", "platform.c", "backend_libusb.c", "backend_virtual.c"]
+SOURCES = ["engine.c", "ring.c", "platform.c", "backend_libusb.c", "backend_virtual.c", "hotplug.c"]
 
 
 def package_version() -> str:

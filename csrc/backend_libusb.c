@@ -378,6 +378,41 @@ static int lu_start_events(wu_device *d)
     return rc;
 }
 
+/* ---- arrival and removal -------------------------------------------------------------- */
+
+static int hotplug_gen = -1; /* ctx_gen of the context the callback is registered with */
+static int hotplug_on;
+
+static int WU_CALLBACK on_hotplug(libusb_context *c, libusb_device *dev, int event, void *user_data)
+{
+    (void)c; (void)dev; (void)event; (void)user_data;
+    wu_hotplug_bump();
+    return 0; /* stay registered */
+}
+
+/* libusb delivers hotplug callbacks from event handling: the event thread runs it for good. */
+int wu_libusb_hotplug(void)
+{
+    int rc;
+    if (!wu_libusb_loaded()) return WU_ERR_NO_LIBUSB;
+    if ((rc = fresh_context()) != WU_OK) return rc;
+    wu_mutex_lock(&load_lock);
+    if (hotplug_gen != ctx_gen) {
+        libusb_hotplug_callback_handle handle;
+        hotplug_on = 0;
+        if (L.libusb_has_capability(LIBUSB_CAP_HAS_HOTPLUG))
+            hotplug_on = L.libusb_hotplug_register_callback(
+                             ctx, LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED | LIBUSB_HOTPLUG_EVENT_DEVICE_LEFT, 0,
+                             LIBUSB_HOTPLUG_MATCH_ANY, LIBUSB_HOTPLUG_MATCH_ANY, LIBUSB_HOTPLUG_MATCH_ANY,
+                             on_hotplug, NULL, &handle) == 0;
+        hotplug_gen = ctx_gen;
+    }
+    rc = hotplug_on;
+    wu_mutex_unlock(&load_lock);
+    if (rc == 1 && lu_start_events(NULL) != WU_OK) return WU_ERR_NO_MEM;
+    return rc;
+}
+
 /* ---- device operations ------------------------------------------------------------------ */
 
 static int lu_speed(wu_device *d) { return LD(d)->speed; }

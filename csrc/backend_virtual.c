@@ -702,6 +702,7 @@ static void v_close(wu_device *d)
     wu_cond_broadcast(&v->cond);
     wu_mutex_unlock(&d->lock);
     wu_thread_join(t);
+    wu_hotplug_bump(); /* a closed virtual device is detached */
 }
 
 static void v_destroy_state(vdev *v)
@@ -786,7 +787,7 @@ int wu_virtual_create(const wu_vdev_config *c, wu_device **out)
         v_destroy_state(v);
         return WU_ERR_NO_MEM;
     }
-    return WU_OK;
+    return WU_OK; /* attached once Python lists it: virtual.py announces it (wu_hotplug_bump) */
 }
 
 /* Run body with e = endpoint ep of virtual device d, under the device lock. */
@@ -868,6 +869,7 @@ int wu_virtual_unplug(wu_device *d)
     advance_all(V(d));
     wu_cond_broadcast(&V(d)->cond);
     wu_mutex_unlock(&d->lock);
+    wu_hotplug_bump(); /* it left */
     return WU_OK;
 }
 

@@ -71,6 +71,12 @@ enum { LIBUSB_TRANSFER_ADD_ZERO_PACKET = 1 << 3 };
 enum { LIBUSB_ERROR_NOT_FOUND = -5, LIBUSB_ERROR_INTERRUPTED = -10, LIBUSB_ERROR_NO_MEM = -11,
        LIBUSB_ERROR_NOT_SUPPORTED = -12 };
 
+typedef int libusb_hotplug_callback_handle;
+typedef int (WU_CALLBACK *libusb_hotplug_callback_fn)(libusb_context *ctx, libusb_device *device, int event,
+                                                      void *user_data);
+enum { LIBUSB_CAP_HAS_HOTPLUG = 0x0001 };
+enum { LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED = 1, LIBUSB_HOTPLUG_EVENT_DEVICE_LEFT = 2, LIBUSB_HOTPLUG_MATCH_ANY = -1 };
+
 /* Every function the shim calls, as a table of pointers filled at load time. */
 #define WU_LIBUSB_FUNCTIONS(X)                                                                 \
     X(int, libusb_init, (libusb_context **ctx))                                                \
@@ -105,6 +111,11 @@ enum { LIBUSB_ERROR_NOT_FOUND = -5, LIBUSB_ERROR_INTERRUPTED = -10, LIBUSB_ERROR
     X(void, libusb_free_transfer, (struct libusb_transfer *t))                                 \
     X(int, libusb_submit_transfer, (struct libusb_transfer *t))                                \
     X(int, libusb_cancel_transfer, (struct libusb_transfer *t))                                \
+    X(int, libusb_has_capability, (uint32_t capability))                                       \
+    X(int, libusb_hotplug_register_callback, (libusb_context *ctx, int events, int flags,      \
+                                              int vendor_id, int product_id, int dev_class,    \
+                                              libusb_hotplug_callback_fn cb, void *user_data,  \
+                                              libusb_hotplug_callback_handle *handle))         \
     X(int, libusb_handle_events_timeout_completed, (libusb_context *ctx, struct timeval *tv,   \
                                                     int *completed))
 

@@ -76,6 +76,15 @@ typedef struct {
 int wu_libusb_list(wu_devinfo *out, int max);     /* count (may exceed max) or error */
 int wu_libusb_open(uint8_t bus, uint8_t address, wu_device **out);
 
+/* ---- arrival and removal ------------------------------------------------- */
+/* A counter that moves whenever a device may have arrived or left (libusb's hotplug events,
+   virtual devices listed, unplugged or closed). wu_hotplug_wait returns it once it differs
+   from seen, or after timeout_us (< 0: no limit). wu_libusb_hotplug starts libusb's events:
+   1 when the platform reports arrivals and removals, 0 when callers must poll, or an error. */
+uint64_t wu_hotplug_wait(uint64_t seen, int64_t timeout_us);
+void wu_hotplug_bump(void);   /* the list may have changed (a virtual device is listed from now on) */
+int wu_libusb_hotplug(void);
+
 /* ---- the virtual device -------------------------------------------------- */
 /* SINK takes data; LOOPBACK_OUT takes data and feeds LOOPBACK_IN, which returns it in
    order; SWITCH reports a one-byte switch state each time it changes */

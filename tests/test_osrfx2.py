@@ -36,8 +36,11 @@ def test_the_board_as_the_host_sees_it(counts: None, speed: str, high: int) -> N
         board.set_switch(0x42)
         assert dev.pipe(0x81).read(1, timeout=1) == b"\x42"  # ... and on every change
         assert dev.control_read(0xC0, 0xD6, 0, 0, 1) == b"\x42"  # READ_SWITCHES
-        dev.control_write(0x40, 0xDA)  # REENUMERATE
-        assert board.function.reenumerations == 1
+        pipes, address = list(dev.pipes), board.address
+        dev.control_write(0x40, 0xDA)  # REENUMERATE: answered, then the board leaves and comes back
+        dev.reconnect(timeout=5)
+        assert board.function.reenumerations == 1 and board.address != address and dev.pipes == pipes
+        assert dev.control_read(0xC0, 0xD7, 0, 0, 1) == b"\x0f"  # the firmware kept its state
         for bad in [(0xC0, 0xD8, 0, 0, 1), (0xC1, 0xD7, 0, 0, 1), (0xC0, 0xD0, 0, 0, 1)]:
             with pytest.raises(wdfusb.UsbStallError):
                 dev.control_read(*bad)
@@ -60,10 +63,13 @@ def test_the_sample_ioctl_functions(counts: None) -> None:
         assert fx2.GetSevenSegmentState(ctx, got) == STATUS_SUCCESS and got == seg
         board.set_switch(0x5A)
         assert fx2.GetSwitchState(ctx, got) == STATUS_SUCCESS and got[0] == 0x5A
-        assert fx2.ReenumerateDevice(ctx) == STATUS_SUCCESS and board.function.reenumerations == 1
         board.endpoint(0x06).stall()
         assert fx2.ResetPipe(ctx.BulkWritePipe) == STATUS_SUCCESS and not board.endpoint(0x06).halted
         assert WdfUsbTargetPipeIsInEndpoint(ctx.BulkReadPipe) and WdfUsbTargetPipeIsOutEndpoint(ctx.BulkWritePipe)
+        with wdfusb.watch(port=f"0-{board.port}") as events:
+            assert fx2.ReenumerateDevice(ctx) == STATUS_SUCCESS and board.function.reenumerations == 1
+            assert [events.get(5).kind, events.get(5).kind] == ["left", "arrived"]  # type: ignore[union-attr]
+        assert WdfUsbTargetDeviceIsConnectedSynchronous(ctx.UsbDevice) == STATUS_DEVICE_DOES_NOT_EXIST
         WdfObjectDelete(ctx.UsbDevice)
 
 

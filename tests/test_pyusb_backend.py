@@ -34,13 +34,16 @@ def bench() -> Iterator[tuple[wdfusb.VirtualDevice, usb.core.Device]]:
 
 def test_the_virtual_devices_are_pyusb_devices(bench: tuple[wdfusb.VirtualDevice, usb.core.Device]) -> None:
     vdev, dev = bench
-    assert (dev.bus, dev.address, dev.port_numbers) == (0, 1, None)
+    assert (dev.bus, dev.address, dev.port_numbers) == (0, vdev.address, (vdev.port,))  # as wdfusb lists it
     assert (dev.manufacturer, dev.product, dev.serial_number) == ("Travis Robinson", "Benchmark Device", vdev.serial)
     assert [e.bEndpointAddress for e in dev[0][(0, 1)]] == [0x02, 0x82]
     others = wdfusb.VirtualDevice("high", serial="second")
     try:
         found = list(usb.core.find(find_all=True, backend=wdfusb.pyusb.get_backend(vdev, others)))
-        assert [(d.idVendor, d.address) for d in found if d.bus == 0] == [(VID, 1), (others.vid, 2)]
+        assert [(d.idVendor, d.address) for d in found if d.bus == 0] == [
+            (VID, vdev.address),
+            (others.vid, others.address),
+        ]
     finally:
         others.close()
     with pytest.raises(TypeError, match="VirtualDevice"):

@@ -3,7 +3,8 @@
 Two layers:
 
 * :mod:`wdfusb` — the Pythonic API: :func:`open`, :func:`find_device`, :func:`list_devices`,
-  :class:`VirtualDevice`, :class:`Device`, :class:`Pipe` with its :class:`StreamWriter` and
+  :func:`watch` and :func:`wait_for` (devices that come and go), :class:`VirtualDevice`,
+  :class:`Device`, :class:`Pipe` with its :class:`StreamWriter` and
   :class:`StreamReader`; seconds, context managers and exceptions rooted in :class:`OSError`.
 * :mod:`wdfusb.wdf` — the WDF names one-to-one (``WdfUsbTargetPipeWriteSynchronously`` ...),
   returning NTSTATUS values, so driver code ports line by line.
@@ -18,6 +19,7 @@ from .errors import (
     DeviceGoneError,
     DeviceNotFoundError,
     LibusbNotFoundError,
+    MultipleDevicesError,
     UsbAccessError,
     UsbBusyError,
     UsbCancelledError,
@@ -27,6 +29,7 @@ from .errors import (
     UsbStallError,
     UsbTimeoutError,
 )
+from .hotplug import DeviceEvent, Watch, wait_for, watch
 from .reader import StreamReader
 from .virtual import VirtualDevice, VirtualEndpoint
 
@@ -45,9 +48,11 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Device",
+    "DeviceEvent",
     "DeviceGoneError",
     "DeviceNotFoundError",
     "LibusbNotFoundError",
+    "MultipleDevicesError",
     "Pipe",
     "StreamReader",
     "StreamWriter",
@@ -62,8 +67,11 @@ __all__ = [
     "UsbTimeoutError",
     "VirtualDevice",
     "VirtualEndpoint",
+    "Watch",
     "__version__",
     "find_device",
     "list_devices",
     "open",
+    "wait_for",
+    "watch",
 ]

@@ -351,7 +351,7 @@ class PyusbWdfusbRunner(PyusbRunner):
 
 def find_with_pyusb(source: Any, method: str) -> Any:
     """The pyusb device of ``source``: through pyusb's libusb1 backend (method ``pyusb``) or
-    wdfusb's (``pyusb+wdfusb``, which also finds a virtual device: bus 0, address 1)."""
+    wdfusb's (``pyusb+wdfusb``, which also finds a virtual device: bus 0, its address)."""
     import usb.backend.libusb1
     import usb.core
 
@@ -360,7 +360,7 @@ def find_with_pyusb(source: Any, method: str) -> Any:
 
         virtual = isinstance(source, VirtualDevice)
         backend = pyusb.get_backend(*([source] if virtual else []))
-        bus, address = (0, 1) if virtual else (source.bus, source.address)
+        bus, address = (0, source.address) if virtual else (source.bus, source.address)
     else:
         path = _engine.libusb_path() or None
         backend = usb.backend.libusb1.get_backend(find_library=(lambda _name: path) if path else None)

@@ -155,6 +155,7 @@ class CoreDevice:
         self._owned = owned
         self._lock = threading.Lock()
         self._pipes: dict[int, list[CorePipe]] = {}
+        self.alt_settings: dict[int, int] = {}  # claimed interface -> its selected alternate setting
         self.owner = next(_owners)
         self.closed = False
         self.stack_size = 1 if native.is_virtual else 2
@@ -215,6 +216,7 @@ class CoreDevice:
             if rc != 0:
                 return rc
             self._pipes[number] = [CorePipe(self, number, alt, ep) for ep in setting.endpoints]
+            self.alt_settings[number] = alt
         return 0
 
     def select_setting(self, number: int, alt: int) -> int:
@@ -232,6 +234,7 @@ class CoreDevice:
         for pipe in self._pipes[number]:
             pipe._local = _Internal()  # their threads' transfers go with them
         self._pipes[number] = [CorePipe(self, number, alt, ep) for ep in setting.endpoints]
+        self.alt_settings[number] = alt
         return 0
 
     def connected(self) -> int:

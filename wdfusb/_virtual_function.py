@@ -65,6 +65,7 @@ class Function:
     def __init__(self, native: NativeDevice, handler: Handler, errors: list[BaseException], name: str) -> None:
         self._native, self.handler, self._errors = native, handler, errors
         self._stop = threading.Event()
+        self._after: list[Callable[[], None]] = []  # what the handler asked to happen after its answer
         self._thread = threading.Thread(target=self._run, name=f"{name}-function", daemon=True)
         self._thread.start()
 
@@ -88,6 +89,8 @@ class Function:
                 b"" if setup[0] & 0x80 else bytes(ffi.buffer(slot.data, length)),
             )
             self._native.answer(int(slot.id), *self._answer(request))
+            while self._after:
+                self._after.pop(0)()
 
     def _answer(self, request: ControlRequest) -> tuple[int, bytes]:
         try:
@@ -101,6 +104,13 @@ class Function:
             self._errors.append(exc)
             warnings.warn(f"virtual device: the control handler raised on {request}: {exc!r}", stacklevel=1)
             return WU_ERR_PIPE, b""
+
+    def on_its_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def after_answer(self, action: Callable[[], None]) -> None:
+        """Run ``action`` on this thread once the request being handled is answered."""
+        self._after.append(action)
 
     def stop(self) -> None:
         """Stop answering (the device is closing); waits for the thread."""

@@ -98,8 +98,9 @@ class VendorBuffer:
 class OsrFx2:
     """The OSR USB-FX2 board's vendor requests: the bar graph and 7-segment display store the raw
     byte they are set to and return it; the switches are the device's switch state
-    (``VirtualDevice.set_switch``); IS_HIGH_SPEED answers 1 at high speed; REENUMERATE is counted
-    (``reenumerations``; the device does not leave the bus yet)."""
+    (``VirtualDevice.set_switch``); IS_HIGH_SPEED answers 1 at high speed; REENUMERATE is answered, then the board
+    re-enumerates (:meth:`VirtualDevice.reenumerate`; ``reenumerations`` counts them) and the
+    host finds it again with :meth:`wdfusb.Device.reconnect`, as after the real board's."""
 
     def __init__(self, device: VirtualDevice) -> None:
         self.device = device
@@ -126,6 +127,7 @@ class OsrFx2:
                 return None
             if r.request == REENUMERATE and r.length == 0:
                 self.reenumerations += 1
+                self.device.reenumerate()  # after this answer, as the firmware does
                 return None
         return STALL
 

@@ -46,8 +46,9 @@ from . import __version__, bench, patterns
 from ._bench_methods import METHODS, streaming_unavailable
 from ._core import MAX_TRANSFER_SIZE, CoreDevice
 from ._descriptors import TYPE_NAMES, DeviceDescriptor, EndpointInfo, SettingInfo
+from ._lookup import SPEED_LABELS, read_string
 from ._status import NTSTATUS_NAMES, USBD_STATUS_NAMES
-from .device import SPEED_LABELS, Device, Pipe, list_devices, parse_target, read_string
+from .device import Device, Pipe, list_devices, parse_target
 from .device import open as open_device
 from .errors import (
     DeviceGoneError,
@@ -315,7 +316,8 @@ def _stdout() -> Console:
 def cli(ctx: click.Context, faults: tuple[str, ...]) -> None:
     """wdfusb: WDF-style USB I/O from the command line, over libusb or the built-in virtual device.
 
-    DEVICE is VID:PID[:SERIAL] (hex), BUS/ADDR, or virtual[:full|high|super|none].
+    DEVICE is VID:PID[:SERIAL] (hex), BUS/ADDR, a port path BUS-PORT[.PORT...] (as `list` shows),
+    or virtual[:full|high|super|none].
     """
     ctx.ensure_object(dict)
     ctx.obj.setdefault("targets", {})
@@ -326,16 +328,20 @@ def device_rows() -> tuple[list[dict[str, Any]], str | None]:
     """What ``list`` shows: every libusb device, then the virtual one; and a warning, if any."""
     rows, warning = [], None
     try:
-        for d in list_devices():
+        devices = list_devices(virtual=False)
+        ids = [(d.vid, d.pid) for d in devices]
+        for d in devices:
             names = d.strings()
-            rows.append({"target": f"{d.vid:04x}:{d.pid:04x}", "vid": f"{d.vid:04x}", "pid": f"{d.pid:04x}",
-                         "bus": d.bus, "address": d.address, "speed": d.speed, **names, "virtual": False})  # fmt: skip
+            target = f"{d.vid:04x}:{d.pid:04x}" if ids.count((d.vid, d.pid)) == 1 else d.port_path
+            rows.append({"target": target, "vid": f"{d.vid:04x}", "pid": f"{d.pid:04x}", "bus": d.bus,
+                         "address": d.address, "port": d.port_path, "speed": d.speed, **names,
+                         "virtual": False})  # fmt: skip
     except UsbError as exc:
         what = "libusb could not be loaded" if isinstance(exc, LibusbNotFoundError) else "listing USB devices failed"
         warning = f"{what}, only the virtual device is listed: {' '.join(str(exc.strerror).split())}"
     with VirtualDevice() as v:
         rows.append({"target": "virtual", "vid": f"{v.vid:04x}", "pid": f"{v.pid:04x}",
-                     "bus": None, "address": None, "speed": "high", "manufacturer": v.manufacturer,
+                     "bus": None, "address": None, "port": None, "speed": "high", "manufacturer": v.manufacturer,
                      "product": v.product, "serial": v.serial, "virtual": True})  # fmt: skip
     return rows, warning
 
@@ -353,12 +359,12 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="USB devices", title_justify="left", box=box.SIMPLE)
-    for col in ("DEVICE", "VID:PID", "bus/addr", "speed", "manufacturer", "product", "serial"):
+    for col in ("DEVICE", "VID:PID", "port", "bus/addr", "speed", "manufacturer", "product", "serial"):
         table.add_column(col)
     for r in rows:
         where = "-" if r["virtual"] else f"{r['bus']}/{r['address']}"
         names = [r[k] or "?" for k in ("manufacturer", "product", "serial")]
-        table.add_row(r["target"], f"{r['vid']}:{r['pid']}", where, r["speed"], *names)
+        table.add_row(r["target"], f"{r['vid']}:{r['pid']}", r["port"] or "-", where, r["speed"], *names)
     out = _stdout()
     out.print(table)
     out.print("the virtual device also runs as virtual:full, virtual:super and virtual:none (unpaced)")

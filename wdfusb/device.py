@@ -9,133 +9,23 @@ A read that fails after some bytes arrived raises with those bytes in ``.data``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 from . import _aio, _engine
 from ._core import CONTROL_MAX, SETUP_SIZE, CoreDevice, CorePipe, fill_control_buffer
 from ._descriptors import DT_STRING, TYPE_NAMES, DeviceDescriptor
 from ._engine import ZLP as _ZLP
-from ._engine import DevInfo, NativeDevice
+from ._lookup import SPEED_LABELS, UsbDeviceInfo, find_device, list_devices
 from ._timeout import seconds, timeout_us
-from .errors import DeviceNotFoundError, UsbError, error_for
+from .errors import UsbError, error_for
+from .hotplug import reconnect_target
 from .virtual import VirtualDevice
 
 if TYPE_CHECKING:
     from .reader import StreamReader
     from .stream import StreamWriter, ZlpPolicy
-
-SPEED_LABELS = {0: "unknown", 1: "low", 2: "full", 3: "high", 4: "super", 5: "super_plus"}
-
-
-def read_string(native: NativeDevice, index: int) -> str | None:
-    """A string descriptor (first language), or None."""
-    if not index:
-        return None
-    rc, langs = native.get_descriptor(DT_STRING, 0, 0, 255)
-    lang = int.from_bytes(langs[2:4], "little") if rc == 0 and len(langs) >= 4 else 0x0409
-    rc, blob = native.get_descriptor(DT_STRING, index, lang, 255)
-    if rc != 0 or len(blob) < 2:
-        return None
-    return blob[2 : blob[0]].decode("utf-16-le", errors="replace")
-
-
-@dataclass
-class UsbDeviceInfo:
-    """A device libusb sees (not opened). What :func:`find_device` and :func:`list_devices` return."""
-
-    bus: int
-    address: int
-    vid: int
-    pid: int
-    speed: str
-    ports: tuple[int, ...] = ()
-    descriptor: DeviceDescriptor | None = None
-    _strings: dict[str, str | None] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_devinfo(cls, d: DevInfo) -> UsbDeviceInfo:
-        desc = DeviceDescriptor.parse(d.device_descriptor)
-        return cls(d.bus, d.address, desc.vid, desc.pid, SPEED_LABELS.get(d.speed, "unknown"), d.ports, desc)
-
-    def _open_native(self) -> tuple[int, NativeDevice | None, bool]:
-        rc, native = NativeDevice.open_libusb(self.bus, self.address)
-        return rc, native, True
-
-    def strings(self) -> dict[str, str | None]:
-        """Manufacturer, product and serial (opens the device briefly; None where unreadable)."""
-        if not self._strings and self.descriptor is not None:
-            _, native = NativeDevice.open_libusb(self.bus, self.address)
-            names: dict[str, str | None] = {"manufacturer": None, "product": None, "serial": None}
-            if native is not None:
-                try:
-                    d = self.descriptor
-                    names = {
-                        "manufacturer": read_string(native, d.i_manufacturer),
-                        "product": read_string(native, d.i_product),
-                        "serial": read_string(native, d.i_serial),
-                    }
-                finally:
-                    native.close()
-            self._strings = names
-        return self._strings
-
-    @property
-    def serial(self) -> str | None:
-        return self.strings()["serial"]
-
-    def __str__(self) -> str:
-        return f"{self.vid:04x}:{self.pid:04x} bus {self.bus} address {self.address} ({self.speed} speed)"
-
-
-def list_devices() -> list[UsbDeviceInfo]:
-    """Every USB device libusb sees (raises :class:`LibusbNotFoundError` without libusb)."""
-    return [UsbDeviceInfo.from_devinfo(d) for d in _engine.libusb_list()]
-
-
-def find_device(
-    vid: int | None = None,
-    pid: int | None = None,
-    serial: str | None = None,
-    bus: int | None = None,
-    address: int | None = None,
-) -> UsbDeviceInfo | VirtualDevice:
-    """The first device matching every criterion given; :class:`DeviceNotFoundError` lists what is attached.
-
-    Real devices come first; then, when no bus or address is asked for, the open
-    :class:`~wdfusb.VirtualDevice` objects of this process (matched by VID, PID and serial
-    string, like real ones) and the default virtual device (``wdfusb list``'s ``virtual``:
-    1209:0001, serial ``wdfusb-virtual``), which is then made."""
-    listing_failed: UsbError | None = None
-    try:
-        devices = list_devices()
-    except UsbError as exc:  # no libusb (or no USB): a virtual device can still match
-        listing_failed, devices = exc, []
-    for d in devices:
-        if vid is not None and d.vid != vid:
-            continue
-        if pid is not None and d.pid != pid:
-            continue
-        if bus is not None and d.bus != bus:
-            continue
-        if address is not None and d.address != address:
-            continue
-        if serial is not None and d.serial != serial:
-            continue
-        return d
-    virtual = VirtualDevice.find(vid, pid, serial) if bus is None and address is None else None
-    if virtual is not None:
-        return virtual
-    if listing_failed is not None:
-        raise listing_failed
-    want = ", ".join(
-        f"{k}={v:#06x}" if isinstance(v, int) and k in ("vid", "pid") else f"{k}={v!r}"
-        for k, v in (("vid", vid), ("pid", pid), ("serial", serial), ("bus", bus), ("address", address))
-        if v is not None
-    )
-    attached = "\n".join(f"  {d}" for d in devices) or "  (none)"
-    raise DeviceNotFoundError(f"no USB device matches {want or 'anything'}; attached:\n{attached}", 0xC000000E)
 
 
 class Pipe:
@@ -143,6 +33,10 @@ class Pipe:
 
     def __init__(self, device: Device, core: CorePipe) -> None:
         self.device = device
+        self._bind(core)
+
+    def _bind(self, core: CorePipe) -> None:
+        """Run on ``core`` (at open, and again when :meth:`Device.reconnect` found the device)."""
         self._core = core
         self.address = core.address
         self.type = TYPE_NAMES[core.type]
@@ -341,14 +235,35 @@ class Device:
     """An open USB device (a WDFUSBDEVICE with its configuration selected). Use as a context manager."""
 
     def __init__(self, core: CoreDevice, source: Any) -> None:
+        self.pipes: list[Pipe] = []
+        self._attach(core, source)
+
+    def _attach(self, core: CoreDevice, source: Any) -> None:
+        """Take ``core`` as the device (at open and at :meth:`reconnect`): the pipes of endpoints
+        it still has keep their :class:`Pipe` objects."""
         self._core = core
         self.source = source
         desc = DeviceDescriptor.parse(core.device_descriptor)
         self.vid, self.pid = desc.vid, desc.pid
         self.descriptor = desc
         self.speed = SPEED_LABELS.get(core.speed, "unknown") if core.speed else "unpaced"
-        self.pipes = [Pipe(self, p) for p in core.all_pipes()]
         self._langid: int | None = None  # the first language (string descriptor 0), once read
+        old = {p.address: p for p in self.pipes}
+        self.pipes = []
+        for c in core.all_pipes():
+            pipe = old.pop(c.address, None)
+            if pipe is None:
+                pipe = Pipe(self, c)
+            else:
+                pipe._bind(c)
+            self.pipes.append(pipe)
+        info = UsbDeviceInfo.of_virtual(source) if isinstance(source, VirtualDevice) else source
+        if not isinstance(info, UsbDeviceInfo):
+            info = None
+        self.port_path: str | None = info.port_path if info is not None else None
+        self._attachment_key = info.key if info is not None else None
+        cached = info._strings.get("serial") if info is not None else None
+        self._serial = cached or self._descriptor_string(desc.i_serial)  # what reconnect() looks for
 
     # ---- control transfers and strings (EP0) ---------------------------------------------
 
@@ -496,6 +411,20 @@ class Device:
             raise error_for(rc, 0, f"select alternate setting {alt} of interface {interface}")
         self.pipes = [Pipe(self, p) for p in self._core.all_pipes()]
 
+    def reconnect(self, timeout: float | None = None) -> None:
+        """Find the device again after it re-enumerated (a firmware load, a REENUMERATE request, a
+        port reset that :meth:`reset` reports as :class:`DeviceGoneError`): wait until the old
+        attachment has left (when it has not yet), then for the same device to arrive — the same
+        serial number, else the same port path — open it, select its configuration and the
+        alternate settings that were selected. This :class:`Device` and its :class:`Pipe` objects
+        stay valid (a pipe whose endpoint the new descriptors lack stays gone).
+        :class:`UsbTimeoutError` after ``timeout`` seconds (``None``: wait for ever); the device is
+        then as it was."""
+        settings = dict(self._core.alt_settings)
+        target, core = reconnect_target(self, settings, timeout)
+        self._core.close()  # its attachment is gone: this only lets go of it
+        self._attach(core, target)
+
     def reset(self) -> None:
         """Reset the device's port (``WdfUsbTargetDeviceResetPortSynchronously``): every transfer in
         flight is cancelled first (its caller gets the error with the bytes that moved); halts and
@@ -542,18 +471,24 @@ class Device:
         return f"<Device {self.vid:04x}:{self.pid:04x} {self.speed} {state}>"
 
 
+PORT_PATH = re.compile(r"\d+-\d+(\.\d+)*")
+
+
 def parse_target(text: str) -> Any:
-    """``virtual[:full|high|super|none]``, ``VID:PID[:SERIAL]`` (hex) or ``BUS/ADDR`` -> a source."""
+    """``virtual[:full|high|super|none]``, ``VID:PID[:SERIAL]`` (hex), ``BUS/ADDR`` or a port path
+    ``BUS-PORT[.PORT...]`` -> a source."""
     if text == "virtual" or text.startswith("virtual:"):
         speed = text.partition(":")[2] or "high"
         return VirtualDevice(None if speed in ("none", "unpaced") else speed)
     if "/" in text:
         bus, _, addr = text.partition("/")
         return find_device(bus=int(bus), address=int(addr))
+    if PORT_PATH.fullmatch(text):
+        return find_device(port=text)
     parts = text.split(":")
     if len(parts) in (2, 3):
         return find_device(int(parts[0], 16), int(parts[1], 16), parts[2] if len(parts) == 3 else None)
-    raise ValueError(f"not a device: {text!r} (use VID:PID[:SERIAL], BUS/ADDR or virtual[:speed])")
+    raise ValueError(f"not a device: {text!r} (use VID:PID[:SERIAL], BUS/ADDR, BUS-PORT[.PORT...] or virtual[:speed])")
 
 
 def open(
@@ -564,17 +499,18 @@ def open(
     serial: str | None = None,
     bus: int | None = None,
     address: int | None = None,
+    port: str | None = None,
     interfaces: dict[int, int] | None = None,
 ) -> Device:
     """Open a device and select its configuration; returns a :class:`Device`.
 
     ``target`` is a :class:`VirtualDevice`, a :class:`UsbDeviceInfo`, or a string
-    (``"virtual:high"``, ``"0525:a4a0"``, ``"1/4"``); otherwise the keyword criteria
-    go to :func:`find_device`. ``interfaces`` maps interface number to alternate
-    setting (default: every interface, setting 0), as ``WdfUsbTargetDeviceSelectConfig``.
+    (``"virtual:high"``, ``"0525:a4a0"``, ``"1/4"``, ``"1-1.2"``); otherwise the keyword criteria
+    go to :func:`find_device` (``port``: the port path). ``interfaces`` maps interface number to
+    alternate setting (default: every interface, setting 0), as ``WdfUsbTargetDeviceSelectConfig``.
     """
     if target is None:
-        target = find_device(vid, pid, serial, bus, address)
+        target = find_device(vid, pid, serial, bus, address, port)
     elif isinstance(target, str):
         target = parse_target(target)
     rc, core = CoreDevice.open(target)

@@ -92,6 +92,12 @@ class DeviceNotFoundError(UsbError, LookupError):
     errno_value = errno.ENODEV
 
 
+class MultipleDevicesError(UsbError, LookupError):
+    """Several devices matched where one was asked for (the message lists them)."""
+
+    errno_value = errno.EINVAL
+
+
 class LibusbNotFoundError(UsbError):
     """No libusb library could be loaded; the message lists every path tried."""
 

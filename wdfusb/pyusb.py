@@ -227,19 +227,17 @@ class WdfusbBackend(usb.backend.IBackend):
 
     def enumerate_devices(self) -> Iterator[_Device]:
         try:
-            real = list_devices()
+            real = list_devices(virtual=False)
         except UsbError:  # no libusb, or no USB here: the virtual devices still are
             real = []
         for d in real:
             speed = {"low": 1, "full": 2, "high": 3, "super": 4, "super_plus": 5}.get(d.speed, 0)
             assert d.descriptor is not None
             yield _Device(d, d.bus, d.address, d.ports, speed, _descriptor_bytes(d))
-        for n, v in enumerate(self.virtual_devices, 1):
-            if v._native.closed:
-                continue
-            rc, blob = v._native.get_descriptor(1, 0, 0, 18)
-            if rc == 0:
-                yield _Device(v, 0, n, (), v._native.speed(), bytes(blob))
+        for v in self.virtual_devices:
+            info = UsbDeviceInfo.of_virtual(v)  # bus 0, its port and address, as wdfusb lists it
+            if info is not None:
+                yield _Device(v, info.bus, info.address, info.ports, v._native.speed(), _descriptor_bytes(info))
 
     def get_parent(self, dev: _Device) -> None:
         return None

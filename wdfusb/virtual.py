@@ -35,13 +35,15 @@ transfers like the bus (full: 19 x 64 B per 1 ms frame; high: 13 x 512 B per
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import threading
 import weakref
 from typing import Any
 
 from . import _descriptors as desc
-from ._engine import SPEED_NAMES, SPEEDS, NativeDevice
+from ._engine import SPEED_NAMES, SPEEDS, NativeDevice, bump_generation
 from ._virtual_function import STALL, ControlRequest, Function, Handler
 from ._virtual_profiles import PROFILES, EndpointSpec, default_endpoints
 
@@ -50,6 +52,19 @@ SOURCES = {"zeros": 1, "mod63": 2, "counter": 3}  # enum wu_vsource
 DEFAULT_LOOPBACK = 1 << 20
 _LIVE: weakref.WeakValueDictionary[int, VirtualDevice] = weakref.WeakValueDictionary()  # open ones, in order
 _ORDER = itertools.count()
+_ADDRESSES = itertools.count()
+
+
+def _announce() -> None:
+    """Tell watchers (wdfusb.hotplug) to list again: a new attachment is listed from now on."""
+    bump_generation()
+
+
+def _next_address() -> int:
+    """Bus addresses 1..127, handed out in turn like a host controller's."""
+    return next(_ADDRESSES) % 127 + 1
+
+
 DEFAULT_VID, DEFAULT_PID = PROFILES["default"].vid, PROFILES["default"].pid  # pid.codes test VID:PID
 
 
@@ -200,11 +215,18 @@ class VirtualDevice:
             (i.address, i.type, i.max_packet, i.interval, ROLES[s.role], s.alt)
             for i, s in zip(infos, self.specs, strict=True)
         ]
-        self._native = NativeDevice.create_virtual(SPEEDS[speed or "none"], eps, loopback_capacity, table, n_alts)
+        self._create = functools.partial(
+            NativeDevice.create_virtual, SPEEDS[speed or "none"], eps, loopback_capacity, table, n_alts
+        )
+        self._native = self._create()  # this attachment; re-enumeration makes the next one
+        self._plug_lock = threading.RLock()  # re-enumeration, close and the handler's swap
         self._endpoints = {s.address: VirtualEndpoint(self, s) for s in self.specs}
         self._ep0 = VirtualEndpoint(self, EndpointSpec(0x00, "control", 512 if bcd >= 0x0300 else ep0, role="control"))
         self._key = next(_ORDER)
+        self.port = self._key + 1  # its port on the virtual bus 0: port path "0-<port>"
+        self.address = _next_address()  # a new one at every re-enumeration, as a bus assigns them
         _LIVE[self._key] = self  # wdfusb.open(vid=, pid=, serial=) finds it, as it finds a real device
+        _announce()
         self._function: Function | None = None
         self.function_errors: list[BaseException] = []  # what the control handler raised
         self.function: Any = None  # the profile's own answers to its vendor requests (OsrFx2 ...)
@@ -261,21 +283,57 @@ class VirtualDevice:
         """Answer the vendor and class control requests with ``handler(request)`` (a
         :class:`~wdfusb.virtual.ControlRequest`; see :mod:`wdfusb._virtual_function`), on the
         device's own thread; None goes back to stalling them. Usable as a decorator."""
-        old, self._function = self._function, None
-        if old is not None:
-            self._check(self._native.set_function(False))
-            old.stop()
-        if handler is not None:
-            self._function = Function(self._native, handler, self.function_errors, repr(self))
-            self._check(self._native.set_function(True))
+        with self._plug_lock:
+            self._stop_function(set_off=True)
+            if handler is not None:
+                self._function = Function(self._native, handler, self.function_errors, repr(self))
+                self._check(self._native.set_function(True))
         return handler
+
+    def _stop_function(self, set_off: bool) -> Handler | None:
+        old, self._function = self._function, None
+        if old is None:
+            return None
+        if set_off:
+            self._check(self._native.set_function(False))
+        old.stop()
+        return old.handler
+
+    def reenumerate(self) -> None:
+        """Leave the bus and come back as a new attachment, as a device does after a firmware load
+        or the OSR FX2's REENUMERATE request: transfers in flight end with the device-gone status
+        and the bytes that moved, every open of the old attachment is gone, and the new one has a
+        new address on the same port, fresh endpoint state and counters, the same identity and
+        control handler. :meth:`wdfusb.Device.reconnect` finds it again; :func:`wdfusb.watch`
+        reports ``"left"`` then ``"arrived"``. Called from the control handler, it happens once that
+        request's status stage is over (the host sees the request succeed, as with firmware)."""
+        function = self._function
+        if function is not None and function.on_its_thread():
+            function.after_answer(self._reenumerate_now)
+        else:
+            self._reenumerate_now()
+
+    def _reenumerate_now(self) -> None:
+        with self._plug_lock:
+            if self._key not in _LIVE:
+                return  # closed meanwhile
+            old = self._native
+            handler = self._stop_function(set_off=False)  # the old attachment's requests end with it
+            old.unplug()
+            self.address = _next_address()  # first: a listing never pairs the new attachment with the old address
+            self._native = self._create()
+            _announce()
+            if handler is not None:
+                self.on_control(handler)
+            old.close()
 
     def close(self) -> None:
         """Release the native device (cancels and drains anything in flight)."""
-        _LIVE.pop(self._key, None)
-        self._native.close()  # also ends the function's wait
-        if self._function is not None:
-            self._function.stop()
+        with self._plug_lock:
+            _LIVE.pop(self._key, None)
+            self._native.close()  # also ends the function's wait
+            if self._function is not None:
+                self._function.stop()
 
     def matches(self, vid: int | None = None, pid: int | None = None, serial: str | None = None) -> bool:
         """Whether the device's identity fits every criterion given (as :func:`wdfusb.find_device` asks)."""
@@ -291,14 +349,13 @@ class VirtualDevice:
         return f"<VirtualDevice {self.vid:04x}:{self.pid:04x} speed={self.speed!r}>"
 
     @classmethod
-    def find(cls, vid: int | None = None, pid: int | None = None, serial: str | None = None) -> VirtualDevice | None:
-        """The first open virtual device whose identity matches, else a new default one if that
-        matches (the device ``wdfusb list`` shows as ``virtual``), else None."""
-        for v in list(_LIVE.values()):
-            if v.matches(vid, pid, serial):
-                return v
+    def make_default(
+        cls, vid: int | None = None, pid: int | None = None, serial: str | None = None
+    ) -> VirtualDevice | None:
+        """A new default virtual device (the one ``wdfusb list`` shows as ``virtual``) when the
+        criteria fit it and ask for something (None, None, None means a real device), else None."""
         if (vid, pid, serial) == (None, None, None):
-            return None  # "any device" means a real one: nothing is made up
+            return None
         default = PROFILES["default"]
         if vid in (None, default.vid) and pid in (None, default.pid) and serial in (None, default.serial):
             return cls()
@@ -307,6 +364,11 @@ class VirtualDevice:
     @property
     def speed_name(self) -> str:
         return SPEED_NAMES[SPEEDS[self.speed or "none"]]
+
+
+def live_virtual_devices() -> list[VirtualDevice]:
+    """This process's open virtual devices, in the order they were made."""
+    return list(_LIVE.values())
 
 
 __all__ = ["STALL", "ControlRequest", "EndpointSpec", "VirtualDevice", "VirtualEndpoint", "default_profile"]

@@ -935,6 +935,16 @@ API int libusb_kernel_driver_active(struct libusb_device_handle *h, int iface) {
 API int libusb_detach_kernel_driver(struct libusb_device_handle *h, int iface) { return no_kernel_driver(h, iface, 0); }
 API int libusb_attach_kernel_driver(struct libusb_device_handle *h, int iface) { return no_kernel_driver(h, iface, 0); }
 
+/* No hotplug events: wdfusb.watch() falls back to listing the devices again on a timer. */
+API int libusb_has_capability(uint32_t capability) { (void)capability; return 0; }
+API int libusb_hotplug_register_callback(struct libusb_context *ctx, int events, int flags, int vid, int pid,
+                                         int dev_class, void *cb, void *user_data, int *handle)
+{
+    (void)ctx; (void)events; (void)flags; (void)vid; (void)pid; (void)dev_class; (void)cb; (void)user_data;
+    (void)handle;
+    return LIBUSB_ERROR_NOT_SUPPORTED;
+}
+
 API int libusb_clear_halt(struct libusb_device_handle *h, unsigned char ep)
 {
     int rc;

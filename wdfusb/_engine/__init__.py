@@ -2,7 +2,8 @@
 
 It turns C calls into Python values: devices (:mod:`.device`), transfers
 (:mod:`.transfer`), the streaming ring (:mod:`.ring`), the completion queue and context
-(:mod:`.completions`), and libusb loading and listing (:mod:`.libusb`). Engine result codes
+(:mod:`.completions`), libusb loading and listing (:mod:`.libusb`), and the device-list
+generation that arrivals and removals move (:mod:`.hotplug`). Engine result codes
 are plain ints (:mod:`.native`); :mod:`wdfusb._status` says what they mean. Above this
 package nothing sees cffi, and no state that C owns is kept again in Python.
 """
@@ -18,6 +19,8 @@ from .completions import (
     wake,
 )
 from .device import NativeDevice
+from .hotplug import ANY as GENERATION_ANY
+from .hotplug import bump_generation, start_libusb_hotplug, wait_generation
 from .libusb import DevInfo, ensure_libusb, libusb_candidates, libusb_list, libusb_path, libusb_version
 from .native import (
     EP_BULK,
@@ -53,6 +56,10 @@ from .ring import NativeRing, RingInfo
 from .transfer import Transfer, address_of, byte_view, copy_out, crc32, note_bytes, pin
 
 __all__ = [
+    "GENERATION_ANY",
+    "bump_generation",
+    "start_libusb_hotplug",
+    "wait_generation",
     "EP_BULK",
     "EP_CONTROL",
     "EP_INTERRUPT",
