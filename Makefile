@@ -1,27 +1,32 @@
 # wdfusb: the two commands README.md documents, and their helpers.
 #   make bench  — set up .venv and run the write benchmark on the built-in virtual device
-#   make test   — set up .venv and run the whole test suite (lint, types, tests, fake-libusb lane, kernel rig)
+#   make test   — set up .venv and run the whole test suite (lint, types, docs, tests, fake-libusb lane, kernel rig)
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test check unit explore fakeusb rig asan tsan cross clean
+.PHONY: bench test check docs unit explore fakeusb rig asan tsan cross clean
 
 $(STAMP): pyproject.toml setup.py build_ffi.py $(wildcard csrc/*.c csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,plot,compare]'
+	$(PY) -m pip install --quiet -e '.[test,plot,compare,docs]'
 	touch $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m wdfusb bench virtual:high --json bench-virtual.json --plot bench-virtual.png
 
 check: $(STAMP)
-	$(PY) -m ruff check wdfusb tests examples benchmarks build_ffi.py setup.py
-	$(PY) -m ruff format --check wdfusb tests examples benchmarks build_ffi.py setup.py
+	$(PY) -m ruff check wdfusb tests examples benchmarks docs/conf.py build_ffi.py setup.py
+	$(PY) -m ruff format --check wdfusb tests examples benchmarks docs/conf.py build_ffi.py setup.py
 	$(PY) -m mypy
+
+# The documentation (docs/: Markdown pages, autodoc of the package, the CLI from its --help) as
+# HTML in build/docs-html; any warning fails. Its code blocks run in `unit` (tests/test_docs.py).
+docs: $(STAMP)
+	$(PY) -m sphinx -E -W --keep-going -q -b html docs build/docs-html
 
 # pytest exits 5 when it collected no test: that is a failure here, said out loud.
 # (UNIT_ARGS: `make test` leaves tests/fakeusb to its own stage below, so it runs once.)
@@ -49,7 +54,7 @@ rig: $(STAMP)
 	$(PY) tests/rig/qemu_rig.py run --speed super -- $(RIG_PYTEST)
 
 test: UNIT_ARGS = --ignore=tests/fakeusb
-test: check unit fakeusb asan tsan cross rig
+test: check docs unit fakeusb asan tsan cross rig
 
 asan:
 	tests/asan/run.sh
