@@ -22,8 +22,15 @@ def test_example_runs_on_the_virtual_device(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "marker",
-    ["from wdfusb.wdf import *", "dev.control_read(", ".reader(", "wdfusb.pyusb.get_backend(", "write_async("],
-    ids=["wdf", "control", "reader", "pyusb", "asyncio"],
+    [
+        "from wdfusb.wdf import *",
+        "dev.control_read(",
+        ".reader(",
+        "wdfusb.pyusb.get_backend(",
+        "write_async(",
+        "reconnect(",
+    ],
+    ids=["wdf", "control", "reader", "pyusb", "asyncio", "reconnect"],
 )
 def test_readme_examples_run(marker: str) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)

@@ -225,8 +225,6 @@ class VirtualDevice:
         self._key = next(_ORDER)
         self.port = self._key + 1  # its port on the virtual bus 0: port path "0-<port>"
         self.address = _next_address()  # a new one at every re-enumeration, as a bus assigns them
-        _LIVE[self._key] = self  # wdfusb.open(vid=, pid=, serial=) finds it, as it finds a real device
-        _announce()
         self._function: Function | None = None
         self.function_errors: list[BaseException] = []  # what the control handler raised
         self.function: Any = None  # the profile's own answers to its vendor requests (OsrFx2 ...)
@@ -234,6 +232,8 @@ class VirtualDevice:
             on_control = self.function = prof.function(self)
         if on_control is not None:
             self.on_control(on_control)
+        _LIVE[self._key] = self  # wdfusb.open(vid=, pid=, serial=) finds it, as it finds a real device
+        _announce()
 
     def _open_native(self) -> tuple[int, NativeDevice | None, bool]:
         """The engine device (shared by every open of this virtual device; not owned by them)."""
@@ -321,10 +321,12 @@ class VirtualDevice:
             handler = self._stop_function(set_off=False)  # the old attachment's requests end with it
             old.unplug()
             self.address = _next_address()  # first: a listing never pairs the new attachment with the old address
-            self._native = self._create()
+            new = self._create()
+            if handler is not None:  # answering before anyone can list it
+                self._function = Function(new, handler, self.function_errors, repr(self))
+                self._check(new.set_function(True))
+            self._native = new
             _announce()
-            if handler is not None:
-                self.on_control(handler)
             old.close()
 
     def close(self) -> None:
