@@ -337,10 +337,6 @@ class VirtualDevice:
             if self._function is not None:
                 self._function.stop()
 
-    def matches(self, vid: int | None = None, pid: int | None = None, serial: str | None = None) -> bool:
-        """Whether the device's identity fits every criterion given (as :func:`wdfusb.find_device` asks)."""
-        return (vid is None or vid == self.vid) and (pid is None or pid == self.pid) and (serial in (None, self.serial))
-
     def __enter__(self) -> VirtualDevice:
         return self
 
