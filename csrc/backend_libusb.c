@@ -439,6 +439,20 @@ static int lu_reset_port(wu_device *d)
     return rc == WU_ERR_NOT_FOUND ? WU_ERR_NO_DEVICE : rc;
 }
 
+static int lu_cycle_port(wu_device *d)
+{
+    libusb_device *dev = L.libusb_get_device(LD(d)->h);
+    uint8_t ports[8];
+    int n = L.libusb_get_port_numbers(dev, ports, 8);
+    if (n <= 0) return WU_ERR_NOT_SUPPORTED; /* a root hub has no port of its own */
+    switch (wu_port_power_cycle(L.libusb_get_bus_number(dev), ports, n)) {
+    case WU_PORT_OK: return WU_OK;
+    case WU_PORT_DENIED: return WU_ERR_ACCESS;
+    case WU_PORT_GONE: return WU_ERR_NO_DEVICE;
+    default: return WU_ERR_NOT_SUPPORTED;
+    }
+}
+
 static int lu_kernel_driver(wu_device *d, int iface, int op)
 {
     libusb_device_handle *h = LD(d)->h;
@@ -464,5 +478,5 @@ static void lu_destroy(wu_device *d)
 const wu_backend wu_libusb_backend = {
     lu_xfer_init, lu_xfer_fini, lu_submit, lu_wait, lu_cancel, lu_refine, lu_speed, lu_get_descriptor,
     lu_get_configuration, lu_set_configuration, lu_claim, lu_release, lu_set_alt, lu_clear_halt, lu_reset_port,
-    lu_kernel_driver, lu_start_events, lu_drain, lu_close, lu_destroy,
+    lu_cycle_port, lu_kernel_driver, lu_start_events, lu_drain, lu_close, lu_destroy,
 };

@@ -661,6 +661,12 @@ static int v_reset_port(wu_device *d)
     return rc;
 }
 
+static int v_leave(wu_device *d);
+
+/* A port cycle leaves the bus; the virtual device's owner (wdfusb.VirtualDevice) then plugs a new
+   attachment in, as a real device re-enumerates by itself. */
+static int v_cycle_port(wu_device *d) { return v_leave(d); }
+
 /* The device's event thread: moves every endpoint along the modelled bus time. */
 static void *v_events_main(void *arg)
 {
@@ -730,7 +736,7 @@ static void v_destroy(wu_device *d)
 const wu_backend wu_virtual_backend = {
     v_xfer_init, v_xfer_fini, v_submit, v_wait, v_cancel, NULL, v_speed, v_get_descriptor,
     v_get_configuration, v_set_configuration, v_claim, v_claim, v_set_alt, v_clear_halt, v_reset_port,
-    v_kernel_driver, v_start_events, v_drain, v_close, v_destroy,
+    v_cycle_port, v_kernel_driver, v_start_events, v_drain, v_close, v_destroy,
 };
 
 /* ---- creation, faults and statistics --------------------------------------------------- */
@@ -859,17 +865,27 @@ int wu_virtual_nak(wu_device *d, uint8_t ep, double seconds)
     });
 }
 
-int wu_virtual_unplug(wu_device *d)
+/* Off the bus: what is in flight ends with the device-gone status and the bytes that moved.
+   WU_ERR_NO_DEVICE when it had already left. */
+static int v_leave(wu_device *d)
 {
-    if (!d || !d->virtual_device) return WU_ERR_INVALID_PARAM;
-    if (wu_device_forked(d)) return WU_ERR_FORKED;
+    int gone;
     wu_mutex_lock(&d->lock);
+    gone = V(d)->unplugged;
     advance_all(V(d));
     V(d)->unplugged = 1;
     advance_all(V(d));
     wu_cond_broadcast(&V(d)->cond);
     wu_mutex_unlock(&d->lock);
     wu_hotplug_bump(); /* it left */
+    return gone ? WU_ERR_NO_DEVICE : WU_OK;
+}
+
+int wu_virtual_unplug(wu_device *d)
+{
+    if (!d || !d->virtual_device) return WU_ERR_INVALID_PARAM;
+    if (wu_device_forked(d)) return WU_ERR_FORKED;
+    (void)v_leave(d); /* unplugging twice is no error */
     return WU_OK;
 }
 

@@ -252,18 +252,23 @@ int wu_device_cancel(wu_device *d, int ep, uint64_t owner, int retire)
     return d->closed && !retire ? WU_ERR_NO_DEVICE : WU_OK;
 }
 
-int wu_device_reset_port(wu_device *d)
+/* A port operation: what is in flight is cancelled (newest first) and drained, then op runs. */
+static int quiesce_then(wu_device *d, int (*op)(wu_device *d))
 {
     ep_owner all = {-1, 0};
     if (!d) return WU_ERR_NO_DEVICE;
     if (!wu_device_usable(d)) return unusable_code(d);
     if (wu_in_callback()) return WU_ERR_WRONG_CONTEXT; /* draining would wait for this thread */
     wu_mutex_lock(&d->lock);
-    cancel_newest_first(d, match_ep_owner, &all, 0); /* the reset kills what is in flight */
+    cancel_newest_first(d, match_ep_owner, &all, 0);
     wu_mutex_unlock(&d->lock);
     d->be->drain(d);
-    return d->be->reset_port(d);
+    return op(d);
 }
+
+int wu_device_reset_port(wu_device *d) { return quiesce_then(d, d ? d->be->reset_port : NULL); }
+
+int wu_device_cycle_port(wu_device *d) { return quiesce_then(d, d ? d->be->cycle_port : NULL); }
 
 int wu_device_close(wu_device *d)
 {

@@ -121,6 +121,12 @@ void wu_thread_join(struct wu_thread *t)
 int wu_fork_generation(void) { return 0; }
 void wu_on_fork_child(void (*fn)(void)) { (void)fn; }
 
+int wu_port_power_cycle(uint8_t bus, const uint8_t *ports, int n_ports)
+{
+    (void)bus; (void)ports; (void)n_ports;
+    return WU_PORT_UNSUPPORTED; /* WinUSB has no port cycle for a program */
+}
+
 #else
 
 #include <dlfcn.h>
@@ -233,5 +239,56 @@ void wu_on_fork_child(void (*fn)(void))
     if (n_fork_handlers < 8) fork_handlers[n_fork_handlers++] = fn;
     pthread_mutex_unlock(&fork_lock);
 }
+
+#ifdef __linux__
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <time.h>
+#include <unistd.h>
+
+/* One write to the port's "disable" attribute: '1' disconnects the device and switches the
+   port's power off; '0' switches it on, and the hub enumerates what is plugged in. */
+static int write_port_disable(const char *path, char value)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC), err;
+    ssize_t n;
+    if (fd < 0) {
+        err = errno;
+        if (err == EACCES || err == EPERM || err == EROFS) return WU_PORT_DENIED;
+        return err == ENOENT ? WU_PORT_UNSUPPORTED : WU_PORT_GONE;
+    }
+    do n = write(fd, &value, 1); while (n < 0 && errno == EINTR);
+    err = n == 1 ? 0 : errno;
+    close(fd);
+    if (!err) return WU_PORT_OK;
+    return err == EACCES || err == EPERM ? WU_PORT_DENIED : WU_PORT_GONE;
+}
+
+int wu_port_power_cycle(uint8_t bus, const uint8_t *ports, int n_ports)
+{
+    char link[128], port[PATH_MAX + 16];
+    struct timespec off = {0, 100 * 1000 * 1000}; /* as long as a hub's debounce: it sees a replug */
+    int len = snprintf(link, sizeof link, "/sys/bus/usb/devices/%u-", (unsigned)bus), rc;
+    if (n_ports < 1 || n_ports > 7) return WU_PORT_UNSUPPORTED;
+    for (int i = 0; i < n_ports; i++)
+        len += snprintf(link + len, sizeof link - (size_t)len, i ? ".%u" : "%u", (unsigned)ports[i]);
+    snprintf(link + len, sizeof link - (size_t)len, "/port");
+    /* the port itself (its hub's child): the device's directory goes with the device */
+    if (!realpath(link, port)) return errno == ENOENT ? WU_PORT_UNSUPPORTED : WU_PORT_GONE;
+    strcat(port, "/disable");
+    rc = write_port_disable(port, '1');
+    if (rc != WU_PORT_OK) return rc;
+    while (nanosleep(&off, &off) != 0 && errno == EINTR) {
+    }
+    return write_port_disable(port, '0');
+}
+#else
+int wu_port_power_cycle(uint8_t bus, const uint8_t *ports, int n_ports)
+{
+    (void)bus; (void)ports; (void)n_ports;
+    return WU_PORT_UNSUPPORTED; /* macOS: no port power for a program */
+}
+#endif
 
 #endif

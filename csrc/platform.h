@@ -72,4 +72,9 @@ struct wu_thread;
 struct wu_thread *wu_thread_start(void *(*fn)(void *), void *arg);
 void wu_thread_join(struct wu_thread *t);
 
+/* A USB port's power switched off and on again, as an unplug and replug (Linux: the port's
+   "disable" attribute in sysfs, kernel 4.20 on); bus and port numbers as libusb gives them. */
+enum wu_port_result { WU_PORT_OK = 0, WU_PORT_UNSUPPORTED = 1, WU_PORT_DENIED = 2, WU_PORT_GONE = 3 };
+int wu_port_power_cycle(uint8_t bus, const uint8_t *ports, int n_ports);
+
 #endif

@@ -34,6 +34,7 @@ typedef struct wu_backend {
     int (*set_altsetting)(wu_device *d, int iface, int alt);
     int (*clear_halt)(wu_device *d, uint8_t ep);
     int (*reset_port)(wu_device *d);  /* a port reset: nothing is in flight (the engine drained it) */
+    int (*cycle_port)(wu_device *d);  /* off the bus and back (re-enumerated): nothing is in flight */
     int (*kernel_driver)(wu_device *d, int iface, int op); /* enum wu_kdriver: 1/0 (query) or a code */
     /* make transfers progress with nobody waiting (first asynchronous submit) */
     int (*start_events)(wu_device *d);

@@ -168,6 +168,11 @@ enum wu_kdriver { WU_KDRIVER_ACTIVE = 0, WU_KDRIVER_DETACH = 1, WU_KDRIVER_ATTAC
 int wu_device_kernel_driver(wu_device *dev, int iface, int op); /* ACTIVE: 1/0; else a code */
 int wu_device_reset_port(wu_device *dev);   /* cancel and drain every transfer, then reset the port:
                                                halts and data toggles cleared, the configuration kept */
+int wu_device_cycle_port(wu_device *dev);   /* cancel and drain every transfer, then take the device
+                                               off the bus and back: it re-enumerates as a new
+                                               attachment, this one is gone (libusb: the port's power,
+                                               where the OS lets a program switch it; else
+                                               WU_ERR_NOT_SUPPORTED or WU_ERR_ACCESS) */
 int wu_device_cancel(wu_device *dev, int ep, uint64_t owner, int retire);
                                 /* cancel (newest first) and drain every transfer in flight on ep
                                    (-1: every endpoint) of owner (0: every owner); retire != 0 also

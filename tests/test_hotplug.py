@@ -11,7 +11,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from background import in_thread, joined
+from background import in_thread, joined, wait_until
 from sigint import interrupt_child
 
 import wdfusb
@@ -245,6 +245,29 @@ def test_removal_during_a_write_ends_it_with_the_bytes_that_moved(counts: None) 
         assert isinstance(err, wdfusb.DeviceGoneError) and 0 < received_before <= err.bytes_transferred < len(data)
         dev.reconnect(timeout=5)
         assert dev.pipe(0x02).write(data[:4096], timeout=1) == 4096
+
+
+def test_a_port_cycle_cancels_what_is_in_flight_then_reconnects(counts: None) -> None:
+    """WdfUsbTargetDeviceCyclePortSynchronously's order: CancelSentIo, then the unplug and replug."""
+    with wdfusb.VirtualDevice("high", serial="cycled", endpoints=SINK) as v, wdfusb.open(v) as dev:
+        dev.set_alt_setting(0, 0)
+        old_address, pipes = v.address, list(dev.pipes)
+        v.endpoint(0x06).nak(float("inf"))  # a write that stays in flight until it is cancelled
+        t, errors = in_thread(lambda: dev.pipe(0x06).write(bytes(4096), timeout=30))
+        wait_until(lambda: dev._core.native.live_transfers() == 1)
+        with wdfusb.watch(serial="cycled") as w:
+            dev.cycle_port(timeout=5)
+            assert kinds(w, 2) == [("left", "cycled"), ("arrived", "cycled")]
+        joined(t, 5)
+        (err,) = errors
+        assert isinstance(err, wdfusb.UsbCancelledError) and err.bytes_transferred == 0
+        assert v.address != old_address and dev.pipes == pipes and dev.port_path == f"0-{v.port}"
+        data = bytes(range(256)) * 16
+        assert dev.pipe(0x02).write(data, timeout=1) == len(data)  # the new attachment: no NAK, fresh counters
+        assert v.endpoint(0x02).crc32 == zlib.crc32(data) and v.endpoint(0x02).received_bytes == len(data)
+        v.unplug()
+        with pytest.raises(wdfusb.DeviceGoneError):
+            dev.cycle_port(timeout=1)  # nothing to cycle on a port without a device
 
 
 def test_four_devices_stream_at_once_each_at_its_bus_rate(counts: None) -> None:

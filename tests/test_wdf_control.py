@@ -301,6 +301,35 @@ def test_retrieve_information(speed: str, high: int) -> None:
         r.vdev.close()
 
 
+def test_cycle_port_synchronously(rig: Rig) -> None:
+    """FxUsbDevice::CyclePort: the I/O sent is cancelled, the device re-enumerates, and the old
+    target is left with the device-gone status; a new target on the device works."""
+    rig.vdev.endpoint(0x06).nak(float("inf"))
+    request = buffer_desc(bytearray(512))
+    sent: list[int] = []
+    t = threading.Thread(
+        target=lambda: sent.append(WdfUsbTargetPipeWriteSynchronously(rig.pipes[0x06], None, None, request, None))
+    )
+    t.start()
+    deadline = time.monotonic() + 5
+    while rig.vdev._native.live_transfers() == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    with completion_routine_context():
+        assert WdfUsbTargetDeviceCyclePortSynchronously(rig.device) == STATUS_INVALID_DEVICE_REQUEST
+    address = rig.vdev.address
+    assert WdfUsbTargetDeviceCyclePortSynchronously(rig.device) == STATUS_SUCCESS
+    t.join(5)
+    assert sent == [STATUS_CANCELLED] and rig.vdev.address != address
+    assert WdfUsbTargetDeviceIsConnectedSynchronous(rig.device) == STATUS_DEVICE_DOES_NOT_EXIST
+    assert not NT_SUCCESS(WdfUsbTargetPipeWriteSynchronously(rig.pipes[0x06], None, None, request, None))
+    assert WdfUsbTargetDeviceCyclePortSynchronously(rig.device) == STATUS_DEVICE_NOT_CONNECTED  # nothing to cycle
+    again = WDFUSBDEVICE()
+    assert WdfUsbTargetDeviceCreate(rig.vdev, WDF_NO_OBJECT_ATTRIBUTES, again) == STATUS_SUCCESS
+    assert WdfUsbTargetDeviceIsConnectedSynchronous(again) == STATUS_SUCCESS
+    WdfObjectDelete(again)
+
+
 def test_reset_port_synchronously(rig: Rig) -> None:
     rig.vdev.endpoint(0x88).stall()
     assert WdfUsbTargetDeviceResetPortSynchronously(rig.device) == STATUS_SUCCESS

@@ -53,6 +53,11 @@ class Source(Protocol):
         """Returns (engine_code, device, owned): owned devices are closed with the CoreDevice."""
         ...
 
+    def _port_cycled(self, native: NativeDevice) -> None:
+        """The engine took ``native`` off the bus for a port cycle: a virtual device is plugged
+        in again here (a real device re-enumerates by itself)."""
+        ...
+
 
 class _Internal(threading.local):
     """A thread's internal transfer on one pipe (None until its first transfer), and on the
@@ -150,8 +155,9 @@ class CorePipe:
 class CoreDevice:
     """An open device: descriptors, configuration, claimed interfaces and pipes."""
 
-    def __init__(self, native: NativeDevice, owned: bool) -> None:
+    def __init__(self, native: NativeDevice, owned: bool, source: Source) -> None:
         self.native = native
+        self.source = source
         self._owned = owned
         self._lock = threading.Lock()
         self._pipes: dict[int, list[CorePipe]] = {}
@@ -177,7 +183,7 @@ class CoreDevice:
         rc, native, owned = source._open_native()
         if native is None:
             return rc, None
-        dev = cls(native, owned)
+        dev = cls(native, owned, source)
         if dev.open_status != 0:
             dev.close()
             return dev.open_status, None
@@ -247,6 +253,16 @@ class CoreDevice:
     def reset_port(self) -> int:
         """Reset the port (every transfer of the device is cancelled and drained first)."""
         return WU_ERR_NO_DEVICE if self.closed else self.native.reset_port()
+
+    def cycle_port(self) -> int:
+        """Take the device off the bus and back, as an unplug and replug (every transfer is
+        cancelled and drained first): it re-enumerates as a new attachment, and this one is gone."""
+        if self.closed:
+            return WU_ERR_NO_DEVICE
+        rc = self.native.cycle_port()
+        if rc == 0:
+            self.source._port_cycled(self.native)
+        return rc
 
     def interfaces_claimed(self) -> list[int]:
         return sorted(self._pipes)

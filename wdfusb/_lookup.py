@@ -87,6 +87,10 @@ class UsbDeviceInfo:
         rc, native = NativeDevice.open_libusb(self.bus, self.address)
         return rc, native, True
 
+    def _port_cycled(self, native: NativeDevice) -> None:
+        if self.virtual is not None:
+            self.virtual._port_cycled(native)
+
     def strings(self) -> dict[str, str | None]:
         """Manufacturer, product and serial (opens the device briefly; None where unreadable)."""
         if not self._strings and self.descriptor is not None:

@@ -433,6 +433,20 @@ class Device:
         if rc != 0:
             raise error_for(rc, 0, "reset the port")
 
+    def cycle_port(self, timeout: float | None = None) -> None:
+        """Unplug and replug the device through its port (``WdfUsbTargetDeviceCyclePortSynchronously``),
+        then :meth:`reconnect` to it: every transfer in flight is cancelled first (its caller gets
+        the error with the bytes that moved), the device re-enumerates with a new address, and
+        this :class:`Device`, its pipes and alternate settings are back when the call returns.
+        On libusb the port's power is switched where the operating system lets a program do it
+        (Linux: sysfs, as root or with a udev rule; :class:`UsbAccessError` otherwise), else a
+        :class:`UsbError` with ``STATUS_NOT_SUPPORTED``; a virtual device re-enumerates.
+        ``timeout`` as in :meth:`reconnect`."""
+        rc = self._core.cycle_port()
+        if rc != 0:
+            raise error_for(rc, 0, "cycle the port")
+        self.reconnect(timeout)
+
     # ---- pipes -----------------------------------------------------------------------------
 
     def pipe(self, address: int) -> Pipe:

@@ -242,6 +242,9 @@ class VirtualDevice:
             return rc, None, False
         return 0, self._native, False
 
+    def _port_cycled(self, native: NativeDevice) -> None:
+        self._plug_in_after(native)
+
     def _check(self, rc: int) -> None:
         if rc != 0:
             from .errors import error_for
@@ -315,11 +318,17 @@ class VirtualDevice:
 
     def _reenumerate_now(self) -> None:
         with self._plug_lock:
-            if self._key not in _LIVE:
-                return  # closed meanwhile
             old = self._native
-            handler = self._stop_function(set_off=False)  # the old attachment's requests end with it
             old.unplug()
+            self._plug_in_after(old)
+
+    def _plug_in_after(self, old: NativeDevice) -> None:
+        """A new attachment in place of ``old``, which has left the bus (re-enumeration, or a port
+        cycle: the engine took it off the bus; a real device comes back by itself)."""
+        with self._plug_lock:
+            if self._key not in _LIVE or self._native is not old:
+                return  # closed, or plugged in again, meanwhile
+            handler = self._stop_function(set_off=False)  # the old attachment's requests end with it
             self.address = _next_address()  # first: a listing never pairs the new attachment with the old address
             new = self._create()
             if handler is not None:  # answering before anyone can list it

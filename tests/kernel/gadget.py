@@ -33,11 +33,12 @@ USB_DEVICES = Path("/sys/bus/usb/devices")
 SERIAL = "wdfusb-rig"
 
 
-def udc_name() -> str:
+def udc_name(index: int = 0) -> str:
+    """The ``index``-th UDC (the rig loads dummy_hcd with two: two buses, a gadget on each)."""
     udcs = sorted(os.listdir("/sys/class/udc"))
-    if not udcs:
-        raise RuntimeError("no UDC in /sys/class/udc (is dummy_hcd loaded?)")
-    return udcs[0]
+    if len(udcs) <= index:
+        raise RuntimeError(f"no UDC {index} in /sys/class/udc ({udcs}; is dummy_hcd loaded with num=2?)")
+    return udcs[index]
 
 
 def _write(path: Path, value: str | bytes) -> None:
@@ -77,8 +78,10 @@ class Gadget:
     pid = 0xA4A0
     product = "wdfusb gadget"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, udc: int = 0, serial: str = SERIAL) -> None:
         self.name = name
+        self.udc = udc_name(udc)
+        self.serial = serial
         self.root = CONFIGFS / name
         self.functions: list[str] = []
         self.usb_dir: Path | None = None
@@ -91,7 +94,7 @@ class Gadget:
         _write(self.root / "bcdUSB", "0x0200")
         strings = self.root / "strings/0x409"
         strings.mkdir()
-        _write(strings / "serialnumber", SERIAL)
+        _write(strings / "serialnumber", serial)
         _write(strings / "manufacturer", "wdfusb")
         _write(strings / "product", self.product)
         cfg = self.root / "configs/c.1"
@@ -111,9 +114,16 @@ class Gadget:
         return func
 
     def bind(self, wait: float | None = 30.0) -> None:
-        _write(self.root / "UDC", udc_name())
+        _write(self.root / "UDC", self.udc)
         if wait:
             self.wait_enumerated(wait)
+
+    def replug(self, wait: float | None = 30.0) -> None:
+        """Plug the cable back in after :meth:`unplug`. (soft_connect "connect" does not bring a
+        dummy_hcd device back on 6.1: the gadget is unbound, which is quiet after the unplug, and
+        bound again.)"""
+        _write(self.root / "UDC", "\n")
+        self.bind(wait)
 
     def unplug(self, wait: float | None = 10.0) -> None:
         """Pull the cable: the UDC drops its pull-up (the host sees a disconnect); the function
@@ -123,7 +133,7 @@ class Gadget:
         transfer's completion can oops the guest (f_sourcesink's completion logs through the
         composite device's gadget pointer, which the configfs unbind has just cleared)."""
         if (self.root / "UDC").read_text().strip():
-            _write(Path("/sys/class/udc") / udc_name() / "soft_connect", "disconnect")
+            _write(Path("/sys/class/udc") / self.udc / "soft_connect", "disconnect")
         self._wait_gone(wait)
 
     def unbind(self, wait: float | None = 10.0) -> None:
@@ -136,7 +146,7 @@ class Gadget:
     def _wait_gone(self, wait: float | None) -> None:
         if wait:
             deadline = time.monotonic() + wait
-            while find_usb_device(self.vid, self.pid, SERIAL) is not None:
+            while find_usb_device(self.vid, self.pid, self.serial) is not None:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.name}: device still present after the unplug")
                 time.sleep(0.05)
@@ -149,7 +159,7 @@ class Gadget:
     def wait_enumerated(self, timeout: float = 30.0) -> Path:
         deadline = time.monotonic() + timeout
         while True:
-            dev = find_usb_device(self.vid, self.pid, SERIAL)
+            dev = find_usb_device(self.vid, self.pid, self.serial)
             if dev is not None and (Path(f"{dev}:1.0")).exists():
                 self.usb_dir = dev
                 return dev
@@ -211,8 +221,9 @@ class Gadget:
     @staticmethod
     def _remove_tree(root: Path) -> None:
         try:
-            if (root / "UDC").read_text().strip():
-                _write(Path("/sys/class/udc") / udc_name() / "soft_connect", "disconnect")
+            udc = (root / "UDC").read_text().strip()
+            if udc:
+                _write(Path("/sys/class/udc") / udc / "soft_connect", "disconnect")
                 _write(root / "UDC", "\n")
         except OSError:
             pass
@@ -245,9 +256,15 @@ class SourceSink(Gadget):
     product = "wdfusb SourceSink"
 
     def __init__(
-        self, pattern: int = 1, bulk_buflen: int = 4096, bulk_qlen: int = 32, name: str = "wdfusb-sourcesink"
+        self,
+        pattern: int = 1,
+        bulk_buflen: int = 4096,
+        bulk_qlen: int = 32,
+        name: str = "wdfusb-sourcesink",
+        udc: int = 0,
+        serial: str = SERIAL,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, udc, serial)
         self.pattern = pattern
         self.add_function(
             "SourceSink.0",

@@ -79,8 +79,8 @@ while read -r mod params; do
   [ -n "$mod" ] || continue
   case "$mod" in
     */dummy_hcd.ko)
-      if [ "$SPEED" = super ]; then params="is_high_speed=1 is_super_speed=1";
-      else params="is_high_speed=1"; fi;;
+      if [ "$SPEED" = super ]; then params="num=2 is_high_speed=1 is_super_speed=1";
+      else params="num=2 is_high_speed=1"; fi;;
   esac
   insmod "/$mod" $params || say "insmod $mod failed"
 done < /modules.load

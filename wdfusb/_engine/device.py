@@ -103,6 +103,11 @@ class NativeDevice:
         """Cancel and drain every transfer, then reset the device's port (GIL released)."""
         return int(lib.wu_device_reset_port(self._h))
 
+    def cycle_port(self) -> int:
+        """Cancel and drain every transfer, then take the device off the bus and back (GIL
+        released): it re-enumerates as a new attachment; this one is gone."""
+        return int(lib.wu_device_cycle_port(self._h))
+
     def clear_halt(self, ep: int) -> int:
         return int(lib.wu_device_clear_halt(self._h, ep))
 

@@ -348,6 +348,21 @@ def WdfUsbTargetDeviceResetPortSynchronously(UsbDevice: Any) -> NTSTATUS:
     return outcome(device.core.reset_port()).status
 
 
+def WdfUsbTargetDeviceCyclePortSynchronously(UsbDevice: Any) -> NTSTATUS:
+    """WdfUsbTargetDeviceCyclePortSynchronously: an unplug and replug through the device's port.
+    I/O still in flight on the device is cancelled first (FxUsbDevice::CyclePort's
+    CancelSentIo); the device then re-enumerates, and this WDFUSBDEVICE's I/O fails with the
+    device-gone status from here on (KMDF: "don't do any more operations after this point"):
+    a driver creates its USB target again (``WdfUsbTargetDeviceCreate``) once the device is back
+    (``wdfusb.wait_for``). On libusb the port's power is switched where the operating system lets
+    a program do it (Linux: sysfs, root or a udev rule): STATUS_ACCESS_DENIED without the
+    permission, STATUS_NOT_SUPPORTED elsewhere; a virtual device re-enumerates."""
+    device = get_object(UsbDevice, FxUsbDevice)
+    if not at_passive_level():
+        return STATUS_INVALID_DEVICE_REQUEST
+    return outcome(device.core.cycle_port()).status
+
+
 def connection_status(core: CoreDevice) -> NTSTATUS:
     """Whether a device is attached, as KMDF's FxUsbDevice::IsConnected answers it from the port
     status: STATUS_SUCCESS while it answers (a stall is an answer), STATUS_DEVICE_DOES_NOT_EXIST
