@@ -1,18 +1,18 @@
 # wdfusb: the two commands README.md documents, and their helpers.
 #   make bench  — set up .venv and run the write benchmark on the built-in virtual device
-#   make test   — set up .venv and run the whole test suite (lint, types, docs, tests, fake-libusb lane, kernel rig)
+#   make test   — set up .venv and run the whole test suite (lint, types, docs, tests, fake-libusb lane, wheel, kernel rig)
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test check docs unit explore fakeusb rig asan tsan cross clean
+.PHONY: bench test check docs unit explore fakeusb rig asan tsan cross wheel clean
 
 $(STAMP): pyproject.toml setup.py build_ffi.py $(wildcard csrc/*.c csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,plot,compare,docs]'
+	$(PY) -m pip install --quiet -e '.[test,plot,compare,docs,wheel]'
 	touch $(STAMP)
 
 bench: $(STAMP)
@@ -54,7 +54,7 @@ rig: $(STAMP)
 	$(PY) tests/rig/qemu_rig.py run --speed super -- $(RIG_PYTEST)
 
 test: UNIT_ARGS = --ignore=tests/fakeusb
-test: check docs unit fakeusb asan tsan cross rig
+test: check docs unit fakeusb asan tsan cross wheel rig
 
 asan:
 	tests/asan/run.sh
@@ -66,6 +66,11 @@ tsan:
 # The engine built for Windows (MinGW-w64) and run under Wine, without Python.
 cross: $(STAMP)
 	PY=$(PY) tests/cross/run.sh
+
+# The wheel: sdist and wheel (python -m build), auditwheel's manylinux tag, then the wheel installed
+# in a fresh venv with no compiler on PATH and tested there, outside the checkout.
+wheel: $(STAMP)
+	PY=$(PY) tests/wheel/run.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info wdfusb/_native*.so
