@@ -156,8 +156,11 @@ class CoreDevice:
     """An open device: descriptors, configuration, claimed interfaces and pipes."""
 
     def __init__(self, native: NativeDevice, owned: bool, source: Source) -> None:
+        from ._lookup import attachment_of  # (it lists devices, which opens them through here)
+
         self.native = native
         self.source = source
+        self.attachment = attachment_of(source)  # what it was opened from: the key of this attachment
         self._owned = owned
         self._lock = threading.Lock()
         self._pipes: dict[int, list[CorePipe]] = {}

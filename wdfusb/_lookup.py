@@ -138,6 +138,13 @@ class UsbDeviceInfo:
         return f"{ids} {where} port {self.port_path} address {self.address} ({self.speed} speed)"
 
 
+def attachment_of(source: Any) -> UsbDeviceInfo | None:
+    """The attachment a device is opened from (a virtual device: its current one); None for a
+    source that is neither."""
+    info = UsbDeviceInfo.of_virtual(source) if isinstance(source, VirtualDevice) else source
+    return info if isinstance(info, UsbDeviceInfo) else None
+
+
 def list_devices(virtual: bool = True) -> list[UsbDeviceInfo]:
     """Every USB device libusb sees, then (``virtual=True``) this process's open virtual devices.
     Raises :class:`LibusbNotFoundError` without libusb."""

@@ -257,9 +257,7 @@ class Device:
             else:
                 pipe._bind(c)
             self.pipes.append(pipe)
-        info = UsbDeviceInfo.of_virtual(source) if isinstance(source, VirtualDevice) else source
-        if not isinstance(info, UsbDeviceInfo):
-            info = None
+        info = core.attachment
         self.port_path: str | None = info.port_path if info is not None else None
         self._attachment_key = info.key if info is not None else None
         cached = info._strings.get("serial") if info is not None else None

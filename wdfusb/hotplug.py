@@ -129,6 +129,12 @@ class Watch:
         except IndexError:  # another consumer took it
             return None
 
+    def refresh(self) -> list[UsbDeviceInfo]:
+        """List the devices now (what changed is reported as usual) and return the matching ones
+        attached: a device in this list is reported when it leaves."""
+        self._scan()
+        return self.attached
+
     @property
     def attached(self) -> list[UsbDeviceInfo]:
         """The matching devices attached at the last listing."""

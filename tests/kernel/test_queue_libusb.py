@@ -6,6 +6,7 @@ Data follows Gadget Zero's pattern=1 rule per transfer, so the gadget checks eve
 from __future__ import annotations
 
 import threading
+import time
 import zlib
 from typing import Any
 
@@ -115,4 +116,26 @@ def test_a_stopped_queue_holds_writes_until_started_then_drains(ffs_gadget: gadg
     # the frames are not packet multiples: each ended the gadget's read, in order
     assert ffs_gadget.received.wait_bytes(total, WAIT) == total
     assert ffs_gadget.received.crc32 == zlib.crc32(b"".join(frames))
+    WdfObjectDelete(device)
+
+
+def test_the_cable_pulled_under_a_forwarding_queue(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    """Surprise removal as KMDF handles it: the forwarded request ends with the bytes that moved
+    (whole packets), the ones still queued are purged (or refused by the gone device, if dispatched
+    first: none moves a byte), and the purged queue refuses new requests."""
+    device, pipes, _ = open_pipes(0x0525, 0xA4A0)
+    queue = make_queue(device, forward(pipes[0x02]))
+    frames = [gadget.mod63(16 << 20, bulk_maxp)] + [gadget.mod63(4 * bulk_maxp, bulk_maxp) for _ in range(4)]
+    ops = [post_write(queue, f) for f in frames]
+    threading.Timer(0.3, sourcesink.unplug, kwargs={"wait": None}).start()
+    results = [op.wait(WAIT) for op in ops]
+    status, moved = results[0]
+    assert not NT_SUCCESS(status) and moved % bulk_maxp == 0 and moved < len(frames[0]), results[0]
+    for st, n in results[1:]:
+        assert n == 0 and st in (STATUS_CANCELLED, STATUS_DEVICE_NOT_CONNECTED, STATUS_NO_SUCH_DEVICE), (st, n)
+    deadline = time.monotonic() + WAIT  # the purge runs on the removal watch's thread
+    while WdfIoQueueGetState(queue, None, None) & WdfIoQueueAcceptRequests:
+        assert time.monotonic() < deadline, "the queue was never purged"
+        time.sleep(0.01)
+    assert post_write(queue, b"late").wait(WAIT) == (STATUS_INVALID_DEVICE_STATE, 0)
     WdfObjectDelete(device)

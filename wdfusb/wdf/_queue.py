@@ -583,6 +583,9 @@ def WdfIoQueueCreate(
         queue = FxIoQueue(device, config, parent or device, QueueAttributes)
         if Config.DefaultQueue:
             _default_queues[device] = queue
+    from ._removal import purge_on_removal  # (it needs the queue states, which need this module)
+
+    purge_on_removal(queue)
     if Queue is not None:
         store(Queue, "Queue", queue, WDFQUEUE)
     return STATUS_SUCCESS

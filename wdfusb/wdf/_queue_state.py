@@ -163,6 +163,12 @@ def _purge(queue: FxIoQueue, callback: QueueStateCallback | None, context: Any, 
     _cancel(queue, waiting, cancelable)
 
 
+def purge_for_removal(queue: FxIoQueue) -> None:
+    """Surprise removal (``_removal.py``): WdfIoQueuePurge with nobody waiting for it."""
+    if not queue.is_deleted:
+        _purge(queue, None, None, cancel=True)
+
+
 def _take_cancellable(queue: FxIoQueue) -> tuple[list[FxReceivedRequest], list[FxReceivedRequest]]:
     """Under the lock: empty the queue; list the driver's requests marked cancelable."""
     waiting = list(queue.pending)
