@@ -35,6 +35,7 @@ static struct {
     wu_mutex lock;
     wu_cond cond;
     wu_xfer *head, *tail;
+    wu_cq_note *nhead, *ntail;  /* notes posted (a ring's transfer came back), oldest first */
     int wake;
 } cq;
 static wu_once_t cq_once = WU_ONCE_INIT;
@@ -45,6 +46,7 @@ static void cq_after_fork(void)
     wu_mutex_init(&cq.lock);
     wu_cond_init(&cq.cond);
     cq.head = cq.tail = NULL;
+    cq.nhead = cq.ntail = NULL;
     cq.wake = 0;
 }
 
@@ -81,6 +83,41 @@ static void cq_remove(wu_xfer *x)
     wu_mutex_unlock(&cq.lock);
 }
 
+/* Take a queued note off the queue; caller holds the queue's lock. */
+static void note_unlink(wu_cq_note *n)
+{
+    wu_cq_note **pp, *prev = NULL;
+    for (pp = &cq.nhead; *pp && *pp != n; pp = &(*pp)->next) prev = *pp;
+    if (!*pp) return;
+    *pp = n->next;
+    if (cq.ntail == n) cq.ntail = prev;
+    n->next = NULL;
+    n->queued = 0;
+}
+
+void wu_cq_note_arm(wu_cq_note *n, uint64_t tag)
+{
+    wu_once(&cq_once, cq_init);
+    wu_mutex_lock(&cq.lock);
+    n->tag = tag;
+    if (!tag && n->queued) note_unlink(n);
+    wu_mutex_unlock(&cq.lock);
+}
+
+void wu_cq_note_post(wu_cq_note *n)
+{
+    wu_once(&cq_once, cq_init);
+    wu_mutex_lock(&cq.lock);
+    if (n->tag && !n->queued) {
+        n->next = NULL;
+        n->queued = 1;
+        if (cq.ntail) cq.ntail->next = n; else cq.nhead = n;
+        cq.ntail = n;
+        wu_cond_broadcast(&cq.cond);
+    }
+    wu_mutex_unlock(&cq.lock);
+}
+
 int wu_cq_wait(int64_t timeout_us, wu_completion *out, int max)
 {
     int n = 0;
@@ -88,7 +125,7 @@ int wu_cq_wait(int64_t timeout_us, wu_completion *out, int max)
     if (!out || max <= 0) return WU_ERR_INVALID_PARAM;
     wu_once(&cq_once, cq_init);
     wu_mutex_lock(&cq.lock);
-    while (!cq.head && !cq.wake && wu_now_ns() < until) wu_cond_wait_until(&cq.cond, &cq.lock, until);
+    while (!cq.head && !cq.nhead && !cq.wake && wu_now_ns() < until) wu_cond_wait_until(&cq.cond, &cq.lock, until);
     cq.wake = 0;
     while (cq.head && n < max) {
         wu_xfer *x = cq.head;
@@ -98,6 +135,14 @@ int wu_cq_wait(int64_t timeout_us, wu_completion *out, int max)
         out[n].tag = x->tag;
         out[n].status = x->result;
         out[n].actual = x->actual;
+        n++;
+    }
+    while (cq.nhead && n < max) {
+        wu_cq_note *note = cq.nhead;
+        out[n].tag = note->tag;
+        out[n].status = WU_OK;
+        out[n].actual = 0;
+        note_unlink(note);
         n++;
     }
     wu_mutex_unlock(&cq.lock);
@@ -388,6 +433,24 @@ void wu_xfer_finish(wu_xfer *x, int result)
     x->completed = 1;
     WU_STORE(&x->state, WU_XFER_DONE);
     if (x->tag) cq_push(x);
+    if (x->note) wu_cq_note_post(x->note);
+}
+
+int wu_xfer_gone(wu_xfer *x)
+{
+    int rc = wu_device_check(x->dev);
+    if (rc != WU_OK) return rc;
+    wu_mutex_lock(&x->dev->lock);
+    rc = x->retired ? WU_ERR_NO_DEVICE : WU_OK; /* what its next submit would say */
+    wu_mutex_unlock(&x->dev->lock);
+    return rc;
+}
+
+void wu_xfer_set_note(wu_xfer *x, wu_cq_note *n)
+{
+    wu_mutex_lock(&x->dev->lock);
+    x->note = n;
+    wu_mutex_unlock(&x->dev->lock);
 }
 
 /* A control transfer's buffer is its setup packet followed by the data stage, as libusb lays
@@ -524,6 +587,16 @@ int wu_xfer_cancel(wu_xfer *x)
     if (wu_device_forked(x->dev)) return WU_ERR_FORKED;
     wu_mutex_lock(&x->dev->lock);
     rc = cancel_locked(x);
+    wu_mutex_unlock(&x->dev->lock);
+    return rc;
+}
+
+int wu_xfer_cancel_in_flight(wu_xfer *x)
+{
+    int rc = WU_ERR_NOT_FOUND;
+    if (wu_device_forked(x->dev)) return WU_ERR_FORKED;
+    wu_mutex_lock(&x->dev->lock);
+    if (x->state == WU_XFER_IN_FLIGHT) rc = cancel_locked(x); /* back already: nothing sticks */
     wu_mutex_unlock(&x->dev->lock);
     return rc;
 }

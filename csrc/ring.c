@@ -52,6 +52,8 @@ struct wu_ring {
     int claimed;          /* a read or next is in progress (from its first slice until it returns) */
     uint8_t *dst;
     size_t dst_len, dst_done, land_end; /* land_end: where the last direct read ends */
+    wu_cq_note note;      /* posted to the completion queue when a slot comes back, once armed
+                             (wu_ring_notify: every slot points to it) */
 };
 
 static void free_arrays(wu_ring *r)
@@ -68,8 +70,11 @@ static void free_arrays(wu_ring *r)
     free(r);
 }
 
+/* When a call's slice ends: slice_us > 0 from now, 0 never, < 0 at once (the call does what
+   needs no wait and returns WU_PENDING where it would wait). */
 static int64_t deadline_of(int64_t slice_us)
 {
+    if (slice_us < 0) return wu_now_ns();
     return slice_us > 0 && slice_us < INT64_MAX / 2000 ? wu_now_ns() + slice_us * 1000 : WU_NS_FOREVER;
 }
 
@@ -172,6 +177,7 @@ static void arrived(wu_ring *r, int slot, int result, size_t actual)
 /* The oldest transfer is back: count it. Caller holds the ring lock. */
 static void retire_oldest(wu_ring *r, int result, size_t actual)
 {
+    wu_xfer *x = r->slots[r->head];
     int s = r->slot_stage[r->head];
     if (r->reader) arrived(r, r->head, result, actual);
     else {
@@ -183,6 +189,10 @@ static void retire_oldest(wu_ring *r, int result, size_t actual)
     r->count--;
     r->retired++;
     r->front_ns = wu_now_ns();
+    if (result == WU_ERR_CANCELLED && r->error == WU_OK) { /* a cancel the ring did not ask for */
+        int gone = wu_xfer_gone(x);
+        if (gone != WU_OK) result = gone; /* the device's close (or its owner's) cancelled it: gone */
+    }
     if (result != WU_OK && r->error == WU_OK) r->error = result;
 }
 
@@ -206,7 +216,8 @@ static void settle(wu_ring *r, int reason)
     if (r->error == WU_OK) r->error = reason;
     for (int i = r->count - 1; i >= 0; i--) {
         wu_xfer *x = r->slots[(r->head + i) % r->depth];
-        if (wu_xfer_state(x) == WU_XFER_IN_FLIGHT) wu_xfer_cancel(x);
+        wu_xfer_cancel_in_flight(x); /* (one that came back meanwhile, e.g. on an event thread, is
+                                         not cancelled again: its next submit must not fail) */
     }
     r->settling++;
     for (;;) {
@@ -229,6 +240,7 @@ void wu_ring_free(wu_ring *r)
     wu_mutex_lock(&r->lock);
     if (r->count) settle(r, WU_ERR_CANCELLED);
     wu_mutex_unlock(&r->lock);
+    wu_cq_note_arm(&r->note, 0); /* nothing is in flight to post it again; a queued post goes too */
     for (int i = 0; i < r->depth; i++) wu_xfer_free(r->slots[i]);
     wu_mutex_destroy(&r->lock);
     free_arrays(r);
@@ -303,6 +315,13 @@ int wu_ring_submit(wu_ring *r, uint8_t *buf, size_t len, unsigned flags)
     return rc;
 }
 
+/* When the oldest in flight times out: WU_NS_FOREVER for no time-out (or one beyond the clock). */
+static int64_t front_deadline(const wu_ring *r)
+{
+    if (!r->timeout_us || r->timeout_us > (WU_NS_FOREVER - r->front_ns) / 1000) return WU_NS_FOREVER;
+    return r->front_ns + r->timeout_us * 1000;
+}
+
 /* Wait for the oldest transfer until `until` (or its time-out) and retire it. Caller holds
    the ring lock; it is released while waiting. WU_OK, WU_PENDING or the ring's error. */
 static int wait_oldest(wu_ring *r, int64_t until)
@@ -317,7 +336,7 @@ static int wait_oldest(wu_ring *r, int64_t until)
     }
     if (!r->count) return WU_OK;
     x = r->slots[r->head];
-    if (r->timeout_us && r->front_ns + r->timeout_us * 1000 < stop_at) stop_at = r->front_ns + r->timeout_us * 1000;
+    if (front_deadline(r) < stop_at) stop_at = front_deadline(r);
     now = wu_now_ns();
     if (stop_at != WU_NS_FOREVER && now >= stop_at) {
         if (stop_at == until) return WU_PENDING;
@@ -374,6 +393,12 @@ int wu_ring_poll(wu_ring *r)
 /* What the ring says now. Caller holds the ring lock. */
 static void info_locked(const wu_ring *r, wu_ring_info *out)
 {
+    int64_t due = front_deadline(r);
+    out->timeout_in_us = -1;
+    if (due != WU_NS_FOREVER && r->count && (!r->reader || r->claimed)) { /* (a reader's runs while a call waits) */
+        int64_t left = due - wu_now_ns();
+        out->timeout_in_us = left > 0 ? (left + 999) / 1000 : 0;
+    }
     out->depth = r->depth;
     out->in_flight = r->count;
     out->peak = r->peak;
@@ -613,7 +638,25 @@ int wu_ring_cancel(wu_ring *r, int reason)
     settle(r, reason); /* a read in progress ends in its own thread's next call */
     rc = r->error;
     wu_mutex_unlock(&r->lock);
+    wu_cq_note_post(&r->note); /* an awaiting caller looks again, even if nothing was in flight */
     return rc;
+}
+
+int wu_ring_notify(wu_ring *r, uint64_t tag)
+{
+    int rc;
+    if (!r) return WU_ERR_INVALID_PARAM;
+    if (wu_device_forked(r->dev)) return WU_ERR_FORKED;
+    if (tag) {
+        if ((rc = wu_device_check(r->dev)) != WU_OK) return rc;
+        if ((rc = r->dev->be->start_events(r->dev)) != WU_OK) /* transfers move with nobody waiting */
+            return wu_device_check(r->dev) != WU_OK ? wu_device_check(r->dev) : rc;
+    }
+    if (tag) wu_cq_note_arm(&r->note, tag);
+    for (int i = 0; i < r->depth; i++) /* (unarmed, a slot's return takes no queue lock) */
+        wu_xfer_set_note(r->slots[i], tag ? &r->note : NULL);
+    if (!tag) wu_cq_note_arm(&r->note, 0);
+    return WU_OK;
 }
 
 int wu_ring_interrupt(wu_ring *r, size_t *done)

@@ -11,6 +11,18 @@
 #include "platform.h"
 #include "wdfusb_shim.h"
 
+/* A note on the completion queue: "something of mine came back". Posted (by whoever hands a
+   transfer back) only while armed with a tag, and at most once until wu_cq_wait takes it, so
+   it coalesces; every field is guarded by the queue's lock. A ring carries one (wu_ring_notify). */
+typedef struct wu_cq_note {
+    struct wu_cq_note *next;
+    uint64_t tag;                /* 0: not armed, nothing is posted */
+    int queued;
+} wu_cq_note;
+
+void wu_cq_note_arm(wu_cq_note *n, uint64_t tag); /* tag 0 disarms and takes a queued post back */
+void wu_cq_note_post(wu_cq_note *n);              /* queue it unless disarmed or already queued */
+
 typedef struct wu_backend {
     /* transfers: submit starts x and cancel cancels it asynchronously, both called with
        dev->lock held (so a transfer is queued in the same step that marks it in flight);
@@ -81,6 +93,7 @@ struct wu_xfer {
     uint64_t tag;                /* != 0: asynchronous, completion goes to the queue */
     int queued;                  /* on the completion queue (guarded by the queue's lock) */
     wu_xfer *cq_next;
+    wu_cq_note *note;            /* posted whenever it comes back (an armed ring's slot), or NULL */
     /* virtual device: queue link and pacing */
     wu_xfer *qnext;
     int linked;                  /* on its endpoint's queue */
@@ -97,6 +110,12 @@ extern const wu_backend wu_virtual_backend;
 
 wu_device *wu_device_alloc(const wu_backend *be, void *impl, int is_virtual);
 void wu_xfer_finish(wu_xfer *x, int result);   /* caller holds x->dev->lock */
+void wu_xfer_set_note(wu_xfer *x, wu_cq_note *n); /* any time: read under the device lock */
+int wu_xfer_cancel_in_flight(wu_xfer *x);      /* cancel it if it is in flight; unlike wu_xfer_cancel,
+                                                  a transfer already back keeps no cancel for its
+                                                  next submit (the ring's own error guards those) */
+int wu_xfer_gone(wu_xfer *x);                  /* WU_OK, or why it can take no more submits: its
+                                                  device closed or forked, or its owner let go */
 int wu_in_callback(void);                      /* inside a completion / event thread */
 void wu_enter_callback(void);
 void wu_leave_callback(void);

@@ -229,7 +229,10 @@ int wu_in_completion_context(void);           /* refuse blocking calls when true
    arrives is delivered in order, a short read's bytes closing up behind the ones before.
    The time-out counts from when a read is the oldest and a caller waits. A time-out or an
    interrupt (WU_ERR_INTERRUPTED) stops it on a prefix and the next call resumes; any other
-   failure, or a wu_ring_cancel, is final once what arrived before it has been delivered. */
+   failure, or a wu_ring_cancel, is final once what arrived before it has been delivered.
+   slice_us: how long one call may wait before it returns WU_PENDING (0: as long as it takes;
+   < 0: not at all, WU_PENDING where it would wait). With wu_ring_notify, a caller that does not
+   wait (an event loop) is told through the completion queue when to call again. */
 typedef struct wu_ring wu_ring;
 typedef struct {
     int depth;
@@ -241,6 +244,8 @@ typedef struct {
     uint64_t submitted;           /* transfers submitted so far */
     uint64_t retired;             /* transfers retired so far (in order) */
     uint64_t buffered;            /* reader: bytes arrived and not yet delivered */
+    int64_t timeout_in_us;        /* until the oldest in flight times out (a reader's: while a
+                                     call is in progress), or -1 when no time-out runs */
 } wu_ring_info;
 
 int wu_ring_new(wu_device *dev, uint64_t owner, uint8_t ep, uint8_t type, int depth, size_t chunk,
@@ -269,6 +274,12 @@ int wu_ring_interrupt(wu_ring *r, size_t *done);     /* reader, the reading thre
                                                         land, in order) and end the call's read; *done:
                                                         the bytes of its buffer filled */
 int wu_ring_cancel(wu_ring *r, int reason);          /* any thread; returns the ring's error */
+int wu_ring_notify(wu_ring *r, uint64_t tag);        /* tag != 0: from now on, whenever a transfer of
+                                                        the ring comes back or wu_ring_cancel ends it,
+                                                        queue {tag, WU_OK, 0} for wu_cq_wait (one at a
+                                                        time: none while one is queued), and make the
+                                                        device's transfers move with nobody waiting;
+                                                        0: no more */
 void wu_ring_info_get(wu_ring *r, wu_ring_info *out);
 
 /* ---- helpers ------------------------------------------------------------- */

@@ -28,9 +28,10 @@ def test_example_runs_on_the_virtual_device(path: Path) -> None:
         ".reader(",
         "wdfusb.pyusb.get_backend(",
         "write_async(",
+        "flush_async(",
         "reconnect(",
     ],
-    ids=["wdf", "control", "reader", "pyusb", "asyncio", "reconnect"],
+    ids=["wdf", "control", "reader", "pyusb", "asyncio", "asyncio-stream", "reconnect"],
 )
 def test_readme_examples_run(marker: str) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)

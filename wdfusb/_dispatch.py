@@ -12,6 +12,11 @@ above PASSIVE_LEVEL"), the WDF layer returns ``STATUS_INVALID_DEVICE_REQUEST`` f
 callback is never lost: it is kept and re-raised by :func:`raise_pending`
 (``wdfusb.wdf.wait_for_completions`` calls it) — unless the submitter gave an ``on_error``.
 
+A *listener* (:func:`listen`) is a callback for a tag that stays: a streaming ring's notes
+(``wu_ring_notify``: one of its transfers came back) arrive with it as often as C posts them
+and run here like completion routines; a listener is no pending transfer (:func:`wait_idle`
+does not wait for it).
+
 After ``os.fork()`` the child starts a new thread on first use; the parent's pending
 transfers are not the child's (C refuses every device opened before the fork).
 """
@@ -31,6 +36,7 @@ ErrorSink = Callable[[BaseException], None]
 _lock = threading.Lock()
 _idle = threading.Condition(_lock)
 _pending: dict[int, tuple[Transfer, Callback, ErrorSink | None]] = {}
+_listeners: dict[int, Callback] = {}
 _errors: list[BaseException] = []
 _tags = itertools.count(1)
 _thread: threading.Thread | None = None
@@ -66,6 +72,22 @@ def submit(
             _pending.pop(tag, None)
             _idle.notify_all()
     return rc
+
+
+def listen(callback: Callback) -> int:
+    """A tag of its own for ``callback``, run on the dispatcher thread with ``(status, actual)``
+    each time a completion with that tag is taken off the queue, until :func:`unlisten`."""
+    _ensure_thread()
+    tag = next(_tags)
+    with _lock:
+        _listeners[tag] = callback
+    return tag
+
+
+def unlisten(tag: int) -> None:
+    """Forget the listener of ``tag`` (a completion with it that is still queued is ignored)."""
+    with _lock:
+        _listeners.pop(tag, None)
 
 
 def pending_count() -> int:
@@ -110,7 +132,14 @@ def _run() -> None:
         for tag, status, actual in next_completions(batch):
             with _lock:
                 entry = _pending.get(tag)
+                listener = _listeners.get(tag) if entry is None else None
             if entry is None:
+                if listener is not None:
+                    try:
+                        listener(status, actual)
+                    except BaseException as exc:  # noqa: BLE001 - kept for the caller, never lost
+                        _keep(exc, None)
+                    del listener
                 continue
             xfer, callback, on_error = entry
             try:
@@ -142,6 +171,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()
     _idle = threading.Condition(_lock)
     _pending.clear()
+    _listeners.clear()
     _thread = None
 
 

@@ -18,6 +18,19 @@ of it is free, otherwise in the reader's own buffers (``depth + 1`` chunks: a ca
 taking data makes the device wait, as on the bus, and loses nothing). A short packet ends a
 read as USB says (its bytes close up behind the ones before; iteration yields it short).
 
+asyncio: the same calls, awaited on the same ring (:meth:`~StreamReader.readinto_async`,
+:meth:`~StreamReader.read_async`, :meth:`~StreamReader.read_to_async`, ``async for``,
+``async with``)::
+
+    async with dev.pipe(0x86).reader(depth=8, chunk=65536, timeout=1.0) as r:
+        header = await r.read_async(16)
+        async for data in r:             # each read as it completed
+            handle(data)
+
+Cancelling a task awaiting one of them is a Ctrl-C: the reads stop, what they brought is kept
+in order (in the caller's buffer, or for the next call), the ``CancelledError`` carries
+``bytes_transferred`` (and ``data``, from :meth:`~StreamReader.read_async`), and the reader goes on.
+
 Threads: a reader belongs to one thread at a time (like a file object); only
 :meth:`~StreamReader.cancel` may be called from another thread (a second thread reading gets
 :class:`~wdfusb.UsbBusyError`). ``pipe.abort()`` cancels the reads in flight at that moment, which
@@ -29,7 +42,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from . import _engine
+from . import _aio, _engine
 from ._engine import WU_ERR_CANCELLED, WU_ERR_FORKED, WU_OK, NativeRing
 from ._stream_ring import open_ring
 from .errors import error_for
@@ -66,6 +79,7 @@ class StreamReader:
         self._closed = False  # the ring stays until the reader goes: a read another thread
         # still finishes lands in it, and bytes_read stays exact
         self._view: memoryview | None = None  # what iteration handed out last
+        self._waker: _aio.RingWaker | None = None  # made by the first awaited call
 
     # ---- state ----------------------------------------------------------------------
 
@@ -145,6 +159,65 @@ class StreamReader:
             raise
         return written
 
+    # ---- asyncio: the same calls, awaited ------------------------------------------------------
+
+    async def readinto_async(self, buffer: Any) -> int:
+        """:meth:`readinto`, awaited: the loop runs while the reads are on the bus. Cancelling the
+        task stops the reads as Ctrl-C does: the bytes that came are at the start of ``buffer``, the
+        ``CancelledError``'s ``bytes_transferred`` counts them, and the next call goes on."""
+        view = _engine.byte_view(buffer, writable=True)
+        rc, done = await self._read_async(_engine.pin(buffer, True), view.nbytes)
+        if rc != WU_OK:
+            raise error_for(rc, done, self._context)
+        return done
+
+    async def read_async(self, size: int) -> bytes:
+        """:meth:`read`, awaited: exactly ``size`` bytes. Cancelled, the ``CancelledError`` holds
+        the bytes that came in ``data`` (``bytes_transferred`` of them), as an error does."""
+        if not isinstance(size, int) or size < 0:
+            raise ValueError("size must be an int >= 0")
+        out = bytearray(size)
+        try:
+            rc, done = await self._read_async(_engine.pin(out, True), size)
+        except BaseException as exc:
+            exc.data = bytes(out[: getattr(exc, "bytes_transferred", 0)])  # type: ignore[attr-defined]
+            raise
+        if rc != WU_OK:
+            raise error_for(rc, done, self._context, bytes(out[:done]))
+        return bytes(out)
+
+    def __aiter__(self) -> StreamReader:
+        return self
+
+    async def __anext__(self) -> memoryview:
+        """:meth:`__next__`, awaited: the data of the next read that completed."""
+        return await self._next_async(self.chunk)
+
+    async def read_to_async(self, file: Any, nbytes: int) -> int:
+        """:meth:`read_to`, awaited (``file.write`` is called on the loop)."""
+        if not isinstance(nbytes, int) or nbytes < 0:
+            raise ValueError("nbytes must be an int >= 0")
+        written = 0
+        try:
+            while written < nbytes:
+                view = await self._next_async(min(self.chunk, nbytes - written), written)
+                file.write(view)
+                written += len(view)
+        except BaseException as exc:
+            _engine.note_bytes(exc, written)
+            raise
+        return written
+
+    async def aclose(self) -> None:
+        """:meth:`close`, awaitable (the reads in flight are cancelled and reaped at once)."""
+        self.close()
+
+    async def __aenter__(self) -> StreamReader:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
     def cancel(self) -> int:
         """Cancel every read in flight, newest first, wait until all are back and return
         :attr:`bytes_read`. Any thread. The stream is finished: later calls (and one blocked in
@@ -160,6 +233,8 @@ class StreamReader:
         ring = self._ring
         if ring is not None and not self._closed:
             self._closed = True
+            if self._waker is not None:
+                self._waker.close()
             ring.cancel(WU_ERR_CANCELLED)
 
     # ---- internals --------------------------------------------------------------------
@@ -174,15 +249,72 @@ class StreamReader:
             raise ValueError("I/O operation on a closed stream reader")
         return ring
 
-    def _next(self, most: int, got: int = 0) -> memoryview:
-        """The next arrived data (up to ``most`` bytes); an error says the call got ``got``.
-        The view handed out before is released: it was valid until this step."""
+    def _awaited_ring(self) -> tuple[NativeRing, _aio.RingWaker]:
+        ring = self._live_ring()
+        if self._waker is None:
+            self._waker = _aio.RingWaker(ring, self._context)
+        return ring, self._waker
+
+    async def _read_async(self, buf: Any, length: int) -> tuple[int, int]:
+        """:meth:`NativeRing.read`, awaited: its steps do not wait; the loop awaits between them.
+        Left by an exception (the task cancelled), the read ends as Ctrl-C ends it."""
+        ring, waker = self._awaited_ring()
+        done, _, _, info = ring.step_scratch()
+        fresh = 1
+
+        def step() -> tuple[int, int]:
+            nonlocal fresh
+            rc = ring.read_step(buf, length, fresh, done, info)
+            fresh = 0
+            return rc, int(info.timeout_in_us)
+
+        try:
+            rc = await waker.drive(step)
+        except BaseException as exc:
+            if not fresh:  # the read began: no read may still land in buf once this returns
+                _engine.note_bytes(exc, ring.interrupt(done))
+            raise
+        finally:  # nothing lands in buf any more; a traceback must not keep it (see _aio)
+            buf = None
+        return rc, int(done[0])
+
+    async def _next_async(self, most: int, got: int = 0) -> memoryview:
+        """:meth:`_next`, awaited."""
+        self._release_view()
+        ring, waker = self._awaited_ring()
+        done, data, length, info = ring.step_scratch()
+        fresh = 1
+
+        def step() -> tuple[int, int]:
+            nonlocal fresh
+            rc = ring.next_step(most, fresh, data, length, info)
+            fresh = 0
+            return rc, int(info.timeout_in_us)
+
+        try:
+            rc = await waker.drive(step)
+        except BaseException:
+            if not fresh:  # what arrived stays for the next call
+                ring.interrupt(done)
+            raise
+        if rc != WU_OK:
+            raise error_for(rc, got, self._context)
+        view = self._view = ring.next_view(data, length)
+        return view
+
+    def _release_view(self) -> None:
+        """The view handed out before is released: it was valid until this step."""
         last, self._view = self._view, None
         if last is not None:
             try:
                 last.release()
             except BufferError:  # the caller exported it further: it keeps the memory alive
                 pass
+
+    def _next(self, most: int, got: int = 0) -> memoryview:
+        """The next arrived data (up to ``most`` bytes); an error says the call got ``got``.
+        The view handed out before is released: it was valid until this step."""
+        self._release_view()
         rc, view = self._live_ring().next(most)
         if view is None:
             raise error_for(rc, got, self._context)

@@ -15,7 +15,17 @@ pipe's max packet size) however the writes were sliced; only :meth:`~StreamWrite
 and :meth:`~StreamWriter.close` send a shorter final transfer. So a device sees
 short packets only where the stream was flushed.
 
-Threads: a writer belongs to one thread at a time (like a file object); only
+asyncio: awaited forms on the same ring (:meth:`~StreamWriter.write_async`,
+:meth:`~StreamWriter.writelines_async`, :meth:`~StreamWriter.flush_async`,
+:meth:`~StreamWriter.aclose`, ``async with``); the loop runs while the requests are on the bus::
+
+    async with dev.pipe(0x06).writer(depth=8, chunk=65536) as w:
+        async for block in produce():
+            await w.write_async(block)   # returns once queued; awaits only for back-pressure
+    # leaving the block awaits the flush (or cancels, if the block raised or the task was cancelled)
+
+Threads: a writer belongs to one thread at a time (like a file object), and to one task at a
+time (a second task's awaited call raises :class:`~wdfusb.UsbBusyError`); only
 :meth:`~StreamWriter.cancel` may be called from another thread.
 """
 
@@ -27,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from . import _engine
+from . import _aio, _engine
 from ._engine import (
     WU_ERR_BUSY,
     WU_ERR_CANCELLED,
@@ -72,7 +82,8 @@ class StreamWriter:
     raised from the current or next ``write``/``flush``/``close`` with
     ``bytes_transferred`` = :attr:`bytes_written`, the bytes the device accepted in
     all. Ctrl-C while a call is blocked does the same, then re-raises
-    ``KeyboardInterrupt``: nothing is left in flight.
+    ``KeyboardInterrupt``: nothing is left in flight. So does cancelling a task awaiting one
+    of the ``_async`` calls: its ``CancelledError`` carries ``bytes_transferred``.
     """
 
     def __init__(
@@ -102,6 +113,8 @@ class StreamWriter:
         self._zlp_owed = False  # "end": the last transfer ended on a packet boundary without a ZLP
         self._chunk_flags, self._chunk_owes_zlp = _zlp_flags(zlp, maxp, chunk, False)  # every whole chunk's
         self._reported = False  # the ring's error was raised (or is the caller's own cancel)
+        self._waker: _aio.RingWaker | None = None  # made by the first awaited call
+        self._awaited = False  # a task is inside an awaited call (one at a time)
         self._closed = False
 
     # ---- state ----------------------------------------------------------------------
@@ -201,7 +214,158 @@ class StreamWriter:
         ring.cancel(WU_ERR_CANCELLED)
         return int(ring.info().bytes_done)
 
+    # ---- asyncio: the same calls, awaited ----------------------------------------------------
+
+    async def write_async(self, data: Any, *, copy: bool | None = None) -> int:
+        """:meth:`write`, awaited: returns once ``data`` is queued, awaiting only for back-pressure
+        (the loop runs meanwhile). ``copy`` as in :meth:`write`. Cancelling the task cancels the
+        stream as Ctrl-C does (every request back, :attr:`bytes_written` exact, in the
+        ``CancelledError``'s ``bytes_transferred``)."""
+        view, copy = _as_view(data, copy)
+        return int(await self._awaited_call(self._write_view_async, view, copy, data))
+
+    async def writelines_async(self, chunks: Any, *, copy: bool | None = None) -> int:
+        """:meth:`writelines`, awaited; ``chunks`` may also be an asynchronous iterable. Returns the
+        bytes queued."""
+        return int(await self._awaited_call(self._write_iter_async, chunks, copy))
+
+    async def flush_async(self) -> None:
+        """:meth:`flush`, awaited: until every request is back. Raises the stream's error, if any."""
+        await self._awaited_call(self._flush_async)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, awaited (the flush is awaited). Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._info().error == WU_OK:
+                await self._awaited_call(self._flush_async)
+            elif not self._reported:
+                self._raise()
+        finally:
+            self._release()
+
+    async def __aenter__(self) -> StreamWriter:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Await :meth:`aclose` on a normal exit; on an exception (a cancelled task's among them)
+        cancel instead and let it propagate."""
+        if exc_type is None:
+            await self.aclose()
+        elif not self._closed:
+            self._reported = True
+            self._release()
+
     # ---- internals --------------------------------------------------------------------
+
+    async def _awaited_call(self, fn: Any, *args: Any) -> Any:
+        """Run an awaited operation (one task at a time); on cancellation (or anything not an
+        ``Exception``) cancel and reap everything first, as :meth:`_guard` does for Ctrl-C."""
+        self._check_open()
+        if self._awaited:
+            raise error_for(WU_ERR_BUSY, 0, f"{self._context}: another task is in an awaited call")
+        self._awaited = True
+        try:
+            if self._waker is None:
+                self._waker = _aio.RingWaker(self._live_ring(), self._context)
+            return await fn(self._waker, *args)
+        except BaseException as exc:
+            if not self._closed:
+                self._interrupted(exc)
+            raise
+        finally:
+            self._awaited = False
+
+    async def _run_async(self, waker: _aio.RingWaker, part: Any, length: int) -> int:
+        """:meth:`_run`, awaited: whole chunks of ``part`` from its memory, C's calls not waiting."""
+        ring = self._live_ring()
+        buf = part if type(part) is bytes else _engine.pin(part)
+        keep = part if buf is part else (part, buf)
+        flags, done = self._chunk_flags, 0
+
+        def step() -> tuple[int, int]:
+            nonlocal done
+            rc, done, timeout_in_us = ring.run_step(buf, keep, length, flags, done)
+            return rc, timeout_in_us
+
+        try:
+            rc = await waker.drive(step)
+        finally:  # the ring keeps what it still needs; a traceback must not (see _aio)
+            buf = keep = None
+        self._zlp_owed = self._chunk_owes_zlp
+        self._accepted += done
+        if rc != WU_OK:
+            self._raise()
+        return done
+
+    async def _submit_async(self, waker: _aio.RingWaker, buf: CData | None, length: int, flags: int) -> None:
+        """:meth:`_submit`, awaited: while all ``depth`` are in flight, await the oldest."""
+        ring = self._live_ring()
+
+        def step() -> tuple[int, int]:
+            while True:
+                rc = ring.submit(buf, length, flags)
+                if rc != WU_ERR_BUSY:
+                    return rc, -1
+                rc, _, timeout_in_us = ring.wait_step()  # something came back: submit again
+                if rc != WU_OK:
+                    return rc, timeout_in_us
+
+        if await waker.drive(step) != WU_OK:
+            self._raise()
+
+    async def _submit_fill_async(self, waker: _aio.RingWaker, final: bool = False) -> None:
+        stage, length = self._stage, self._fill
+        assert stage is not None
+        self._stage, self._fill = None, 0
+        await self._submit_async(waker, stage[0], length, self._flags(length, final))
+
+    async def _write_view_async(self, waker: _aio.RingWaker, view: memoryview, copy: bool, data: Any) -> int:
+        """:meth:`_write_view`, awaited."""
+        n, pos, chunk = len(view), 0, self.chunk
+        while pos < n:
+            if not self._fill and not copy and n - pos >= chunk:
+                whole = (n - pos) - (n - pos) % chunk
+                part = data if pos == 0 and whole == n and type(data) is bytes else view[pos : pos + whole]
+                pos += await self._run_async(waker, part, whole)
+                continue
+            take = min(n - pos, chunk - self._fill)
+            self._fill_target(take)[:] = view[pos : pos + take]
+            self._fill += take
+            self._accepted += take
+            pos += take
+            if self._fill == chunk:
+                await self._submit_fill_async(waker)
+        return n
+
+    async def _write_iter_async(self, waker: _aio.RingWaker, chunks: Any, copy: bool | None) -> int:
+        total = 0
+        if hasattr(chunks, "__aiter__"):
+            async for item in chunks:
+                total += await self._write_view_async(waker, *_as_view(item, copy), item)
+        else:
+            for item in chunks:
+                total += await self._write_view_async(waker, *_as_view(item, copy), item)
+        return total
+
+    async def _flush_async(self, waker: _aio.RingWaker) -> None:
+        """:meth:`_flush`, awaited."""
+        if self._fill:
+            await self._submit_fill_async(waker, final=True)
+        elif self._zlp_owed:
+            await self._submit_async(waker, None, 0, 0)
+        self._zlp_owed = False
+        ring = self._live_ring()
+
+        def step() -> tuple[int, int]:
+            while True:
+                rc, in_flight, timeout_in_us = ring.wait_step()
+                if rc != WU_OK or not in_flight:
+                    return rc, timeout_in_us
+
+        if await waker.drive(step) != WU_OK or ring.info().error != WU_OK:
+            self._raise()
 
     def _info(self) -> Any:
         """What C says of the ring now (after :meth:`close`: what it said last)."""
@@ -361,6 +525,8 @@ class StreamWriter:
         """Settle the ring (nothing is left in flight), keep what it said last, free it."""
         self._closed = True
         self._stage, self._fill = None, 0
+        if self._waker is not None:
+            self._waker.close()
         ring = self._ring
         if ring is not None:
             ring.cancel(WU_ERR_CANCELLED)

@@ -813,6 +813,38 @@ def test_streaming_writer_timeout(fake: fk.Fake, gz: wdfusb.Device) -> None:
     w.close()
 
 
+def test_awaited_stream_writer_and_reader_through_libusb_events(fake: fk.Fake, gz: wdfusb.Device) -> None:
+    """The awaited ring on libusb: its transfers complete on the shim's event thread, which posts
+    the ring's note; the loop streams both ways with exact bytes, and a time-out with nothing
+    coming back still fires (the loop's timer at the time C says is left)."""
+    import asyncio
+
+    fake.set_rate(fk.GZ_OUT, 200 << 20)
+    fake.set_in_source(fk.GZ_IN, fk.IN_LOOPBACK)
+    data = random.Random(3).randbytes((2 << 20) + 777)
+
+    async def main() -> None:
+        async with (
+            gz.pipe(0x01).writer(depth=4, chunk=65536) as w,
+            gz.pipe(0x81).reader(depth=4, chunk=65536, timeout=5) as r,
+        ):
+            reading = asyncio.create_task(r.read_async(300_000))
+            await w.write_async(data)
+            await w.flush_async()
+            assert await reading == data[:300_000]
+        st = fake.stats(fk.GZ_OUT)
+        assert w.bytes_written == st["bytes"] == len(data) and st["crc32"] == zlib.crc32(data)
+        fake.nak_after(fk.GZ_OUT, 65536 + 1024)
+        w = gz.pipe(0x01).writer(depth=4, chunk=65536, timeout=0.2)
+        with pytest.raises(wdfusb.UsbTimeoutError) as err:
+            await w.write_async(data)
+        assert err.value.bytes_transferred == w.bytes_written == fake.stats(fk.GZ_OUT)["bytes"] - len(data)
+        assert err.value.bytes_transferred == 65536 + 1024 and fake.in_flight() == 0
+        w.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
 def test_wdf_async_requests_complete_through_the_event_thread(fake: fk.Fake) -> None:
     """WdfRequestSend: completions come from the shim's event thread, nobody waits on them."""
     from test_wdf_helpers import new_memory, new_request

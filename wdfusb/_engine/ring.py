@@ -4,6 +4,10 @@ C owns every fact of the ring: which transfers are in flight, which staging buff
 carries, the bytes that moved (or, reading, arrived and were delivered), the time-outs (on the
 engine's clock), the first failure and the newest-first cancel. This wrapper only keeps the
 caller's buffers alive while C may use them, and waits in slices so Ctrl-C is seen.
+
+The ``*_step`` methods are the same calls with a slice that does not wait (``NO_WAIT``): they
+return ``WU_PENDING`` where a blocking call would wait, with C's time left until the ring's
+time-out, for a caller that awaits instead (an event loop, woken through :meth:`notify`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ _ring_wait, _ring_run, _ring_submit, _ring_info, _ring_read, _ring_next = (
     lib.wu_ring_next,
 )
 _buffer, _new, _gc, _NULL = ffi.buffer, ffi.new, ffi.gc, ffi.NULL
+NO_WAIT = -1  # a slice that does not wait: WU_PENDING where the call would wait
 
 
 def _interrupt(r: CData, done: CData) -> None:
@@ -165,9 +170,64 @@ class NativeRing:
             raise
         if rc != WU_OK:
             return rc, None
+        return rc, self.next_view(data, length)
+
+    def next_view(self, data: CData, length: CData) -> memoryview:
+        """The read-only view of what :meth:`next` or :meth:`next_step` handed out."""
         # the view keeps this ring (and so the staging memory) alive: it outlives close() safely
         held = _gc(data[0], lambda _ptr, ring=self: ring)
-        return rc, memoryview(_buffer(held, length[0])).toreadonly()
+        return memoryview(_buffer(held, length[0])).toreadonly()
+
+    # ---- not waiting (an event loop awaits between the steps) -----------------------------
+
+    def notify(self, tag: int) -> int:
+        """From now on C queues a completion with ``tag`` whenever one of the ring's transfers
+        comes back (one at a time), and the device's transfers move with nobody waiting; 0: no more."""
+        return int(lib.wu_ring_notify(self._r, tag))
+
+    def run_step(self, buf: CData, keep: Any, length: int, flags: int, done: int) -> tuple[int, int, int]:
+        """:meth:`run` from byte ``done`` of ``buf`` (the pinned ``keep``, or ``bytes``) without
+        waiting: ``(result, bytes submitted so far, µs until the ring's time-out or -1)``."""
+        d, info = self._done, self._info
+        d[0] = done
+        rc = int(_ring_run(self._r, buf, length, flags, NO_WAIT, d, info))
+        retired, carried = info.retired, self._carried
+        while carried and carried[0][0] <= retired:
+            carried.popleft()
+        if d[0] > done:
+            carried.append((info.submitted, keep))
+        return rc, int(d[0]), int(info.timeout_in_us)
+
+    def wait_step(self) -> tuple[int, int, int]:
+        """Retire what is back (or time the oldest out) without waiting: ``(result, transfers in
+        flight, µs until the ring's time-out or -1)``; the result is ``WU_PENDING`` when nothing
+        came back, else ``WU_OK`` or the ring's error."""
+        rc = int(_ring_wait(self._r, NO_WAIT))
+        info = self._info
+        _ring_info(self._r, info)
+        if self._carried:
+            self._let_go()
+        return rc, int(info.in_flight), int(info.timeout_in_us)
+
+    @staticmethod
+    def step_scratch() -> tuple[CData, CData, CData, CData]:
+        """What one read's steps fill, the caller's own: ``(done, data, length, info)``."""
+        return _new("size_t *"), _new("uint8_t **"), _new("size_t *"), _new("wu_ring_info *")
+
+    def read_step(self, buf: CData, length: int, fresh: int, done: CData, info: CData) -> int:
+        """:meth:`read` without waiting (``fresh``: the first call of a read, then the same ``buf``
+        and ``length`` until it returns something else than ``WU_PENDING``)."""
+        return int(_ring_read(self._r, buf, length, fresh, NO_WAIT, done, info))
+
+    def next_step(self, most: int, fresh: int, data: CData, length: CData, info: CData) -> int:
+        """:meth:`next` without waiting (``fresh`` as in :meth:`read_step`); :meth:`next_view`."""
+        return int(_ring_next(self._r, most, fresh, NO_WAIT, data, length, info))
+
+    def interrupt(self, done: CData) -> int:
+        """End a read left between its steps (cancelled), as Ctrl-C ends a blocking one: every
+        read back, what they brought kept in order; returns the bytes of its buffer filled."""
+        _interrupt(self._r, done)
+        return int(done[0])
 
     def wait(self) -> int:
         """Retire the oldest transfer (waiting for it): ``WU_OK`` or the ring's error."""
