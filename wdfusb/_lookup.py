@@ -7,12 +7,13 @@ process are listed after them, on the virtual bus 0 (port path ``0-<port>``). A 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _engine
 from ._descriptors import DT_DEVICE, DT_STRING, DeviceDescriptor
-from ._engine import DevInfo, NativeDevice
+from ._engine import WU_ERR_NO_DEVICE, DevInfo, NativeDevice
 from .errors import DeviceNotFoundError, MultipleDevicesError, UsbError
 from .virtual import VirtualDevice, live_virtual_devices
 
@@ -41,7 +42,9 @@ def port_path(bus: int, ports: tuple[int, ...]) -> str:
 class UsbDeviceInfo:
     """An attached device (not opened): what :func:`find_device`, :func:`list_devices` and
     :func:`wdfusb.watch` give. ``virtual`` is the :class:`~wdfusb.VirtualDevice` for one of this
-    process's virtual devices (bus 0), else None."""
+    process's virtual devices (bus 0), else None. An info does not keep a virtual device or its
+    attachment alive (weak references): a watch that remembers what was attached holds nothing
+    native."""
 
     bus: int
     address: int
@@ -50,9 +53,13 @@ class UsbDeviceInfo:
     speed: str
     ports: tuple[int, ...] = ()
     descriptor: DeviceDescriptor | None = None
-    virtual: VirtualDevice | None = None
+    _virtual: weakref.ref[VirtualDevice] | None = field(default=None, repr=False, compare=False)
     _strings: dict[str, str | None] = field(default_factory=dict, repr=False)
-    _attachment: NativeDevice | None = field(default=None, repr=False, compare=False)
+    _attachment: weakref.ref[NativeDevice] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def virtual(self) -> VirtualDevice | None:
+        return self._virtual() if self._virtual is not None else None
 
     @classmethod
     def from_devinfo(cls, d: DevInfo) -> UsbDeviceInfo:
@@ -69,7 +76,18 @@ class UsbDeviceInfo:
         desc = DeviceDescriptor.parse(bytes(blob))
         strings: dict[str, str | None] = {"manufacturer": v.manufacturer, "product": v.product, "serial": v.serial}
         speed = v.speed or "unknown"
-        return cls(VIRTUAL_BUS, address, desc.vid, desc.pid, speed, (v.port,), desc, v, strings, native)
+        return cls(
+            VIRTUAL_BUS,
+            address,
+            desc.vid,
+            desc.pid,
+            speed,
+            (v.port,),
+            desc,
+            weakref.ref(v),
+            strings,
+            weakref.ref(native),
+        )
 
     @property
     def port_path(self) -> str:
@@ -82,8 +100,9 @@ class UsbDeviceInfo:
 
     def _open_native(self) -> tuple[int, NativeDevice | None, bool]:
         if self._attachment is not None:  # a virtual device: this attachment, not a later one
-            rc = self._attachment.status
-            return (rc, None, False) if rc != 0 else (0, self._attachment, False)
+            native = self._attachment()
+            rc = WU_ERR_NO_DEVICE if native is None else native.status
+            return (rc, None, False) if native is None or rc != 0 else (0, native, False)
         rc, native = NativeDevice.open_libusb(self.bus, self.address)
         return rc, native, True
 
@@ -198,7 +217,8 @@ def find_device(
         )
     if matching:
         d = matching[0]
-        return d.virtual if d.virtual is not None and d._attachment is d.virtual._native else d
+        v = d.virtual
+        return v if v is not None and d._attachment is not None and d._attachment() is v._native else d
     if bus is None and address is None and port is None:
         default = VirtualDevice.make_default(vid, pid, serial)
         if default is not None:

@@ -10,12 +10,14 @@ A read that fails after some bytes arrived raises with those bytes in ``.data``.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, overload
 
 from . import _aio, _engine
 from ._core import CONTROL_MAX, SETUP_SIZE, CoreDevice, CorePipe, fill_control_buffer
 from ._descriptors import DT_STRING, TYPE_NAMES, DeviceDescriptor
+from ._engine import WU_ERR_NO_DEVICE
 from ._engine import ZLP as _ZLP
 from ._lookup import SPEED_LABELS, UsbDeviceInfo, find_device, list_devices
 from ._timeout import seconds, timeout_us
@@ -236,6 +238,7 @@ class Device:
 
     def __init__(self, core: CoreDevice, source: Any) -> None:
         self.pipes: list[Pipe] = []
+        self._swap = threading.Lock()  # close() against reconnect()'s taking of the new attachment
         self._attach(core, source)
 
     def _attach(self, core: CoreDevice, source: Any) -> None:
@@ -418,10 +421,16 @@ class Device:
         stay valid (a pipe whose endpoint the new descriptors lack stays gone).
         :class:`UsbTimeoutError` after ``timeout`` seconds (``None``: wait for ever); the device is
         then as it was."""
+        if self.closed:
+            raise error_for(WU_ERR_NO_DEVICE, 0, "reconnect: the device is closed")
         settings = dict(self._core.alt_settings)
         target, core = reconnect_target(self, settings, timeout)
-        self._core.close()  # its attachment is gone: this only lets go of it
-        self._attach(core, target)
+        with self._swap:
+            if self.closed:  # close() from another thread while it waited: it stays closed
+                core.close()
+                raise error_for(WU_ERR_NO_DEVICE, 0, "reconnect: the device was closed")
+            self._core.close()  # its attachment is gone: this only lets go of it
+            self._attach(core, target)
 
     def reset(self) -> None:
         """Reset the device's port (``WdfUsbTargetDeviceResetPortSynchronously``): every transfer in
@@ -464,7 +473,8 @@ class Device:
 
     def close(self) -> None:
         """Cancel and drain every transfer, release the interfaces and the device. Idempotent."""
-        self._core.close()
+        with self._swap:
+            self._core.close()
 
     def __enter__(self) -> Device:
         return self

@@ -24,7 +24,7 @@ from ._core import CoreDevice
 from ._engine import GENERATION_ANY, start_libusb_hotplug, wait_generation
 from ._lookup import UsbDeviceInfo, attached, describe_criteria
 from ._timeout import seconds
-from .errors import DeviceNotFoundError, LibusbNotFoundError, UsbTimeoutError
+from .errors import DeviceGoneError, DeviceNotFoundError, LibusbNotFoundError, UsbTimeoutError
 
 POLL_INTERVAL = 0.5  # seconds between listings without hotplug events
 REOPEN_INTERVAL = 0.05  # seconds between tries to open a device that arrived but refused
@@ -261,8 +261,10 @@ def reconnect_target(device: Any, settings: dict[int, int], timeout: float | Non
                 want = describe_criteria(**criteria)
                 why = "came back" if gone else "left"
                 raise UsbTimeoutError(f"reconnect: the device ({want}) never {why} within {timeout} s", 0xC00000B5)
-            step = REOPEN_INTERVAL if waiting else left
-            event = w.get(step if left is None or step is None else min(step, left))
+            if device.closed:  # by another thread: nothing to reconnect any more
+                raise DeviceGoneError("reconnect: the device was closed", 0xC000009D)
+            step = REOPEN_INTERVAL if waiting else SLICE_US / 1e6
+            event = w.get(step if left is None else min(step, left))
             if event is None:
                 continue
             if event.kind == "left" and event.device.key == old:
