@@ -6,6 +6,10 @@ The rig loads dummy_hcd with ``num=2``: two UDCs, each with its own host bus."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -202,3 +206,49 @@ def test_cycle_port_synchronously_cancels_the_sent_io_first(ffs_gadget: gadget.F
     assert WdfUsbTargetDeviceIsConnectedSynchronous(again) == STATUS_SUCCESS
     WdfObjectDelete(again)
     WdfObjectDelete(device)
+
+
+def test_an_async_watch_and_async_streams_across_a_replug(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    """asyncio end to end: an async writer and reader on the gadget, the cable pulled under them,
+    ``async for`` over the watch for the removal and the return, then the streams again."""
+
+    async def main() -> None:
+        with wdfusb.open(vid=SS_VID, pid=SS_PID, serial=gadget.SERIAL) as dev:
+            async with dev.pipe(0x02).writer(depth=8, chunk=64 << 10, timeout=10) as w:
+                assert await w.write_async(gadget.mod63(2 * MIB, bulk_maxp)) == 2 * MIB
+                await w.flush_async()
+            async with dev.pipe(0x81).reader(depth=8, chunk=64 << 10, timeout=10) as r:
+                got = await r.read_async(MIB)
+                assert got == gadget.mod63(MIB, bulk_maxp)
+            with wdfusb.watch(serial=gadget.SERIAL) as events:
+                w = dev.pipe(0x02).writer(depth=8, chunk=64 << 10, timeout=10)
+                unplug_after(sourcesink, 0.3)
+                with pytest.raises(FIRST_ERRORS) as err:
+                    for _ in range(200):
+                        await w.write_async(gadget.mod63(MIB, bulk_maxp))
+                    await w.flush_async()
+                assert err.value.bytes_transferred == w.bytes_written and w.bytes_written % bulk_maxp == 0
+                await w.aclose()
+                kinds = []
+                threading.Timer(0.3, sourcesink.replug, kwargs={"wait": None}).start()
+                async for event in events:
+                    kinds.append(event.kind)
+                    if event.kind == "arrived":
+                        break
+                assert kinds == ["left", "arrived"]
+            dev.reconnect(timeout=60)
+            async with dev.pipe(0x02).writer(depth=8, chunk=64 << 10, timeout=10) as w:
+                assert await w.write_async(gadget.mod63(MIB, bulk_maxp)) == MIB
+
+    asyncio.run(main())
+
+
+def test_the_cli_names_the_gadget_by_its_port_path(sourcesink: gadget.SourceSink) -> None:
+    path = sourcesink.usb_dir.name  # type: ignore[union-attr]
+    out = subprocess.run([sys.executable, "-m", "wdfusb", "list", "--json"], capture_output=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (row,) = [r for r in json.loads(out.stdout) if r["serial"] == gadget.SERIAL]
+    assert row["port"] == path
+    info = subprocess.run([sys.executable, "-m", "wdfusb", "info", path, "--json"], capture_output=True, timeout=300)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["serial"] == gadget.SERIAL

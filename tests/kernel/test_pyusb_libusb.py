@@ -9,7 +9,9 @@ Then the same pyusb calls are timed on each backend in one run (printed; bound l
 from __future__ import annotations
 
 import array
+import importlib.util
 import time
+from pathlib import Path
 from typing import Any
 
 import gadget
@@ -19,6 +21,8 @@ import usb.util
 
 import wdfusb.pyusb
 from wdfusb import _engine, patterns
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def a_pyusb_script(backend: Any, maxp: int) -> dict[str, Any]:
@@ -97,3 +101,14 @@ def test_a_pyusb_script_on_both_backends(sourcesink: gadget.SourceSink, bulk_max
                   f"pyusb+wdfusb {best['pyusb+wdfusb'] * 1e6:9.1f} us ({ratio:.2f}x as fast)")  # fmt: skip
     # a benchmark, printed: the rig's noise moves single cells by ±30%; only a collapse fails here
     assert worst > 0.4
+
+
+def test_the_event_thread_benchmark_runs() -> None:
+    """benchmarks/event_thread.py (its numbers are in the README): every method timed, in one process."""
+    spec = importlib.util.spec_from_file_location("wdfusb_event_thread", BENCHMARKS / "event_thread.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.run(calls=100)
+    assert len(result) == 5 and all(us > 0 for us in result.values()), result
+    print(result)

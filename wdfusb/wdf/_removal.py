@@ -6,8 +6,12 @@ are refused with STATUS_INVALID_DEVICE_STATE. What the driver sent to the USB ta
 device-gone status (the engine's), and continuous readers fail (EvtUsbTargetPipeReadersFailed).
 
 The removal is seen by one watch for the process (:mod:`wdfusb.hotplug`: the device-list counter),
-started with the first power-managed queue on a USB device. A queue that is not power-managed
-(``PowerManaged = WdfFalse``) is left alone, as KMDF leaves it until the device is deleted.
+started with the first power-managed queue on a USB device. It lists real devices every
+``POLL_INTERVAL`` (0.5 s) rather than through libusb hotplug, which would keep a libusb event
+thread running and make every synchronous transfer of a forwarding driver one thread switch
+slower; a transfer in flight sees the removal at once anyway, and virtual devices are seen at
+once. A queue that is not power-managed (``PowerManaged = WdfFalse``) is left alone, as KMDF
+leaves it until the device is deleted.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ def purge_on_removal(queue: FxIoQueue) -> None:
     with _LOCK:
         _QUEUES[queue] = key
         if _watch is None:
-            _watch = Watch().call(_event)
+            _watch = Watch(poll=True).call(_event)  # no libusb event thread for it: see watch(poll=)
         watch = _watch
     if key not in {d.key for d in watch.refresh()}:  # it has left: no event will say so
         _left(key)
