@@ -16,6 +16,7 @@ from pathlib import Path
 
 import gadget
 import pytest
+from test_wdf_libusb import open_pipes
 from unplug import FIRST_ERRORS, unplug_after
 
 import wdfusb
@@ -171,18 +172,7 @@ def test_a_port_cycle_the_kernel_performs(sourcesink: gadget.SourceSink, bulk_ma
 def test_cycle_port_synchronously_cancels_the_sent_io_first(ffs_gadget: gadget.FfsGadget) -> None:
     """FxUsbDevice::CyclePort: CancelSentIo, then the cycle; the old target's I/O is over, a new
     target on the re-enumerated device works (the gadget never reads: the write waits on NAKs)."""
-    device = WDFUSBDEVICE()
-    found = wdfusb.find_device(vid=ffs_gadget.vid, pid=ffs_gadget.pid)
-    assert WdfUsbTargetDeviceCreate(found, WDF_NO_OBJECT_ATTRIBUTES, device) == STATUS_SUCCESS
-    params = WDF_USB_DEVICE_SELECT_CONFIG_PARAMS()
-    WDF_USB_DEVICE_SELECT_CONFIG_PARAMS_INIT_SINGLE_INTERFACE(params)
-    assert NT_SUCCESS(WdfUsbTargetDeviceSelectConfig(device, WDF_NO_OBJECT_ATTRIBUTES, params))
-    iface = WdfUsbTargetDeviceGetInterface(device, 0)
-    pipes = {}
-    for i in range(WdfUsbInterfaceGetNumConfiguredPipes(iface)):
-        info = WDF_USB_PIPE_INFORMATION()
-        WDF_USB_PIPE_INFORMATION_INIT(info)
-        pipes[info.EndpointAddress] = WdfUsbInterfaceGetConfiguredPipe(iface, i, info)
+    device, pipes, _ = open_pipes(ffs_gadget.vid, ffs_gadget.pid)
     out = next(a for a in pipes if not a & 0x80)
     desc = WDF_MEMORY_DESCRIPTOR()
     WDF_MEMORY_DESCRIPTOR_INIT_BUFFER(desc, bytearray(1 << 20), 1 << 20)
