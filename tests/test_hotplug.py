@@ -233,11 +233,12 @@ def test_reconnect_times_out_and_leaves_the_device_as_it_was(counts: None) -> No
 
 
 def test_removal_during_a_write_ends_it_with_the_bytes_that_moved(counts: None) -> None:
-    with wdfusb.VirtualDevice("high", serial="busy", endpoints=SINK) as v, wdfusb.open(v) as dev:
+    full_speed_sink = [EndpointSpec(0x02, "bulk", 64, 0, "sink")]
+    with wdfusb.VirtualDevice("full", serial="busy", endpoints=full_speed_sink) as v, wdfusb.open(v) as dev:
         old = v._native
-        data = bytes(8 << 20)  # ~160 ms at high speed
-        t, errors = in_thread(lambda: dev.pipe(0x02).write(data, timeout=5))
-        time.sleep(0.05)
+        data = bytes(8 << 20)  # ~7 s at full speed: still moving when the device leaves
+        t, errors = in_thread(lambda: dev.pipe(0x02).write(data, timeout=30))
+        wait_until(lambda: old.ep_stats(0x02)["received_bytes"] > 0)
         received_before = old.ep_stats(0x02)["received_bytes"]
         v.reenumerate()
         joined(t, 5)

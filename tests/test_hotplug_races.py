@@ -30,8 +30,8 @@ def test_re_enumeration_storm_under_a_writer_and_a_reader(counts: None) -> None:
             w = dev.pipe(0x06).writer(depth=4, chunk=16 << 10)
             r = dev.pipe(0x88).reader(depth=4, chunk=16 << 10)
             data = rng.randbytes(1 << 20)
-            wt, wout = in_thread(lambda w=w, data=data: [w.write(data) for _ in range(64)])
-            rt, rout = in_thread(lambda r=r: r.read(64 << 20))
+            wt, wout = in_thread(lambda w=w, data=data: [w.write(data) for _ in range(256)])
+            rt, rout = in_thread(lambda r=r: r.read(256 << 20))  # ~5 s at high speed: still moving
             wait_until(lambda native=native: native.ep_stats(0x88)["sent_bytes"] > 0, WAIT)
             for _ in range(rng.randint(1, 5)):  # one re-enumeration, then more on the new attachments
                 v.reenumerate()
@@ -42,7 +42,7 @@ def test_re_enumeration_storm_under_a_writer_and_a_reader(counts: None) -> None:
             assert isinstance(rerr, wdfusb.DeviceGoneError), rerr
             took, gave = native.ep_stats(0x06), native.ep_stats(0x88)
             assert werr.bytes_transferred == w.bytes_written == took["received_bytes"]
-            assert took["crc32"] == zlib.crc32((data * 64)[: w.bytes_written])
+            assert took["crc32"] == zlib.crc32((data * 256)[: w.bytes_written])
             assert rerr.bytes_transferred == r.bytes_read == gave["sent_bytes"] == len(rerr.data)
             w.close()
             r.close()

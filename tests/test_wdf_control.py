@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from test_wdf_helpers import Rig, buffer_desc, new_memory
 
+from wdfusb import VirtualDevice
 from wdfusb.wdf import *
 
 
@@ -338,3 +339,32 @@ def test_reset_port_synchronously(rig: Rig) -> None:
         assert WdfUsbTargetDeviceResetPortSynchronously(rig.device) == STATUS_INVALID_DEVICE_REQUEST
     rig.vdev.unplug()
     assert not NT_SUCCESS(WdfUsbTargetDeviceResetPortSynchronously(rig.device))
+
+
+def test_create_with_parameters() -> None:
+    """FxUsbTargetDeviceCreate with the driver's contract version: the size is checked first, as WDF does."""
+    vdev = VirtualDevice("high")
+    try:
+        config = WDF_USB_DEVICE_CREATE_CONFIG()
+        device = WDFUSBDEVICE()
+        assert WdfUsbTargetDeviceCreateWithParameters(vdev, config, None, device) == STATUS_INFO_LENGTH_MISMATCH
+        assert device.value is None
+        with pytest.raises(WdfBugCheck):
+            WdfUsbTargetDeviceCreateWithParameters(vdev, None, None, device)
+        with pytest.raises(WdfBugCheck):
+            WdfUsbTargetDeviceCreateWithParameters(object(), config, None, device)
+        WDF_USB_DEVICE_CREATE_CONFIG_INIT(config, USBD_CLIENT_CONTRACT_VERSION_602)
+        assert (config.Size, config.USBDClientContractVersion) == (8, 0x602)
+        config.USBDClientContractVersion = -1
+        assert WdfUsbTargetDeviceCreateWithParameters(vdev, config, None, device) == STATUS_INVALID_PARAMETER
+        config.USBDClientContractVersion = USBD_CLIENT_CONTRACT_VERSION_602
+        with completion_routine_context():
+            assert WdfUsbTargetDeviceCreateWithParameters(vdev, config, None, device) == STATUS_INVALID_DEVICE_REQUEST
+        assert WdfUsbTargetDeviceCreateWithParameters(vdev, config, None, device) == STATUS_SUCCESS
+        assert WdfUsbTargetDeviceIsConnectedSynchronous(device) == STATUS_SUCCESS
+        dd = USB_DEVICE_DESCRIPTOR()
+        WdfUsbTargetDeviceGetDeviceDescriptor(device, dd)
+        assert (dd.idVendor, dd.idProduct) == (vdev.vid, vdev.pid)
+        WdfObjectDelete(device)
+    finally:
+        vdev.close()

@@ -63,10 +63,10 @@ def wait_purged(queue: WDFQUEUE) -> None:
 
 
 def test_removal_purges_the_queue_and_counts_the_forwarded_bytes() -> None:
-    vdev = VirtualDevice("high", endpoints=SINK)
+    vdev = VirtualDevice("full", endpoints=[EndpointSpec(0x02, "bulk", 64, 0, "sink")])
     device, pipe = open_sink(vdev)
     queue = queue_on(device, pipe)
-    data = np.random.default_rng(5).integers(0, 256, 8 << 20, dtype=np.uint8)  # ~160 ms at high speed
+    data = np.random.default_rng(5).integers(0, 256, 8 << 20, dtype=np.uint8)  # ~7 s at full speed: still moving
     first = post_write(queue, data)
     behind = [post_write(queue, bytes(4096)) for _ in range(3)]
     deadline = time.monotonic() + WAIT

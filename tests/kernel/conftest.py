@@ -98,6 +98,12 @@ def hid_gadget(request: pytest.FixtureRequest) -> Iterator[gadget.HidGadget]:
 
 
 @pytest.fixture
+def ncm_gadget() -> Iterator[gadget.NcmGadget]:
+    """Bound CDC NCM gadget (0525:a4a1): interface 1 has alternate settings 0 (no endpoints) and 1 (bulk)."""
+    yield from _bound(gadget.NcmGadget())
+
+
+@pytest.fixture
 def ffs_gadget(request: pytest.FixtureRequest) -> Iterator[gadget.FfsGadget]:
     """Bound FunctionFS gadget (1d6b:0105), bulk OUT + IN; param: mode or kwargs dict."""
     yield from _bound(gadget.FfsGadget(**_params(request, "mode")))

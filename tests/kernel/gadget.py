@@ -23,6 +23,7 @@ import errno
 import os
 import select
 import struct
+import subprocess
 import threading
 import time
 import zlib
@@ -279,6 +280,27 @@ class SourceSink(Gadget):
     @property
     def maxp(self) -> int:
         return int(self.endpoints()[self.ep_out]["maxp"])
+
+
+class NcmGadget(Gadget):
+    """f_ncm (CDC NCM): a communication interface with an interrupt IN endpoint, and a data
+    interface whose alternate setting 0 has no endpoints and setting 1 a bulk IN and a bulk OUT
+    (the guest has no host-side NCM driver: the interfaces are free to claim)."""
+
+    vid = 0x0525
+    pid = 0xA4A1
+    product = "wdfusb NCM"
+
+    def __init__(self, name: str = "wdfusb-ncm") -> None:
+        super().__init__(name)
+        self.function = self.add_function("ncm.usb0")
+
+    def bind(self, wait: float | None = 30.0) -> None:
+        """Bind, then bring the gadget's network interface up: f_ncm queues its OUT requests
+        (the host's bulk writes complete) only while the link is up."""
+        super().bind(wait)
+        ifname = (self.function / "ifname").read_text().strip()
+        subprocess.run(["ip", "link", "set", ifname, "up"], check=True, timeout=30)
 
 
 # Vendor page, 64-byte input report and 64-byte output report (f_hid adds IN + OUT endpoints).

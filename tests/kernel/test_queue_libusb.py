@@ -119,15 +119,17 @@ def test_a_stopped_queue_holds_writes_until_started_then_drains(ffs_gadget: gadg
     WdfObjectDelete(device)
 
 
-def test_the_cable_pulled_under_a_forwarding_queue(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+@pytest.mark.parametrize("ffs_gadget", [{"mode": "slow", "read_size": 4096, "slow_delay": 0.01}], indirect=True)
+def test_the_cable_pulled_under_a_forwarding_queue(ffs_gadget: gadget.FfsGadget, bulk_maxp: int) -> None:
     """Surprise removal as KMDF handles it: the forwarded request ends with the bytes that moved
-    (whole packets), the ones still queued are purged (or refused by the gone device, if dispatched
-    first: none moves a byte), and the purged queue refuses new requests."""
-    device, pipes, _ = open_pipes(0x0525, 0xA4A0)
-    queue = make_queue(device, forward(pipes[0x02]))
-    frames = [gadget.mod63(16 << 20, bulk_maxp)] + [gadget.mod63(4 * bulk_maxp, bulk_maxp) for _ in range(4)]
+    (whole packets; the gadget reads slowly, so it is still moving), the ones still queued are
+    purged (or refused by the gone device, if dispatched first: none moves a byte), and the purged
+    queue refuses new requests."""
+    device, pipes, _ = open_pipes(ffs_gadget.vid, ffs_gadget.pid)
+    queue = make_queue(device, forward(pipes[ffs_gadget.ep_out]))
+    frames = [bytes(16 << 20)] + [bytes(4 * bulk_maxp) for _ in range(4)]  # ~40 s at the gadget's pace
     ops = [post_write(queue, f) for f in frames]
-    threading.Timer(0.3, sourcesink.unplug, kwargs={"wait": None}).start()
+    threading.Timer(0.5, ffs_gadget.unplug, kwargs={"wait": None}).start()
     results = [op.wait(WAIT) for op in ops]
     status, moved = results[0]
     assert not NT_SUCCESS(status) and moved % bulk_maxp == 0 and moved < len(frames[0]), results[0]

@@ -55,6 +55,7 @@ GUEST_MODULES = [
     "usb_f_ss_lb",
     "usb_f_fs",
     "usb_f_hid",
+    "usb_f_ncm",
     "dummy_hcd",
 ]
 MODULE_PARAMS: dict[str, str] = {}  # modules load as the stock kernel has them (usbfs caps URBs at 16 MiB)

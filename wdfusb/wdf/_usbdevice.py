@@ -59,6 +59,7 @@ class FxUsbDevice(FxIoTarget):
         super().__init__(parent, attributes)
         self.core = core
         self.interfaces = [FxUsbInterface(self, info) for info in core.config.interfaces]
+        self.contract_version = USBD_CLIENT_CONTRACT_VERSION_INVALID  # WdfUsbTargetDeviceCreateWithParameters
 
     @property
     def stack_size(self) -> int:
@@ -115,6 +116,27 @@ class WDFUSBINTERFACE(WDFOBJECT):
     _OBJECT = FxUsbInterface
 
 
+USBD_CLIENT_CONTRACT_VERSION_INVALID = 0xFFFFFFFF  # what WdfUsbTargetDeviceCreate passes on
+USBD_CLIENT_CONTRACT_VERSION_602 = 0x00000602  # Windows 8's USB driver stack contract
+
+
+class WDF_USB_DEVICE_CREATE_CONFIG:
+    """WDF_USB_DEVICE_CREATE_CONFIG (sizeof 8): Size, USBDClientContractVersion."""
+
+    SIZEOF = 8
+
+    def __init__(self) -> None:
+        self.Size = 0
+        self.USBDClientContractVersion = 0
+
+
+def WDF_USB_DEVICE_CREATE_CONFIG_INIT(Config: WDF_USB_DEVICE_CREATE_CONFIG, USBDClientContractVersion: int) -> None:
+    """WDF_USB_DEVICE_CREATE_CONFIG_INIT: zero it, set Size and the contract version."""
+    Config.__init__()  # type: ignore[misc]
+    Config.Size = WDF_USB_DEVICE_CREATE_CONFIG.SIZEOF
+    Config.USBDClientContractVersion = USBDClientContractVersion
+
+
 def WdfUsbTargetDeviceCreate(Device: Any, Attributes: Any, UsbDevice: WDFUSBDEVICE) -> NTSTATUS:
     """WdfUsbTargetDeviceCreate: open a device as a WDFUSBDEVICE.
 
@@ -122,10 +144,35 @@ def WdfUsbTargetDeviceCreate(Device: Any, Attributes: Any, UsbDevice: WDFUSBDEVI
     ``wdfusb.find_device`` returns. Open failures come back as the engine's NTSTATUS
     (e.g. STATUS_ACCESS_DENIED, STATUS_DEVICE_NOT_CONNECTED).
     """
+    _check_device(Device)
+    return _create(Device, Attributes, UsbDevice, USBD_CLIENT_CONTRACT_VERSION_INVALID)
+
+
+def WdfUsbTargetDeviceCreateWithParameters(
+    Device: Any, Config: WDF_USB_DEVICE_CREATE_CONFIG, Attributes: Any, UsbDevice: WDFUSBDEVICE
+) -> NTSTATUS:
+    """WdfUsbTargetDeviceCreateWithParameters: WdfUsbTargetDeviceCreate with the client contract
+    version the driver was written for (``USBD_CLIENT_CONTRACT_VERSION_602``, kept in the device's
+    ``contract_version``; libusb has one contract, so it changes nothing else). ``Config`` None is
+    a WdfBugCheck, a ``Size`` other than the struct's STATUS_INFO_LENGTH_MISMATCH, as in WDF."""
+    _check_device(Device)
+    required(Config, "Config")
+    if integer(getattr(Config, "Size", None)) != WDF_USB_DEVICE_CREATE_CONFIG.SIZEOF:
+        return STATUS_INFO_LENGTH_MISMATCH
+    version = integer(getattr(Config, "USBDClientContractVersion", None))
+    if version is None or not 0 <= version <= 0xFFFFFFFF:  # a ULONG
+        return STATUS_INVALID_PARAMETER
+    return _create(Device, Attributes, UsbDevice, version)
+
+
+def _check_device(Device: Any) -> None:
     if Device is None or not hasattr(Device, "_open_native"):
         raise WdfBugCheck(
             f"{Device!r} is not a device (VirtualDevice or find_device result)", WDF_INVALID_HANDLE, Device, "WDFDEVICE"
         )
+
+
+def _create(Device: Any, Attributes: Any, UsbDevice: WDFUSBDEVICE, contract_version: int) -> NTSTATUS:
     required(UsbDevice, "UsbDevice")
     UsbDevice.value = None
     status, parent = validate_attributes(Attributes)
@@ -139,7 +186,9 @@ def WdfUsbTargetDeviceCreate(Device: Any, Attributes: Any, UsbDevice: WDFUSBDEVI
         return STATUS_INSUFFICIENT_RESOURCES
     if core is None:
         return outcome(code).status
-    store(UsbDevice, "UsbDevice", FxUsbDevice(core, parent, Attributes), WDFUSBDEVICE)
+    device = FxUsbDevice(core, parent, Attributes)
+    device.contract_version = contract_version
+    store(UsbDevice, "UsbDevice", device, WDFUSBDEVICE)
     return STATUS_SUCCESS
 
 
