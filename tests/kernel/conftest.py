@@ -14,8 +14,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pytest
 
@@ -25,6 +26,9 @@ sys.path.insert(0, str(HERE.parent / "rig"))
 sys.path.insert(0, str(HERE.parent))  # tests/sigint.py
 
 import gadget  # noqa: E402
+import usbip  # noqa: E402
+
+import wdfusb  # noqa: E402
 
 G = TypeVar("G", bound=gadget.Gadget)
 IN_RIG = os.environ.get("WDFUSB_IN_RIG") == "1"
@@ -35,6 +39,9 @@ SKIP_REASON = (
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kernel: needs the QEMU kernel rig (dummy_hcd + configfs gadgets)")
+    config.addinivalue_line(
+        "markers", "usbip: a gadget exported by usbip-host and attached through vhci-hcd over loopback (kernel lane)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,6 +49,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if HERE not in Path(str(item.path)).resolve().parents:
             continue
         item.add_marker(pytest.mark.kernel)
+        if any(name.startswith("usbip_") for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.usbip)
         if not IN_RIG:
             item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
 
@@ -107,6 +116,51 @@ def ncm_gadget() -> Iterator[gadget.NcmGadget]:
 def ffs_gadget(request: pytest.FixtureRequest) -> Iterator[gadget.FfsGadget]:
     """Bound FunctionFS gadget (1d6b:0105), bulk OUT + IN; param: mode or kwargs dict."""
     yield from _bound(gadget.FfsGadget(**_params(request, "mode")))
+
+
+@dataclass
+class RemoteGadget(Generic[G]):
+    """A bound gadget exported by the kernel's USB/IP server and attached back through vhci-hcd:
+    ``gadget`` is the local device (its sysfs, its counters), ``remote`` the copy on a vhci port."""
+
+    gadget: G
+    remote: usbip.Attachment
+    server: usbip.Usbipd
+
+    @property
+    def port_path(self) -> str:
+        """The remote copy's port path (``"3-1"``): ``wdfusb.open(port=...)`` picks it, not the local one
+        (libusb lists both: usbip-host holds the local device, it does not hide it)."""
+        return self.remote.busid
+
+    def open(self) -> wdfusb.Device:
+        return wdfusb.open(vid=self.gadget.vid, pid=self.gadget.pid, port=self.port_path)
+
+
+def _remote(g: G) -> Iterator[RemoteGadget[G]]:
+    """Bind ``g``, export it (usbip-host, usbipd on loopback), attach it (vhci-hcd); undo all of it
+    after, the gadget last: the next test finds the local device and free vhci ports."""
+    usbip.detach_all()  # a crashed test's leftovers
+    try:
+        g.bind(wait=30)
+        assert g.usb_dir is not None
+        with usbip.Usbipd() as server, usbip.exported_and_attached(g.usb_dir.name, server) as remote:
+            yield RemoteGadget(g, remote, server)
+    finally:
+        usbip.detach_all()
+        g.remove()
+
+
+@pytest.fixture
+def usbip_sourcesink(request: pytest.FixtureRequest) -> Iterator[RemoteGadget[gadget.SourceSink]]:
+    """A SourceSink (params as for ``sourcesink``) seen through USB/IP on loopback."""
+    yield from _remote(gadget.SourceSink(**_params(request, "pattern")))
+
+
+@pytest.fixture
+def usbip_ffs(request: pytest.FixtureRequest) -> Iterator[RemoteGadget[gadget.FfsGadget]]:
+    """A FunctionFS gadget (params as for ``ffs_gadget``) seen through USB/IP on loopback."""
+    yield from _remote(gadget.FfsGadget(**_params(request, "mode")))
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,7 @@ APT_PACKAGES = {
     "cpio": "/usr/bin/cpio",
     "libusb-1.0-0-dev": "/usr/include/libusb-1.0/libusb.h",
     "gcc": "/usr/bin/gcc",
+    "usbip": "/usr/sbin/usbipd",  # usbip + usbipd: the USB/IP tests export a gadget over loopback
 }
 # Modules in load order wanted in the guest; dependencies are resolved via modules.dep.
 GUEST_MODULES = [
@@ -57,8 +58,13 @@ GUEST_MODULES = [
     "usb_f_hid",
     "usb_f_ncm",
     "dummy_hcd",
+    "usbip-core",
+    "usbip-host",  # exports a local device (usbip bind)
+    "vhci-hcd",  # attaches a remote one (usbip attach): one high-speed and one SuperSpeed root hub
 ]
-MODULE_PARAMS: dict[str, str] = {}  # modules load as the stock kernel has them (usbfs caps URBs at 16 MiB)
+# Modules load as the stock kernel has them (usbfs caps URBs at 16 MiB). vhci-hcd too: Debian's 6.1
+# builds it with 8 controllers (16 root hubs, buses 3-18 after dummy_hcd's two) and no parameter for it.
+MODULE_PARAMS: dict[str, str] = {}
 BEGIN_MARK = "@@WDFUSB-RIG-BEGIN@@"
 END_MARK = "@@WDFUSB-RIG-END@@"
 GUEST_RESULTS = "/run/wdfusb-rig"
@@ -86,6 +92,7 @@ while read -r mod params; do
   insmod "/$mod" $params || say "insmod $mod failed"
 done < /modules.load
 O9P="trans=virtio,version=9p2000.L,msize=262144"
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up || say "no loopback"
 mount -t 9p -o "$O9P,ro,cache=loose" hostroot /newroot || die "mount hostroot"
 mount -t 9p -o "$O9P,cache=none" results /results || die "mount results"
 . /results/rig.env
