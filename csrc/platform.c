@@ -127,6 +127,13 @@ int wu_port_power_cycle(uint8_t bus, const uint8_t *ports, int n_ports)
     return WU_PORT_UNSUPPORTED; /* WinUSB has no port cycle for a program */
 }
 
+int wu_bus_controller_driver(const char *sysfs, unsigned bus, char *name, size_t size)
+{
+    (void)sysfs; (void)bus;
+    if (size) name[0] = '\0';
+    return 0; /* not known here */
+}
+
 #else
 
 #include <dlfcn.h>
@@ -283,11 +290,37 @@ int wu_port_power_cycle(uint8_t bus, const uint8_t *ports, int n_ports)
     }
     return write_port_disable(port, '0');
 }
+
+int wu_bus_controller_driver(const char *sysfs, unsigned bus, char *name, size_t size)
+{
+    /* The root hub usbBUS is a child of its host controller's device; that device's "driver"
+       link names the controller's driver: ../../../bus/platform/drivers/vhci_hcd. */
+    char link[PATH_MAX], target[PATH_MAX];
+    const char *base;
+    ssize_t n;
+    if (!size) return 0;
+    name[0] = '\0';
+    if (snprintf(link, sizeof link, "%s/bus/usb/devices/usb%u/../driver", sysfs, bus) >= (int)sizeof link) return 0;
+    n = readlink(link, target, sizeof target - 1);
+    if (n <= 0) return 0;
+    target[n] = '\0';
+    base = strrchr(target, '/');
+    base = base ? base + 1 : target;
+    snprintf(name, size, "%s", base);
+    return (int)strlen(name);
+}
 #else
 int wu_port_power_cycle(uint8_t bus, const uint8_t *ports, int n_ports)
 {
     (void)bus; (void)ports; (void)n_ports;
     return WU_PORT_UNSUPPORTED; /* macOS: no port power for a program */
+}
+
+int wu_bus_controller_driver(const char *sysfs, unsigned bus, char *name, size_t size)
+{
+    (void)sysfs; (void)bus;
+    if (size) name[0] = '\0';
+    return 0; /* macOS: no sysfs */
 }
 #endif
 

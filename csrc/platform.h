@@ -77,4 +77,7 @@ void wu_thread_join(struct wu_thread *t);
 enum wu_port_result { WU_PORT_OK = 0, WU_PORT_UNSUPPORTED = 1, WU_PORT_DENIED = 2, WU_PORT_GONE = 3 };
 int wu_port_power_cycle(uint8_t bus, const uint8_t *ports, int n_ports);
 
+/* The driver of a bus's host controller, from sysfs (declared for Python in wdfusb_shim.h). */
+int wu_bus_controller_driver(const char *sysfs, unsigned bus, char *name, size_t size);
+
 #endif

@@ -75,6 +75,9 @@ typedef struct {
 
 int wu_libusb_list(wu_devinfo *out, int max);     /* count (may exceed max) or error */
 int wu_libusb_open(uint8_t bus, uint8_t address, wu_device **out);
+/* The driver of bus `bus`'s host controller ("vhci_hcd": USB/IP's virtual one), as sysfs under
+   `sysfs` ("/sys") says: its length, 0 and "" where unknown (not Linux, no such bus). */
+int wu_bus_controller_driver(const char *sysfs, unsigned bus, char *name, size_t size);
 
 /* ---- arrival and removal ------------------------------------------------- */
 /* A counter that moves whenever a device may have arrived or left (libusb's hotplug events,

@@ -19,6 +19,13 @@ from .virtual import VirtualDevice, live_virtual_devices
 
 SPEED_LABELS = {0: "unknown", 1: "low", 2: "full", 3: "high", 4: "super", 5: "super_plus"}
 VIRTUAL_BUS = 0
+# Host controller drivers whose devices are elsewhere: Linux's USB/IP client (usbip attach)
+REMOTE_CONTROLLERS = frozenset({"vhci_hcd"})
+
+
+def is_remote_bus(bus: int, sysfs: str = "/sys") -> bool:
+    """Whether bus ``bus``'s devices are remote: its host controller is a USB/IP virtual one."""
+    return _engine.controller_driver(bus, sysfs) in REMOTE_CONTROLLERS
 
 
 def read_string(native: NativeDevice, index: int) -> str | None:
@@ -44,7 +51,8 @@ class UsbDeviceInfo:
     :func:`wdfusb.watch` give. ``virtual`` is the :class:`~wdfusb.VirtualDevice` for one of this
     process's virtual devices (bus 0), else None. An info does not keep a virtual device or its
     attachment alive (weak references): a watch that remembers what was attached holds nothing
-    native."""
+    native. ``remote`` is True for a device attached over the network (USB/IP: its host controller
+    is Linux's vhci_hcd), where each transfer is a round trip to the machine it is plugged into."""
 
     bus: int
     address: int
@@ -56,6 +64,7 @@ class UsbDeviceInfo:
     _virtual: weakref.ref[VirtualDevice] | None = field(default=None, repr=False, compare=False)
     _strings: dict[str, str | None] = field(default_factory=dict, repr=False)
     _attachment: weakref.ref[NativeDevice] | None = field(default=None, repr=False, compare=False)
+    remote: bool = False
 
     @property
     def virtual(self) -> VirtualDevice | None:
@@ -64,7 +73,9 @@ class UsbDeviceInfo:
     @classmethod
     def from_devinfo(cls, d: DevInfo) -> UsbDeviceInfo:
         desc = DeviceDescriptor.parse(d.device_descriptor)
-        return cls(d.bus, d.address, desc.vid, desc.pid, SPEED_LABELS.get(d.speed, "unknown"), d.ports, desc)
+        speed = SPEED_LABELS.get(d.speed, "unknown")
+        remote = bool(d.ports) and is_remote_bus(d.bus)  # a vhci root hub itself is this machine's
+        return cls(d.bus, d.address, desc.vid, desc.pid, speed, d.ports, desc, remote=remote)
 
     @classmethod
     def of_virtual(cls, v: VirtualDevice) -> UsbDeviceInfo | None:
@@ -153,6 +164,7 @@ class UsbDeviceInfo:
 
     def __str__(self) -> str:
         where = "virtual" if self.virtual is not None else f"bus {self.bus}"
+        where += " (remote, usbip)" if self.remote else ""
         ids = f"{self.vid:04x}:{self.pid:04x}"
         return f"{ids} {where} port {self.port_path} address {self.address} ({self.speed} speed)"
 
@@ -229,4 +241,13 @@ def find_device(
     raise DeviceNotFoundError(f"no USB device matches {want or 'anything'}; attached:\n{listed}", 0xC000000E)
 
 
-__all__ = ["SPEED_LABELS", "UsbDeviceInfo", "find_device", "list_devices", "port_path", "read_string"]
+__all__ = [
+    "REMOTE_CONTROLLERS",
+    "SPEED_LABELS",
+    "UsbDeviceInfo",
+    "find_device",
+    "is_remote_bus",
+    "list_devices",
+    "port_path",
+    "read_string",
+]

@@ -328,21 +328,21 @@ def device_rows() -> tuple[list[dict[str, Any]], str | None]:
     """What ``list`` shows: every libusb device, then the virtual one; and a warning, if any."""
     rows, warning = [], None
     try:
-        devices = list_devices(virtual=False)
+        devices = sorted(list_devices(virtual=False), key=lambda d: (d.bus, d.ports))
         ids = [(d.vid, d.pid) for d in devices]
         for d in devices:
             names = d.strings()
             target = f"{d.vid:04x}:{d.pid:04x}" if ids.count((d.vid, d.pid)) == 1 else d.port_path
             rows.append({"target": target, "vid": f"{d.vid:04x}", "pid": f"{d.pid:04x}", "bus": d.bus,
                          "address": d.address, "port": d.port_path, "speed": d.speed, **names,
-                         "virtual": False})  # fmt: skip
+                         "virtual": False, "remote": d.remote})  # fmt: skip
     except UsbError as exc:
         what = "libusb could not be loaded" if isinstance(exc, LibusbNotFoundError) else "listing USB devices failed"
         warning = f"{what}, only the virtual device is listed: {' '.join(str(exc.strerror).split())}"
     with VirtualDevice() as v:
         rows.append({"target": "virtual", "vid": f"{v.vid:04x}", "pid": f"{v.pid:04x}",
                      "bus": None, "address": None, "port": None, "speed": "high", "manufacturer": v.manufacturer,
-                     "product": v.product, "serial": v.serial, "virtual": True})  # fmt: skip
+                     "product": v.product, "serial": v.serial, "virtual": True, "remote": False})  # fmt: skip
     return rows, warning
 
 
@@ -351,7 +351,8 @@ def device_rows() -> tuple[list[dict[str, Any]], str | None]:
 @click.pass_context
 @guarded
 def list_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Every USB device libusb sees, plus the built-in virtual device."""
+    """Every USB device libusb sees (by bus and port), plus the built-in virtual device. A device
+    attached over the network (USB/IP: ``usbip attach``) is marked remote."""
     rows, warning = device_rows()
     if warning:
         _err(f"warning: {warning}")
@@ -364,9 +365,12 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     for r in rows:
         where = "-" if r["virtual"] else f"{r['bus']}/{r['address']}"
         names = [r[k] or "?" for k in ("manufacturer", "product", "serial")]
-        table.add_row(r["target"], f"{r['vid']}:{r['pid']}", r["port"] or "-", where, r["speed"], *names)
+        port = (r["port"] or "-") + ("\nremote (usbip)" if r["remote"] else "")
+        table.add_row(r["target"], f"{r['vid']}:{r['pid']}", port, where, r["speed"], *names)
     out = _stdout()
     out.print(table)
+    if any(r["remote"] for r in rows):
+        out.print("remote: attached over the network (USB/IP, usbip attach); every transfer is a round trip")
     out.print("the virtual device also runs as virtual:full, virtual:super and virtual:none (unpaced)")
 
 
@@ -399,7 +403,8 @@ def describe(source: Any, text: str) -> dict[str, Any]:
         strings = {k: read_string(native, getattr(d, "i_" + k)) for k in ("manufacturer", "product", "serial")}
         usb = f"{d.bcd_usb >> 8:x}.{d.bcd_usb & 0xFF:02x}"
         config = {"value": cfg.value, "attributes": f"0x{cfg.attributes:02X}", "max_power_ma": cfg.max_power_ma}
-        head = {"device": text, "vid": f"{d.vid:04x}", "pid": f"{d.pid:04x}", "usb": usb, "speed": speed}
+        head = {"device": text, "vid": f"{d.vid:04x}", "pid": f"{d.pid:04x}", "usb": usb, "speed": speed,
+                "remote": bool(getattr(source, "remote", False))}  # fmt: skip
         config["interfaces"] = interfaces
         return {**head, **strings, "num_configurations": d.num_configurations, "configuration": config}
     finally:
@@ -420,7 +425,8 @@ def info(ctx: click.Context, device: str, as_json: bool) -> None:
     out = _stdout()
     names = " / ".join(str(data[k]) for k in ("manufacturer", "product") if data[k])
     out.print(f"{data['device']}  {data['vid']}:{data['pid']}  {names}  serial {data['serial'] or '-'}")
-    out.print(f"USB {data['usb']}, {data['speed']} speed, {data['num_configurations']} configuration(s)")
+    remote = ", remote (usbip)" if data["remote"] else ""
+    out.print(f"USB {data['usb']}, {data['speed']} speed{remote}, {data['num_configurations']} configuration(s)")
     cfg = data["configuration"]
     out.print(f"Configuration {cfg['value']}: attributes {cfg['attributes']}, {cfg['max_power_ma']} mA")
     for iface in cfg["interfaces"]:

@@ -21,7 +21,15 @@ from .completions import (
 from .device import NativeDevice
 from .hotplug import ANY as GENERATION_ANY
 from .hotplug import bump_generation, start_libusb_hotplug, wait_generation
-from .libusb import DevInfo, ensure_libusb, libusb_candidates, libusb_list, libusb_path, libusb_version
+from .libusb import (
+    DevInfo,
+    controller_driver,
+    ensure_libusb,
+    libusb_candidates,
+    libusb_list,
+    libusb_path,
+    libusb_version,
+)
 from .native import (
     EP_BULK,
     EP_CONTROL,
@@ -56,6 +64,7 @@ from .ring import NativeRing, RingInfo
 from .transfer import Transfer, address_of, byte_view, copy_out, crc32, note_bytes, pin
 
 __all__ = [
+    "controller_driver",
     "GENERATION_ANY",
     "bump_generation",
     "start_libusb_hotplug",

@@ -114,3 +114,11 @@ def libusb_list() -> list[DevInfo]:
         )
         for d in arr[0:count]
     ]
+
+
+def controller_driver(bus: int, sysfs: str = "/sys") -> str:
+    """The driver of bus ``bus``'s host controller as the OS says (Linux: sysfs under ``sysfs``), e.g.
+    ``"vhci_hcd"`` for USB/IP's virtual host controller; ``""`` where unknown."""
+    name = ffi.new("char[]", 256)
+    n = lib.wu_bus_controller_driver(sysfs.encode(), bus, name, 256)
+    return ffi.string(name).decode(errors="replace") if n > 0 else ""
