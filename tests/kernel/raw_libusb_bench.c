@@ -1,7 +1,7 @@
 /*
  * Raw C libusb reference benchmark for wdfusb (runs inside the kernel rig).
  *
- * Opens VID:PID, claims interface 0 and moves COUNT transfers of SIZE bytes on
+ * Opens VID:PID (the one at --bus/--address when given), claims interface 0 and moves COUNT transfers of SIZE bytes on
  * endpoint EP: synchronously (libusb_bulk_transfer) or asynchronously with
  * DEPTH transfers in flight (libusb_submit_transfer). OUT data follows the
  * f_sourcesink pattern=1 "mod63" layout: byte j of each packet is j % 63, i.e.
@@ -19,7 +19,7 @@
 #include <time.h>
 
 struct opts {
-	int vid, pid, ep, size, count, depth, bad_byte, timeout_ms, iface;
+	int vid, pid, ep, size, count, depth, bad_byte, timeout_ms, iface, bus, address;
 };
 
 struct async_state {
@@ -39,13 +39,14 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: raw_libusb_bench [--vid 0x0525] [--pid 0xa4a0] [--ep 0x02] [--size N]\n"
-		"       [--count N] [--async DEPTH] [--bad-byte] [--timeout MS] [--iface N]\n");
+		"       [--count N] [--async DEPTH] [--bad-byte] [--timeout MS] [--iface N]\n"
+		"       [--bus N --address N]\n");
 	exit(2);
 }
 
 static void parse(int argc, char **argv, struct opts *o)
 {
-	*o = (struct opts){0x0525, 0xa4a0, 0x02, 65536, 16, 0, 0, 5000, 0};
+	*o = (struct opts){0x0525, 0xa4a0, 0x02, 65536, 16, 0, 0, 5000, 0, 0, 0};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--bad-byte")) {
@@ -63,6 +64,8 @@ static void parse(int argc, char **argv, struct opts *o)
 		else if (!strcmp(a, "--async")) o->depth = v;
 		else if (!strcmp(a, "--timeout")) o->timeout_ms = v;
 		else if (!strcmp(a, "--iface")) o->iface = v;
+		else if (!strcmp(a, "--bus")) o->bus = v;
+		else if (!strcmp(a, "--address")) o->address = v;
 		else usage();
 	}
 	if (o->size <= 0 || o->count <= 0 || o->depth < 0)
@@ -110,7 +113,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "libusb_init: %s\n", libusb_error_name(rc));
 		return 1;
 	}
-	libusb_device_handle *h = libusb_open_device_with_vid_pid(ctx, o.vid, o.pid);
+	libusb_device_handle *h = NULL;
+	if (!o.bus) {
+		h = libusb_open_device_with_vid_pid(ctx, o.vid, o.pid);
+	} else { /* the same VID:PID may be listed twice (a device and its USB/IP copy) */
+		libusb_device **list;
+		ssize_t n = libusb_get_device_list(ctx, &list);
+		for (ssize_t i = 0; i < n && !h; i++) {
+			struct libusb_device_descriptor d;
+			if (libusb_get_bus_number(list[i]) != o.bus || libusb_get_device_address(list[i]) != o.address)
+				continue;
+			if (libusb_get_device_descriptor(list[i], &d) == 0 && d.idVendor == o.vid && d.idProduct == o.pid)
+				libusb_open(list[i], &h);
+		}
+		if (n >= 0)
+			libusb_free_device_list(list, 1);
+	}
 	if (!h) {
 		fprintf(stderr, "device %04x:%04x not found/openable\n", o.vid, o.pid);
 		return 1;
