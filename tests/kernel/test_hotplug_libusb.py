@@ -16,6 +16,7 @@ from pathlib import Path
 
 import gadget
 import pytest
+import usbip
 from test_wdf_libusb import open_pipes
 from unplug import FIRST_ERRORS, unplug_after
 
@@ -53,7 +54,12 @@ def test_port_paths_bus_and_address_match_sysfs(sourcesink: gadget.SourceSink, r
     with wdfusb.open(port=info.port_path) as dev:
         assert dev.port_path == usb.name and dev.serial_number == gadget.SERIAL
     hubs = {d.port_path for d in wdfusb.list_devices(virtual=False) if d.descriptor and d.descriptor.device_class == 9}
-    assert hubs >= {f"usb{n}" for n in (1, 2)}, hubs  # the two root hubs of dummy_hcd num=2
+    # dummy_hcd num=2: two controllers, a root hub each at high speed, a USB 2 and a USB 3 one each at
+    # super speed; every other root hub is vhci-hcd's (USB/IP), numbered after them
+    dummy = {hub.name for hub in Path("/sys/devices/platform").glob("dummy_hcd.*/usb*")}
+    assert len(dummy) == (4 if rig_speed == "super" else 2) and {"usb1", "usb2"} <= dummy, dummy
+    vhci = {f"usb{n}" for n in usbip.vhci_buses()}
+    assert vhci and hubs - vhci == dummy, hubs
 
 
 def test_libusb_hotplug_reports_the_cable_pulled_and_plugged_back(sourcesink: gadget.SourceSink) -> None:

@@ -4,7 +4,9 @@ the raw C libusb reference moves verified data through dummy_hcd."""
 from __future__ import annotations
 
 import os
+import shutil
 import zlib
+from pathlib import Path
 
 import gadget
 import pytest
@@ -18,6 +20,10 @@ def test_rig_environment(rig_speed: str) -> None:
     assert gadget.udc_name().startswith("dummy_udc")
     with open("/sys/module/usbcore/parameters/usbfs_memory_mb") as f:  # the stock kernel's cap
         assert f.read().strip() == "16"
+    assert Path("/sys/devices/platform/vhci_hcd.0").is_dir() and Path("/sys/bus/usb/drivers/usbip-host").is_dir()
+    assert shutil.which("usbipd") and shutil.which("usbip")  # USB/IP: the usbip package
+    flags = int(Path("/sys/class/net/lo/flags").read_text(), 16)
+    assert flags & 1  # IFF_UP: the loopback USB/IP runs over
 
 
 def test_sourcesink_enumerates(sourcesink: gadget.SourceSink, rig_speed: str, bulk_maxp: int) -> None:
