@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wdfusb import _engine, _lookup
+from wdfusb import _engine, _lookup, cli
 from wdfusb._engine import DevInfo
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sysfs is Linux's")
@@ -49,3 +49,12 @@ def test_a_device_behind_vhci_is_remote_its_root_hub_is_not(monkeypatch: pytest.
     vhci_hub = _lookup.UsbDeviceInfo.from_devinfo(DevInfo(3, 1, 3, (), hub))
     assert (remote.remote, local.remote, vhci_hub.remote) == (True, False, False)
     assert "remote, usbip" in str(remote) and "remote" not in str(local)
+
+
+def test_the_list_table_leaves_out_idle_usbip_root_hubs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "is_remote_bus", lambda bus: bus >= 3)  # buses 3.. are vhci_hcd's
+    rows = [
+        {"bus": b, "port": p} for b, p in [(1, "usb1"), (1, "1-1"), (3, "usb3"), (3, "3-1"), (4, "usb4"), (5, "usb5")]
+    ]
+    rows.append({"bus": None, "port": None})  # the virtual device
+    assert cli.idle_usbip_hubs(rows) == ["usb4", "usb5"]

@@ -46,7 +46,7 @@ from . import __version__, bench, patterns
 from ._bench_methods import METHODS, streaming_unavailable
 from ._core import MAX_TRANSFER_SIZE, CoreDevice
 from ._descriptors import TYPE_NAMES, DeviceDescriptor, EndpointInfo, SettingInfo
-from ._lookup import SPEED_LABELS, read_string
+from ._lookup import SPEED_LABELS, is_remote_bus, read_string
 from ._status import NTSTATUS_NAMES, USBD_STATUS_NAMES
 from .device import Device, Pipe, list_devices, parse_target
 from .device import open as open_device
@@ -346,13 +346,22 @@ def device_rows() -> tuple[list[dict[str, Any]], str | None]:
     return rows, warning
 
 
+def idle_usbip_hubs(rows: list[dict[str, Any]]) -> list[str]:
+    """Root hubs of USB/IP virtual host controllers with nothing attached (Linux's vhci_hcd has
+    several, each a USB 2 and a USB 3 root hub): the table leaves them out, the JSON list keeps them."""
+    hubs = [r for r in rows if r["port"] and r["port"] == f"usb{r['bus']}"]
+    used = {r["bus"] for r in rows if r["port"] and r not in hubs}
+    return [r["port"] for r in hubs if r["bus"] not in used and is_remote_bus(r["bus"])]
+
+
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list instead of a table")
 @click.pass_context
 @guarded
 def list_cmd(ctx: click.Context, as_json: bool) -> None:
     """Every USB device libusb sees (by bus and port), plus the built-in virtual device. A device
-    attached over the network (USB/IP: ``usbip attach``) is marked remote."""
+    attached over the network (USB/IP: ``usbip attach``) is marked remote; the table leaves out
+    USB/IP root hubs with nothing attached (``--json`` lists them)."""
     rows, warning = device_rows()
     if warning:
         _err(f"warning: {warning}")
@@ -362,13 +371,18 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     table = Table(title="USB devices", title_justify="left", box=box.SIMPLE)
     for col in ("DEVICE", "VID:PID", "port", "bus/addr", "speed", "manufacturer", "product", "serial"):
         table.add_column(col)
+    idle = idle_usbip_hubs(rows)
     for r in rows:
+        if r["port"] in idle:
+            continue
         where = "-" if r["virtual"] else f"{r['bus']}/{r['address']}"
         names = [r[k] or "?" for k in ("manufacturer", "product", "serial")]
         port = (r["port"] or "-") + ("\nremote (usbip)" if r["remote"] else "")
         table.add_row(r["target"], f"{r['vid']}:{r['pid']}", port, where, r["speed"], *names)
     out = _stdout()
     out.print(table)
+    if idle:
+        out.print(f"not shown: {len(idle)} USB/IP root hubs with nothing attached ({idle[0]} ... {idle[-1]})")
     if any(r["remote"] for r in rows):
         out.print("remote: attached over the network (USB/IP, usbip attach); every transfer is a round trip")
     out.print("the virtual device also runs as virtual:full, virtual:super and virtual:none (unpaced)")

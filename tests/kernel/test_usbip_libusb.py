@@ -197,6 +197,11 @@ def test_the_cli_marks_the_remote_device(usbip_sourcesink: RemoteGadget[gadget.S
     (marked,) = [i for i, ln in enumerate(lines) if "remote (usbip)" in ln]  # under its port path, in its row
     assert "0525:a4a0" in lines[marked - 1] and f" {r.port_path} " in lines[marked - 1]
     assert any("remote:" in ln and "usbip attach" in ln for ln in lines[marked:])  # the note under the table
+    # readable with vhci-hcd's many root hubs: the one the copy is on is listed, the idle ones are counted
+    shown = {ln.split()[0] for ln in lines if ln.strip().startswith("usb")}
+    vhci = {f"usb{n}" for n in usbip.vhci_buses()}
+    assert shown & vhci == {f"usb{r.remote.busnum}"}, shown
+    assert f"not shown: {len(vhci) - 1} USB/IP root hubs with nothing attached" in table.stdout.decode()
     info = subprocess.run([*run, "info", r.port_path, "--json"], capture_output=True, timeout=300)
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["remote"] is True
