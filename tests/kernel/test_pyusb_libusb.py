@@ -110,5 +110,5 @@ def test_the_event_thread_benchmark_runs() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     result = module.run(calls=100)
-    assert len(result) == 5 and all(us > 0 for us in result.values()), result
+    assert len(result) == 7 and all(us > 0 for us in result.values()), result
     print(result)
