@@ -35,7 +35,22 @@ static char lib_version[64];
 static wu_mutex load_lock;
 static wu_once_t load_once = WU_ONCE_INIT;
 static uint8_t zero_byte;
-static struct wu_thread *event_thread;  /* runs for the life of the process once started */
+
+/* The event thread completes transfers that nobody waits for. It handles libusb's events only
+   while something needs it (its demand: asynchronous transfers and armed rings' transfers in
+   flight, and hotplug watches) and otherwise waits on ev.cond, out of libusb: while it handles
+   events, a synchronous transfer on another thread completes through it (one thread switch
+   more per call). ev.lock is taken after a device lock, never before one. */
+static struct {
+    wu_mutex lock;
+    wu_cond cond;
+    struct wu_thread *thread; /* started once (per process), never stopped */
+    int demand;               /* transfers holding a unit (engine.c: x->demand) + hotplug holds */
+    int hotplug_holds;        /* wu_libusb_hotplug_hold */
+    int handling;             /* the thread is inside libusb's event handling */
+    uint64_t idles;           /* times it left event handling for lack of demand */
+} ev;
+static WU_THREAD_LOCAL int on_event_thread;
 
 typedef struct {
     libusb_device_handle *h;
@@ -48,15 +63,25 @@ static int ctx_gen;      /* fork generation ctx belongs to */
 
 /* In a forked child libusb's context (its threads, its file descriptors' users) is the
    parent's: devices from before the fork are refused, and the next use makes a new one. */
+static void ev_init(void)
+{
+    wu_mutex_init(&ev.lock);
+    wu_cond_init(&ev.cond);
+    ev.thread = NULL; /* the parent's is not in the child; its demand was the parent's too */
+    ev.demand = ev.hotplug_holds = ev.handling = 0;
+    ev.idles = 0;
+}
+
 static void lu_after_fork(void)
 {
     wu_mutex_init(&load_lock);
-    event_thread = NULL;
+    ev_init();
 }
 
 static void init_load_lock(void)
 {
     wu_mutex_init(&load_lock);
+    ev_init();
     wu_on_fork_child(lu_after_fork);
 }
 
@@ -358,24 +383,100 @@ static void lu_drain(wu_device *d)
     while (wu_device_live_transfers(d) > 0 && wu_now_ns() < until) handle_events(wu_now_ns() + 10000000, NULL);
 }
 
-/* The event thread: completes asynchronous transfers with nobody waiting on them. */
+/* The event thread: handles libusb's events while there is demand, else waits for some. A
+   transfer submitted while it goes idle is not lost: its unit is counted under ev.lock before
+   the transfer can come back, and the thread looks at the count under the same lock. */
 static void *event_main(void *arg)
 {
     (void)arg;
     wu_set_completion_context(1);
-    for (;;) handle_events(wu_now_ns() + 100000000, NULL);
+    on_event_thread = 1;
+    wu_mutex_lock(&ev.lock);
+    for (;;) {
+        if (!ev.demand) {
+            ev.idles++;
+            while (!ev.demand) wu_cond_wait_until(&ev.cond, &ev.lock, WU_NS_FOREVER);
+        }
+        ev.handling = 1;
+        wu_mutex_unlock(&ev.lock);
+        handle_events(wu_now_ns() + 100000000, NULL); /* returns after one round of events */
+        wu_mutex_lock(&ev.lock);
+        ev.handling = 0;
+    }
     return NULL;
 }
 
+/* Caller holds ev.lock. */
+static int ev_thread_locked(void)
+{
+    if (!ev.thread) ev.thread = wu_thread_start(event_main, NULL);
+    return ev.thread ? WU_OK : WU_ERR_NO_MEM;
+}
+
+/* Add delta to the demand. The last unit going back while the thread is inside libusb (on
+   another thread than it: there it returns by itself) interrupts its event handling, so that
+   it leaves at once rather than at its next time-out. */
+static int ev_add(int delta, int *holds)
+{
+    int rc = WU_OK, kick = 0;
+    wu_once(&load_once, init_load_lock);
+    wu_mutex_lock(&ev.lock);
+    if (delta > 0) {
+        rc = ev_thread_locked();
+        if (rc == WU_OK) {
+            if (!ev.demand) wu_cond_broadcast(&ev.cond);
+            ev.demand += delta;
+            if (holds) *holds += delta;
+        }
+    } else if (ev.demand + delta < 0 || (holds && *holds + delta < 0)) {
+        rc = WU_ERR_INVALID_PARAM; /* released more than was taken: refused, the count stays right */
+    } else {
+        ev.demand += delta;
+        if (holds) *holds += delta;
+        kick = !ev.demand && ev.handling && !on_event_thread;
+    }
+    wu_mutex_unlock(&ev.lock);
+    if (kick) L.libusb_interrupt_event_handler(ctx);
+    return rc;
+}
+
+static int lu_events_demand(wu_device *d, int delta)
+{
+    if (wu_device_forked(d)) return delta > 0 ? WU_ERR_FORKED : WU_OK; /* the parent's units */
+    return ev_add(delta, NULL);
+}
+
+/* The thread exists (a first asynchronous submit, a ring armed); it runs once there is demand. */
 static int lu_start_events(wu_device *d)
 {
-    int rc = WU_OK;
+    int rc;
     (void)d;
-    wu_mutex_lock(&load_lock);
-    if (!event_thread) event_thread = wu_thread_start(event_main, NULL);
-    if (!event_thread) rc = WU_ERR_NO_MEM;
-    wu_mutex_unlock(&load_lock);
+    wu_once(&load_once, init_load_lock);
+    wu_mutex_lock(&ev.lock);
+    rc = ev_thread_locked();
+    wu_mutex_unlock(&ev.lock);
     return rc;
+}
+
+int wu_libusb_event_thread_state(int *demand)
+{
+    int state;
+    wu_once(&load_once, init_load_lock);
+    wu_mutex_lock(&ev.lock);
+    state = !ev.thread ? -1 : ev.handling;
+    if (demand) *demand = ev.demand;
+    wu_mutex_unlock(&ev.lock);
+    return state;
+}
+
+uint64_t wu_libusb_event_thread_idles(void)
+{
+    uint64_t n;
+    wu_once(&load_once, init_load_lock);
+    wu_mutex_lock(&ev.lock);
+    n = ev.idles;
+    wu_mutex_unlock(&ev.lock);
+    return n;
 }
 
 /* ---- arrival and removal -------------------------------------------------------------- */
@@ -390,7 +491,10 @@ static int WU_CALLBACK on_hotplug(libusb_context *c, libusb_device *dev, int eve
     return 0; /* stay registered */
 }
 
-/* libusb delivers hotplug callbacks from event handling: the event thread runs it for good. */
+/* The callback is registered once per context and stays: libusb queues its events until
+   a thread handles events, so a watch holds the event thread (wu_libusb_hotplug_hold) while it
+   lives, and events that come while no watch does are delivered with the next handling (a
+   synchronous transfer's, or the thread's when a watch starts). */
 int wu_libusb_hotplug(void)
 {
     int rc;
@@ -409,8 +513,13 @@ int wu_libusb_hotplug(void)
     }
     rc = hotplug_on;
     wu_mutex_unlock(&load_lock);
-    if (rc == 1 && lu_start_events(NULL) != WU_OK) return WU_ERR_NO_MEM;
     return rc;
+}
+
+int wu_libusb_hotplug_hold(int on)
+{
+    if (!wu_libusb_loaded()) return WU_ERR_NO_LIBUSB;
+    return ev_add(on ? 1 : -1, &ev.hotplug_holds);
 }
 
 /* ---- device operations ------------------------------------------------------------------ */
@@ -478,5 +587,5 @@ static void lu_destroy(wu_device *d)
 const wu_backend wu_libusb_backend = {
     lu_xfer_init, lu_xfer_fini, lu_submit, lu_wait, lu_cancel, lu_refine, lu_speed, lu_get_descriptor,
     lu_get_configuration, lu_set_configuration, lu_claim, lu_release, lu_set_alt, lu_clear_halt, lu_reset_port,
-    lu_cycle_port, lu_kernel_driver, lu_start_events, lu_drain, lu_close, lu_destroy,
+    lu_cycle_port, lu_kernel_driver, lu_start_events, lu_drain, lu_close, lu_destroy, lu_events_demand,
 };

@@ -737,6 +737,7 @@ const wu_backend wu_virtual_backend = {
     v_xfer_init, v_xfer_fini, v_submit, v_wait, v_cancel, NULL, v_speed, v_get_descriptor,
     v_get_configuration, v_set_configuration, v_claim, v_claim, v_set_alt, v_clear_halt, v_reset_port,
     v_cycle_port, v_kernel_driver, v_start_events, v_drain, v_close, v_destroy,
+    NULL, /* its event thread, once started, runs until the device closes */
 };
 
 /* ---- creation, faults and statistics --------------------------------------------------- */

@@ -434,6 +434,10 @@ void wu_xfer_finish(wu_xfer *x, int result)
     WU_STORE(&x->state, WU_XFER_DONE);
     if (x->tag) cq_push(x);
     if (x->note) wu_cq_note_post(x->note);
+    if (x->demand) { /* the one release of the unit its submit (or its note) took */
+        x->demand = 0;
+        x->dev->be->events_demand(x->dev, -1);
+    }
 }
 
 int wu_xfer_gone(wu_xfer *x)
@@ -448,9 +452,14 @@ int wu_xfer_gone(wu_xfer *x)
 
 void wu_xfer_set_note(wu_xfer *x, wu_cq_note *n)
 {
-    wu_mutex_lock(&x->dev->lock);
+    wu_device *d = x->dev;
+    wu_mutex_lock(&d->lock);
     x->note = n;
-    wu_mutex_unlock(&x->dev->lock);
+    /* armed while in flight: nobody may wait for it now (disarmed, it keeps its unit until back) */
+    if (n && x->state == WU_XFER_IN_FLIGHT && !x->demand && d->be->events_demand &&
+        d->be->events_demand(d, 1) == WU_OK)
+        x->demand = 1;
+    wu_mutex_unlock(&d->lock);
 }
 
 /* A control transfer's buffer is its setup packet followed by the data stage, as libusb lays
@@ -469,7 +478,7 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
                    int64_t timeout_us, uint64_t tag)
 {
     wu_device *d;
-    int rc;
+    int rc, want_events;
     if (!x) return WU_ERR_INVALID_PARAM;
     if (!tag && wu_in_callback()) return WU_ERR_WRONG_CONTEXT; /* a synchronous send would deadlock */
     if (type == WU_EP_CONTROL) {
@@ -489,6 +498,13 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
     else rc = WU_OK;
     if (rc != WU_OK) {
         x->cancel_sticky = 0; /* a cancel is consumed by the submit it refused */
+        wu_mutex_unlock(&d->lock);
+        return rc;
+    }
+    /* nobody may wait for it (asynchronous, or an armed ring's slot): it needs the event thread,
+       which runs while any such transfer is in flight; the unit is taken before it can come back */
+    want_events = (tag || x->note) && d->be->events_demand;
+    if (want_events && (rc = d->be->events_demand(d, 1)) != WU_OK) {
         wu_mutex_unlock(&d->lock);
         return rc;
     }
@@ -515,6 +531,9 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
         x->result = rc;
         x->tag = 0;
         WU_STORE(&x->state, WU_XFER_IDLE);
+        if (want_events) d->be->events_demand(d, -1); /* never in flight: its unit goes back */
+    } else {
+        x->demand = want_events;
     }
     wu_mutex_unlock(&d->lock);
     return rc;

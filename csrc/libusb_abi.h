@@ -117,6 +117,7 @@ enum { LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED = 1, LIBUSB_HOTPLUG_EVENT_DEVICE_LEFT
                                               libusb_hotplug_callback_fn cb, void *user_data,  \
                                               libusb_hotplug_callback_handle *handle))         \
     X(int, libusb_handle_events_timeout_completed, (libusb_context *ctx, struct timeval *tv,   \
-                                                    int *completed))
+                                                    int *completed))                           \
+    X(void, libusb_interrupt_event_handler, (libusb_context *ctx)) /* libusb 1.0.21 */
 
 #endif

@@ -48,12 +48,16 @@ typedef struct wu_backend {
     int (*reset_port)(wu_device *d);  /* a port reset: nothing is in flight (the engine drained it) */
     int (*cycle_port)(wu_device *d);  /* off the bus and back (re-enumerated): nothing is in flight */
     int (*kernel_driver)(wu_device *d, int iface, int op); /* enum wu_kdriver: 1/0 (query) or a code */
-    /* make transfers progress with nobody waiting (first asynchronous submit) */
+    /* make transfers progress with nobody waiting (first asynchronous submit, a ring armed) */
     int (*start_events)(wu_device *d);
     /* wait until no transfer of d is in flight (after they were cancelled) */
     void (*drain)(wu_device *d);
     void (*close)(wu_device *d);    /* release the backend's hold on the device */
     void (*destroy)(wu_device *d);  /* free the backend state (last reference gone) */
+    /* the event thread's demand, or NULL (a thread that runs anyway): +1 when a transfer that
+       nobody may wait for (tagged, or carrying a note) goes in flight, -1 when it is back;
+       called with dev->lock held. +1 may fail (no thread): the submit then fails. */
+    int (*events_demand)(wu_device *d, int delta);
 } wu_backend;
 
 struct wu_device {
@@ -94,6 +98,7 @@ struct wu_xfer {
     int queued;                  /* on the completion queue (guarded by the queue's lock) */
     wu_xfer *cq_next;
     wu_cq_note *note;            /* posted whenever it comes back (an armed ring's slot), or NULL */
+    int demand;                  /* this submission holds one unit of be->events_demand */
     /* virtual device: queue link and pacing */
     wu_xfer *qnext;
     int linked;                  /* on its endpoint's queue */

@@ -82,11 +82,20 @@ int wu_bus_controller_driver(const char *sysfs, unsigned bus, char *name, size_t
 /* ---- arrival and removal ------------------------------------------------- */
 /* A counter that moves whenever a device may have arrived or left (libusb's hotplug events,
    virtual devices listed, unplugged or closed). wu_hotplug_wait returns it once it differs
-   from seen, or after timeout_us (< 0: no limit). wu_libusb_hotplug starts libusb's events:
-   1 when the platform reports arrivals and removals, 0 when callers must poll, or an error. */
+   from seen, or after timeout_us (< 0: no limit). wu_libusb_hotplug registers libusb's hotplug
+   callback: 1 when the platform reports arrivals and removals, 0 when callers must poll, or an
+   error. libusb delivers them only while a thread handles its events: a watch holds the event
+   thread with wu_libusb_hotplug_hold(1) while it lives and lets go with wu_libusb_hotplug_hold(0)
+   (WU_ERR_INVALID_PARAM when no hold is left to let go). */
 uint64_t wu_hotplug_wait(uint64_t seen, int64_t timeout_us);
 void wu_hotplug_bump(void);   /* the list may have changed (a virtual device is listed from now on) */
 int wu_libusb_hotplug(void);
+int wu_libusb_hotplug_hold(int on);
+/* The libusb event thread (for tests): -1 not started, 0 idle (out of libusb, nothing needs it),
+   1 handling events; *demand (unless NULL): the asynchronous and armed ring transfers in flight
+   plus the hotplug holds. idles: how often it went idle. */
+int wu_libusb_event_thread_state(int *demand);
+uint64_t wu_libusb_event_thread_idles(void);
 
 /* ---- the virtual device -------------------------------------------------- */
 /* SINK takes data; LOOPBACK_OUT takes data and feeds LOOPBACK_IN, which returns it in

@@ -2,18 +2,21 @@
 
 Every event that may change which devices are attached moves one counter in the shim
 (``csrc/hotplug.c``): libusb's hotplug callback where the platform has hotplug (Linux, macOS;
-libusb's event thread runs it), a virtual device created, unplugged, re-enumerated or closed.
-A watcher waits for the counter (the GIL released), lists the devices again and compares the
-list with the last one: the list stays the one record of what is attached, and a burst of
-changes is one comparison. Where libusb has no hotplug (Windows, a libusb built without it)
-the watcher lists again every :data:`POLL_INTERVAL` seconds instead.
+libusb's event thread runs it while a hotplug watch is open), a virtual device created,
+unplugged, re-enumerated or closed. A watcher waits for the counter (the GIL released), lists
+the devices again and compares the list with the last one: the list stays the one record of
+what is attached, and a burst of changes is one comparison. Where libusb has no hotplug
+(Windows, a libusb built without it) the watcher lists again every :data:`POLL_INTERVAL`
+seconds instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ from typing import Any
 
 from . import _engine
 from ._core import CoreDevice
-from ._engine import GENERATION_ANY, start_libusb_hotplug, wait_generation
+from ._engine import GENERATION_ANY, hold_libusb_events, start_libusb_hotplug, wait_generation
 from ._lookup import UsbDeviceInfo, attached, describe_criteria
 from ._timeout import seconds
 from .errors import DeviceGoneError, DeviceNotFoundError, LibusbNotFoundError, UsbTimeoutError
@@ -73,6 +76,15 @@ class Watch:
         self._closed = False
         self._callback_thread: threading.Thread | None = None
         self._platform_events = not poll and hotplug_events()
+        self._hold: weakref.finalize | None = None
+        if self._platform_events:
+            # libusb delivers its hotplug events only to a thread that handles its events: hold
+            # wdfusb's event thread while the watch lives (close, or the watch collected, lets go)
+            if hold_libusb_events(True) != 0:
+                self._platform_events = False  # no thread for them: list on a timer
+            else:
+                self._hold = weakref.finalize(self, _let_go, os.getpid())
+                self._hold.atexit = False
         self._generation = wait_generation(GENERATION_ANY, 0)
         self._listed_at = 0.0
         self._scan(report=existing)
@@ -181,6 +193,8 @@ class Watch:
     def close(self) -> None:
         """Stop: iteration ends and the callback thread (if any) returns. Idempotent."""
         self._closed = True
+        if self._hold is not None:
+            self._hold()  # at most once
         t = self._callback_thread
         if t is not None and t is not threading.current_thread():
             t.join()
@@ -194,6 +208,13 @@ class Watch:
     def __repr__(self) -> str:
         how = "hotplug" if self._platform_events else f"listing every {POLL_INTERVAL} s"
         return f"<Watch {describe_criteria(**self._criteria) or 'every device'} ({how})>"
+
+
+def _let_go(pid: int) -> None:
+    """A watch's hold on the event thread ends (in the process that took it: a forked child's
+    count never had the parent's holds)."""
+    if os.getpid() == pid:
+        hold_libusb_events(False)
 
 
 def watch(
@@ -215,10 +236,11 @@ def watch(
 
     ``poll=True`` finds real devices by listing every :data:`POLL_INTERVAL` seconds even where
     libusb reports hotplug events. libusb delivers those events only to a thread that handles its
-    events, so a hotplug watch keeps wdfusb's libusb event thread running, and every synchronous
-    transfer of the process then completes through that thread (one thread switch more per
-    transfer: in the kernel rig, a 512-byte write took 430 µs without it and 594 µs with it).
-    Virtual devices are reported at once either way."""
+    events, so a hotplug watch keeps wdfusb's libusb event thread running until it is closed, and
+    every synchronous transfer of the process then completes through that thread (one thread
+    switch more per transfer: in the kernel rig, a 512-byte write took 415 to 470 µs with the thread
+    idle and 643 to 2066 µs with it running, depending on the host's load). Virtual devices are
+    reported at once either way."""
     w = Watch(vid, pid, serial, port, existing=existing, poll=poll)
     return w.call(callback) if callback is not None else w
 

@@ -191,12 +191,12 @@ class _Handle:
     def __init__(self, dev: _Device, core: CoreDevice) -> None:
         self.dev, self.core = dev, core
         self.claimed: set[int] = set()
-        self._pipes: dict[tuple[int, int], CorePipe] = {}
+        self.pipes: dict[int, CorePipe] = {}  # by ep_type << 8 | ep: one int key, looked up per call
 
     def pipe(self, ep: int, intf: int, ep_type: int) -> CorePipe:
-        pipe = self._pipes.get((ep, ep_type))
+        pipe = self.pipes.get(ep_type << 8 | ep)
         if pipe is None:
-            pipe = self._pipes[ep, ep_type] = CorePipe(self.core, intf, 0, EndpointInfo(ep, ep_type, 0, 0))
+            pipe = self.pipes[ep_type << 8 | ep] = CorePipe(self.core, intf, 0, EndpointInfo(ep, ep_type, 0, 0))
         return pipe
 
 
@@ -209,8 +209,17 @@ def _ms(timeout: int) -> int:
     return 0 if us >= US_MAX else max(1, round(us)) if timeout else 0
 
 
-def _bytes_of(buffer: Any) -> int:
-    return memoryview(buffer).nbytes
+_US_OF: dict[Any, int] = {}  # _ms() of the time-outs seen (a script uses a few): one lookup per call
+_US_OF_MAX = 64
+_U8_ARRAY = _engine.ffi.typeof("uint8_t[]")
+_from_buffer = _engine.ffi.from_buffer
+
+
+def _us_of(timeout: int) -> int:
+    us = _ms(timeout)
+    if len(_US_OF) < _US_OF_MAX and type(timeout) is int:
+        _US_OF[timeout] = us
+    return us
 
 
 class WdfusbBackend(usb.backend.IBackend):
@@ -290,9 +299,19 @@ class WdfusbBackend(usb.backend.IBackend):
     # ---- transfers: one engine path for every kind ---------------------------------------
 
     def _move(self, dev_handle: _Handle, ep: int, intf: int, ep_type: int, buffer: Any, timeout: int) -> int:
-        pipe = dev_handle.pipe(ep, intf, ep_type)
-        code, actual = pipe.transfer(_engine.pin(buffer, bool(ep & 0x80)), _bytes_of(buffer), _ms(timeout))
-        return _check(code, actual)
+        # every bulk and interrupt call: the pipe, the buffer pinned in place (no copy; its length
+        # in bytes is the cdata's), the time-out converted once per value, the thread's transfer
+        pipe = dev_handle.pipes.get(ep_type << 8 | ep) or dev_handle.pipe(ep, intf, ep_type)
+        buf = _from_buffer(_U8_ARRAY, buffer, ep >= 0x80)
+        us = _US_OF.get(timeout)
+        if us is None:
+            us = _us_of(timeout)
+        xfer = pipe._local.xfer
+        if xfer is None:  # this thread's first transfer on the pipe
+            code, actual = pipe.transfer(buf, len(buf), us)
+        else:
+            code, actual = xfer.run(ep, ep_type, buf, len(buf), 0, us)
+        return actual if code == 0 else _check(code, actual)
 
     def bulk_write(self, dev_handle: _Handle, ep: int, intf: int, data: Any, timeout: int) -> int:
         return self._move(dev_handle, ep, intf, EP_BULK, data, timeout)
@@ -313,12 +332,15 @@ class WdfusbBackend(usb.backend.IBackend):
         if length > CONTROL_MAX:
             _check(-2)
         pipe = dev_handle.core.control_pipe  # the fields are libusb's uint8/uint16 (masked, as ctypes does)
+        us = _US_OF.get(timeout)
+        if us is None:
+            us = _us_of(timeout)
         code, actual, buf = pipe.control(
-            bmRequestType & 0xFF, bRequest & 0xFF, wValue & 0xFFFF, wIndex & 0xFFFF, view, length, _ms(timeout)
+            bmRequestType & 0xFF, bRequest & 0xFF, wValue & 0xFFFF, wIndex & 0xFFFF, view, length, us
         )
         if bmRequestType & 0x80 and actual:
             view[:actual] = buf[SETUP_SIZE : SETUP_SIZE + actual]
-        return _check(code, actual)
+        return actual if code == 0 else _check(code, actual)
 
     def clear_halt(self, dev_handle: _Handle, ep: int) -> None:
         _check(dev_handle.core.native.clear_halt(ep))

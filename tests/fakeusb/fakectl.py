@@ -129,6 +129,8 @@ class Fake:
             "fake_stats": (ctypes.c_int, [ctypes.c_int, ctypes.POINTER(EpStats)]),
             "fake_global": (None, [ctypes.POINTER(GlobalStats)]),
             "fake_in_flight": (_i64, []),
+            "fake_interrupts": (_u64, []),
+            "fake_handed_over": (_u64, []),
             "fake_log": (ctypes.c_int, [ctypes.c_int, _u64, ctypes.POINTER(LogEntry)]),
             "fake_sizeof": (ctypes.c_int, [ctypes.c_int]),
         }

@@ -240,6 +240,7 @@ struct ftx {
     int epi;
     int logi;
     uint64_t seq;
+    pthread_t submitter;   /* the thread that submitted it */
     struct ftx *next, *prev, *bnext;
     struct libusb_transfer t; /* last: the iso descriptors follow it */
 };
@@ -253,6 +254,9 @@ static struct fake_global_stats g;
 static int handler_active;
 static pthread_t handler_thread;
 static uint64_t event_gen;     /* bumped after each callback and when the handler leaves */
+static int interrupt_pending; /* libusb_interrupt_event_handler: the next event handling returns */
+static uint64_t interrupts;   /* libusb_interrupt_event_handler calls */
+static uint64_t handed_over;  /* callbacks run on another thread than the submitter's */
 static int64_t cancel_delay_ns;
 static int64_t complete_delay_ns; /* a transfer over on the bus is reported this much later */
 static int64_t submit_delay_ns;   /* libusb_submit_transfer returns this long after queuing */
@@ -664,6 +668,7 @@ static int deliver(int64_t now)
         }
         cb = x->t.callback;
         g.callbacks++;
+        if (!pthread_equal(x->submitter, pthread_self())) handed_over++;
         n++;
         pthread_mutex_unlock(&m);
         if (cb) cb(&x->t); /* from here on x may be resubmitted or freed */
@@ -681,6 +686,10 @@ static void handle_as_handler(int64_t until)
         int64_t now = now_ns();
         advance_all(now);
         if (deliver(now)) return;
+        if (interrupt_pending) { /* libusb: the event pipe woke poll(); the flag is consumed */
+            interrupt_pending = 0;
+            return;
+        }
         if (now >= until) return;
         wait_until(next_event_ns(now, until));
     }
@@ -1186,6 +1195,7 @@ API int libusb_submit_transfer(struct libusb_transfer *t)
     le->status = -1;
     le->actual = 0;
     le->thread = (uint64_t)pthread_self();
+    x->submitter = pthread_self();
     e->st.last_flags = t->flags;
     e->st.last_timeout = t->timeout;
     if ((uint64_t)t->length > e->st.max_length) e->st.max_length = (uint64_t)t->length;
@@ -1264,6 +1274,35 @@ API int libusb_handle_events_timeout_completed(struct libusb_context *ctx, struc
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&m);
     return LIBUSB_SUCCESS;
+}
+
+/* libusb 1.0.21: wakes the thread handling events (or the next one to), which returns. */
+API void libusb_interrupt_event_handler(struct libusb_context *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&m);
+    interrupts++;
+    interrupt_pending = 1;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&m);
+}
+
+API uint64_t fake_interrupts(void)
+{
+    uint64_t n;
+    pthread_mutex_lock(&m);
+    n = interrupts;
+    pthread_mutex_unlock(&m);
+    return n;
+}
+
+API uint64_t fake_handed_over(void)
+{
+    uint64_t n;
+    pthread_mutex_lock(&m);
+    n = handed_over;
+    pthread_mutex_unlock(&m);
+    return n;
 }
 
 API int libusb_control_transfer(struct libusb_device_handle *h, uint8_t type, uint8_t req, uint16_t value,

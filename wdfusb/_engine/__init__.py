@@ -20,7 +20,13 @@ from .completions import (
 )
 from .device import NativeDevice
 from .hotplug import ANY as GENERATION_ANY
-from .hotplug import bump_generation, start_libusb_hotplug, wait_generation
+from .hotplug import (
+    bump_generation,
+    hold_libusb_events,
+    libusb_event_thread_state,
+    start_libusb_hotplug,
+    wait_generation,
+)
 from .libusb import (
     DevInfo,
     controller_driver,
@@ -68,6 +74,8 @@ __all__ = [
     "GENERATION_ANY",
     "bump_generation",
     "start_libusb_hotplug",
+    "hold_libusb_events",
+    "libusb_event_thread_state",
     "wait_generation",
     "EP_BULK",
     "EP_CONTROL",
