@@ -42,6 +42,7 @@ APT_PACKAGES = {
     "cpio": "/usr/bin/cpio",
     "libusb-1.0-0-dev": "/usr/include/libusb-1.0/libusb.h",
     "gcc": "/usr/bin/gcc",
+    "usbip": "/usr/sbin/usbipd",
 }
 # Modules in load order wanted in the guest; dependencies are resolved via modules.dep.
 GUEST_MODULES = [
@@ -57,6 +58,9 @@ GUEST_MODULES = [
     "usb_f_hid",
     "usb_f_ncm",
     "dummy_hcd",
+    "usbip-core",
+    "usbip-host",
+    "vhci-hcd",
 ]
 MODULE_PARAMS: dict[str, str] = {}  # modules load as the stock kernel has them (usbfs caps URBs at 16 MiB)
 BEGIN_MARK = "@@WDFUSB-RIG-BEGIN@@"
