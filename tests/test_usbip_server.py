@@ -314,3 +314,140 @@ def test_pythonic_layer_and_server_share_a_virtual_device(served: tuple[VirtualD
         assert c.transfer(OUT, data=b"remote").actual == 6
         assert dev.pipe(OUT).write(b"local") == 5
         assert vdev.endpoint(OUT).received_bytes == 11
+
+
+def test_server_close_with_urbs_in_flight_cancels_and_drains(served: tuple[VirtualDevice, Server]) -> None:
+    vdev, server = served
+    c = _client(server)
+    c.control(0x00, 0x09, 1)
+    vdev.endpoint(OUT).nak(float("inf"))
+    for _ in range(16):
+        c.submit(OUT, data=bytes(8192))
+    c.submit(IN, 4096)
+    time.sleep(0.1)
+    native = vdev._native
+    assert native.live_transfers() >= 17
+    t0 = time.monotonic()
+    server.close()
+    assert time.monotonic() - t0 < 5
+    assert native.live_transfers() == 0
+    with pytest.raises((EOFError, ConnectionError)):
+        c.reply()
+    c.close()
+    server.close()  # again: nothing left to do
+
+
+def test_a_client_that_dies_inside_a_urb(served: tuple[VirtualDevice, Server]) -> None:
+    """The header promised 1 MiB of OUT data and 100 bytes came: nothing is submitted."""
+    vdev, server = served
+    c = _client(server)
+    c.sock.sendall(p.Submit(1, 0, p.DIR_OUT, OUT, 0, 1 << 20, 0, 0, 0, bytes(8)).pack() + bytes(100))
+    c.close()
+    deadline = time.monotonic() + 5
+    while server.exports[0].session is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.exports[0].session is None and vdev.endpoint(OUT).received_bytes == 0
+
+
+def test_a_closed_device_is_no_longer_exported() -> None:
+    vdev = VirtualDevice("high")
+    with Server([vdev], port=0).start() as server:
+        c = _client(server)
+        c.control(0x00, 0x09, 1)
+        vdev.close()
+        assert c.transfer(OUT, data=b"x").status == p.E_GONE
+        with pytest.raises((EOFError, ConnectionError)):
+            c.reply()
+        c.close()
+        assert uc.devlist(server.port) == []
+        with uc.Client(server.port, f"0-{vdev.port}") as late:
+            assert late.status == p.ST_NODEV
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_submits_and_unlinks_keep_every_count(seed: int) -> None:
+    """Random sizes, directions, unlink moments and NAK spells: every URB is answered once (or
+    unlinked unanswered, having moved nothing), and what the answers say moved is what the
+    endpoints moved, byte for byte."""
+    import random
+
+    rng = random.Random(seed)
+    vdev = VirtualDevice("high", loopback_capacity=64 << 20)
+    sent = bytearray()
+    try:
+        with Server([vdev], port=0).start() as server, _client(server) as c:
+            c.control(0x00, 0x09, 1)
+            outs: dict[int, bytes] = {}
+            ins: set[int] = set()
+            unlinks: dict[int, int] = {}
+            for _ in range(60):
+                roll = rng.random()
+                if roll < 0.5:
+                    data = rng.randbytes(rng.choice([1, 511, 512, 4096, 65536, 1 << 20]))
+                    outs[c.submit(OUT, data=data)] = data
+                elif roll < 0.7:
+                    ins.add(c.submit(IN, rng.choice([512, 4096, 65536])))
+                elif roll < 0.9 and (set(outs) | ins) - set(unlinks.values()):
+                    victim = rng.choice(sorted((set(outs) | ins) - set(unlinks.values())))
+                    unlinks[c.unlink(victim)] = victim
+                else:
+                    vdev.endpoint(OUT).nak(rng.choice([0.0, 0.01, 0.05]))
+                if rng.random() < 0.3:
+                    time.sleep(rng.random() * 0.01)
+            vdev.endpoint(OUT).nak(0)
+            filler = rng.randbytes(4 << 20)  # enough for every IN URB still waiting
+            outs[c.submit(OUT, data=filler)] = filler
+            answers: dict[int, uc.Reply] = {}
+            unlinked: dict[int, int] = {}
+            while len(unlinked) < len(unlinks) or not (set(outs) | ins) <= answers.keys() | {
+                unlinks[u] for u, st in unlinked.items() if st == p.E_UNLINKED
+            }:
+                r = c.reply()
+                if r.command == p.RET_SUBMIT:
+                    assert r.seqnum not in answers
+                    answers[r.seqnum] = r
+                else:
+                    assert r.seqnum not in unlinked
+                    unlinked[r.seqnum] = r.status
+            for u, status in unlinked.items():
+                victim = unlinks[u]
+                assert status == (0 if victim in answers else p.E_UNLINKED)
+            for seq in sorted(outs):
+                r = answers.get(seq)
+                moved = 0 if r is None else r.actual
+                if r is not None and r.status == 0:
+                    assert moved == len(outs[seq])
+                sent += outs[seq][:moved]
+            got = b"".join(answers[s].data for s in sorted(ins) if s in answers)
+            assert sum(a.actual for a in answers.values() if a.seqnum in ins) == len(got)
+            ep = vdev.endpoint(OUT)
+            assert ep.received_bytes == len(sent) and ep.crc32 == zlib.crc32(sent)
+            rest = c.transfer(IN, 64 << 20)
+            assert got + rest.data == bytes(sent)  # the loopback returned exactly what it took, in order
+    finally:
+        vdev.close()
+
+
+def test_sigint_with_urbs_in_flight_stops_the_server() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wdfusb", "--virtual-fault", "nak:0x06", "--virtual-fault", "report", "serve",
+         "virtual:high", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        port = int(line.split("--tcp-port ")[1].split()[0])
+        with uc.Client(port, "0-" + line.split("serving 0-")[1].split()[0]) as c:
+            c.control(0x00, 0x09, 1)
+            for _ in range(8):
+                c.submit(OUT, data=bytes(65536))
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            with pytest.raises((EOFError, ConnectionError)):
+                c.reply()
+        assert proc.wait(10) == 0
+        err = proc.stderr.read() if proc.stderr else ""
+        assert "virtual: 0x06 received 0 bytes" in err
+    finally:
+        proc.kill()
+        proc.wait()

@@ -194,3 +194,19 @@ def test_list_marks_nothing_twice(served: Served) -> None:
     bus = int((served.sysfs / "busnum").read_text())
     assert found[0].bus == bus
     assert "vhci_hcd" in str(Path(f"/sys/bus/usb/devices/usb{bus}").resolve())
+
+
+def test_the_command_line_on_the_served_device(served: Served) -> None:
+    """wdfusb's own tools through the kernel: info lists the pipes, bench runs its table."""
+    wdfusb_cli = [sys.executable, "-m", "wdfusb"]
+    info = subprocess.run([*wdfusb_cli, "info", f"{VID:04x}:{PID:04x}"], capture_output=True, text=True, cwd="/")
+    assert info.returncode == 0, info.stderr
+    assert "0x06" in info.stdout and "0x88" in info.stdout
+    bench = subprocess.run(
+        [*wdfusb_cli, "bench", f"{VID:04x}:{PID:04x}", "0x06", "--sizes", "512,64K",
+         "--methods", "pythonic,streaming,pyusb", "--duration", "0.3", "-q"],
+        capture_output=True, text=True, cwd="/", timeout=600,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    assert "64 KiB" in bench.stdout and "pyusb" in bench.stdout, bench.stdout
+    print(bench.stdout)
