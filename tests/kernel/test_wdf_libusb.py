@@ -195,3 +195,34 @@ def test_asynchronous_requests_on_the_real_stack(sourcesink: gadget.SourceSink, 
     assert wait_for_completions(30)
     assert done == [(i, 64 << 10) for i in range(8)]
     WdfObjectDelete(device)
+
+
+def test_a_stopped_pipe_target_pends_until_started(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    """WdfIoTargetStop on the real stack: sends wait (nothing reaches the gadget, a synchronous
+    write times out), WdfIoTargetStart sends them in order."""
+    device, pipes, _ = open_pipes(0x0525, 0xA4A0)
+    pipe = pipes[0x02]
+    target = WdfUsbTargetPipeGetIoTarget(pipe)
+    data = gadget.mod63(64 << 10, bulk_maxp)
+    mem = WDFMEMORY()
+    assert WdfMemoryCreatePreallocated(WDF_NO_OBJECT_ATTRIBUTES, data, len(data), mem) == 0
+    WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
+    opts = WDF_REQUEST_SEND_OPTIONS()
+    WDF_REQUEST_SEND_OPTIONS_INIT(opts, 0)
+    WDF_REQUEST_SEND_OPTIONS_SET_TIMEOUT(opts, WDF_REL_TIMEOUT_IN_MS(300))
+    n = ULONG(7)
+    assert WdfUsbTargetPipeWriteSynchronously(pipe, None, opts, buffer_desc(data, len(data)), n) == STATUS_IO_TIMEOUT
+    assert n.value == 0
+    done: list[tuple[int, int]] = []
+    for i in range(4):
+        req = WDFREQUEST()
+        assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, target, req) == 0
+        assert WdfUsbTargetPipeFormatRequestForWrite(pipe, req, mem, None) == 0
+        WdfRequestSetCompletionRoutine(req, lambda r, t, p, c: done.append((c, p.IoStatus.Information)), i)
+        assert WdfRequestSend(req, target, None)
+    time.sleep(0.5)
+    assert done == []
+    assert WdfIoTargetStart(target) == STATUS_SUCCESS
+    assert wait_for_completions(30)
+    assert done == [(i, 64 << 10) for i in range(4)]
+    WdfObjectDelete(device)
