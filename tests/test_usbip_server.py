@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import usbip_client as uc
@@ -37,6 +38,26 @@ def served() -> Iterator[tuple[VirtualDevice, Server]]:
             yield vdev, server
     finally:
         vdev.close()
+
+
+def _wait_until(done: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _stuck_urbs(vdev: VirtualDevice, server: Server, outs: int) -> tuple[uc.Client, Any]:
+    """An imported device with ``outs`` OUT URBs stuck on a NAKing endpoint and one IN URB waiting."""
+    c = _client(server)
+    c.control(0x00, 0x09, 1)
+    vdev.endpoint(OUT).nak(float("inf"))
+    for _ in range(outs):
+        c.submit(OUT, data=bytes(4096))
+    c.submit(IN, 512)
+    time.sleep(0.1)
+    native = vdev._native
+    assert native.live_transfers() >= outs + 1
+    return c, native
 
 
 def _client(server: Server, index: int = 0) -> uc.Client:
@@ -194,28 +215,16 @@ def test_one_importer_at_a_time(served: tuple[VirtualDevice, Server]) -> None:
         with uc.Client(server.port, "9-9") as wrong:
             assert wrong.status == p.ST_NODEV
         assert c.control(0x80, 0x00, 0, 0, 2).status == 0
-    deadline = time.monotonic() + 5
-    while server.exports[0].session is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until(lambda: server.exports[0].session is None)
     with _client(server) as again:  # the first one went: it is free again
         assert again.control(0x80, 0x00, 0, 0, 2).status == 0
 
 
 def test_a_client_that_goes_away_leaves_nothing_in_flight(served: tuple[VirtualDevice, Server]) -> None:
     vdev, server = served
-    c = _client(server)
-    c.control(0x00, 0x09, 1)
-    vdev.endpoint(OUT).nak(float("inf"))
-    for _ in range(8):
-        c.submit(OUT, data=bytes(4096))
-    c.submit(IN, 512)
-    time.sleep(0.1)
-    native = vdev._native
-    assert native.live_transfers() >= 9
+    c, native = _stuck_urbs(vdev, server, 8)
     c.close()
-    deadline = time.monotonic() + 5
-    while (server.exports[0].session is not None or native.live_transfers()) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until(lambda: server.exports[0].session is None and not native.live_transfers())
     assert server.exports[0].session is None and native.live_transfers() == 0
     assert vdev.endpoint(OUT).received_bytes == 0
 
@@ -234,9 +243,7 @@ def test_a_device_that_leaves_ends_its_session(served: tuple[VirtualDevice, Serv
         assert (r.seqnum, r.status) == (seq, p.E_GONE) and 0 < r.actual < 16 << 20
         with pytest.raises((EOFError, ConnectionError)):
             c.reply()
-    deadline = time.monotonic() + 5
-    while server.exports[0].session is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until(lambda: server.exports[0].session is None)
     with _client(server) as again:
         assert again.device is not None and again.device.devnum == vdev.address
         assert again.control(0x80, 0x00, 0, 0, 2).status == 0
@@ -318,15 +325,7 @@ def test_pythonic_layer_and_server_share_a_virtual_device(served: tuple[VirtualD
 
 def test_server_close_with_urbs_in_flight_cancels_and_drains(served: tuple[VirtualDevice, Server]) -> None:
     vdev, server = served
-    c = _client(server)
-    c.control(0x00, 0x09, 1)
-    vdev.endpoint(OUT).nak(float("inf"))
-    for _ in range(16):
-        c.submit(OUT, data=bytes(8192))
-    c.submit(IN, 4096)
-    time.sleep(0.1)
-    native = vdev._native
-    assert native.live_transfers() >= 17
+    c, native = _stuck_urbs(vdev, server, 16)
     t0 = time.monotonic()
     server.close()
     assert time.monotonic() - t0 < 5
@@ -343,9 +342,7 @@ def test_a_client_that_dies_inside_a_urb(served: tuple[VirtualDevice, Server]) -
     c = _client(server)
     c.sock.sendall(p.Submit(1, 0, p.DIR_OUT, OUT, 0, 1 << 20, 0, 0, 0, bytes(8)).pack() + bytes(100))
     c.close()
-    deadline = time.monotonic() + 5
-    while server.exports[0].session is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until(lambda: server.exports[0].session is None)
     assert server.exports[0].session is None and vdev.endpoint(OUT).received_bytes == 0
 
 
