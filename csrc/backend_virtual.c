@@ -586,13 +586,16 @@ static int v_cancel(wu_xfer *x)
 
 static int v_speed(wu_device *d) { return V(d)->speed; }
 
+/* Whether the device left the bus, for the operations that do not take its lock. */
+static int gone(vdev *v) { return WU_LOAD(&v->unplugged); }
+
 static int v_get_descriptor(wu_device *d, uint8_t type, uint8_t index, uint16_t langid, uint8_t *buf, int len)
 {
     vdev *v = V(d);
     size_t n = 0;
     const uint8_t *p;
     (void)langid;
-    if (v->unplugged) return WU_ERR_NO_DEVICE;
+    if (gone(v)) return WU_ERR_NO_DEVICE;
     if (!(p = find_desc(v, type, index, &n))) return WU_ERR_PIPE; /* a real device stalls it */
     if (n > (size_t)len) n = (size_t)len;
     memcpy(buf, p, n);
@@ -601,22 +604,28 @@ static int v_get_descriptor(wu_device *d, uint8_t type, uint8_t index, uint16_t 
 
 static int v_get_configuration(wu_device *d, int *config)
 {
-    if (V(d)->unplugged) return WU_ERR_NO_DEVICE;
-    *config = V(d)->configuration;
-    return WU_OK;
+    int rc = WU_OK;
+    wu_mutex_lock(&d->lock); /* EP0's SET_CONFIGURATION changes it under the lock */
+    if (V(d)->unplugged) rc = WU_ERR_NO_DEVICE;
+    else *config = V(d)->configuration;
+    wu_mutex_unlock(&d->lock);
+    return rc;
 }
 
 static int v_set_configuration(wu_device *d, int config)
 {
-    if (V(d)->unplugged) return WU_ERR_NO_DEVICE;
-    if (config != 0 && config != 1) return WU_ERR_NOT_FOUND;
-    V(d)->configuration = config;
-    return WU_OK;
+    int rc = WU_OK;
+    wu_mutex_lock(&d->lock);
+    if (V(d)->unplugged) rc = WU_ERR_NO_DEVICE;
+    else if (config != 0 && config != 1) rc = WU_ERR_NOT_FOUND;
+    else V(d)->configuration = config;
+    wu_mutex_unlock(&d->lock);
+    return rc;
 }
 
 static int v_claim(wu_device *d, int iface)
 {
-    if (V(d)->unplugged) return WU_ERR_NO_DEVICE;
+    if (gone(V(d))) return WU_ERR_NO_DEVICE;
     return iface == 0 ? WU_OK : WU_ERR_NOT_FOUND;
 }
 
@@ -723,7 +732,7 @@ static void v_destroy_state(vdev *v)
 static int v_kernel_driver(wu_device *d, int iface, int op)
 {
     (void)iface;
-    if (V(d)->unplugged) return WU_ERR_NO_DEVICE;
+    if (gone(V(d))) return WU_ERR_NO_DEVICE;
     return op == WU_KDRIVER_ACTIVE ? 0 : WU_ERR_NOT_FOUND;
 }
 
@@ -870,16 +879,16 @@ int wu_virtual_nak(wu_device *d, uint8_t ep, double seconds)
    WU_ERR_NO_DEVICE when it had already left. */
 static int v_leave(wu_device *d)
 {
-    int gone;
+    int was;
     wu_mutex_lock(&d->lock);
-    gone = V(d)->unplugged;
+    was = V(d)->unplugged;
     advance_all(V(d));
-    V(d)->unplugged = 1;
+    WU_STORE(&V(d)->unplugged, 1); /* (read without the lock by gone()) */
     advance_all(V(d));
     wu_cond_broadcast(&V(d)->cond);
     wu_mutex_unlock(&d->lock);
     wu_hotplug_bump(); /* it left */
-    return gone ? WU_ERR_NO_DEVICE : WU_OK;
+    return was ? WU_ERR_NO_DEVICE : WU_OK;
 }
 
 int wu_virtual_unplug(wu_device *d)

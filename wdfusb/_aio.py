@@ -30,7 +30,7 @@ from typing import Any
 
 from . import _dispatch
 from ._core import CorePipe
-from ._engine import WU_PENDING, EngineError, NativeRing, address_of, copy_out, note_bytes
+from ._engine import WU_PENDING, EngineError, NativeRing, Transfer, address_of, copy_out, note_bytes
 from .errors import error_for
 
 
@@ -40,6 +40,24 @@ async def transfer(
     """Move ``length`` bytes of ``buf`` (pinned) on ``pipe``; the bytes moved, or the error with
     their count once the transfer is back (``data_at``: reads, whose error carries what arrived
     at that offset of ``buf``)."""
+    try:
+        xfer = pipe.new_transfer()
+    except EngineError as exc:  # the device is closed
+        raise error_for(exc.code, 0, context) from None
+    status, actual = await complete(pipe, xfer, buf, length, flags, timeout_us)
+    if status != 0:
+        data = b"" if data_at is None or not actual else copy_out(address_of(buf, data_at), actual)
+        raise error_for(status, actual, context, data)
+    return actual
+
+
+async def complete(
+    pipe: CorePipe, xfer: Transfer, buf: Any, length: int, flags: int, timeout_us: int
+) -> tuple[int, int]:
+    """Submit ``xfer`` on ``pipe`` and await it: ``(engine status, bytes moved)`` once it is back
+    (a refused submit: its status and 0). ``xfer.cancel()`` from anywhere ends it early with its
+    count; so does cancelling the awaiting task, which waits until the transfer is back and
+    raises ``CancelledError`` with ``bytes_transferred``."""
     loop = asyncio.get_running_loop()
     back: asyncio.Future[tuple[int, int]] = loop.create_future()
 
@@ -49,15 +67,11 @@ async def transfer(
         except RuntimeError:  # the loop is closed: nobody awaits this transfer any more
             pass
 
-    try:
-        xfer = pipe.new_transfer()
-    except EngineError as exc:  # the device is closed
-        raise error_for(exc.code, 0, context) from None
     rc = _dispatch.submit(xfer, pipe.address, pipe.type, buf, length, flags, timeout_us, completed)
     if rc != 0:
-        raise error_for(rc, 0, context)
+        return rc, 0
     try:
-        status, actual = await asyncio.shield(back)
+        return await asyncio.shield(back)
     except asyncio.CancelledError as cancelled:
         xfer.cancel()
         while not back.done():  # until it is back: nothing of the caller's is left in flight
@@ -70,10 +84,6 @@ async def transfer(
     except GeneratorExit:  # the coroutine is closed (or collected) at its await: no loop to wait on
         xfer.reap()
         raise
-    if status != 0:
-        data = b"" if data_at is None else copy_out(address_of(buf, data_at), actual)
-        raise error_for(status, actual, context, data)
-    return actual
 
 
 class RingWaker:
@@ -149,4 +159,4 @@ def _settle(back: asyncio.Future[tuple[int, int]], status: int, actual: int) -> 
         back.set_result((status, actual))
 
 
-__all__ = ["RingWaker", "transfer"]
+__all__ = ["RingWaker", "complete", "transfer"]

@@ -105,10 +105,18 @@ class CorePipe:
             xfer = self._local.xfer
             if xfer is None:
                 try:
-                    xfer = self._local.xfer = self.device.new_transfer()
+                    xfer = self.internal_transfer()
                 except EngineError as exc:
                     return exc.code, 0
         return xfer.run(self.address, self.type, buf, length, flags, timeout_us)
+
+    def internal_transfer(self) -> Transfer:
+        """The calling thread's internal transfer on this pipe (made on first use); raises
+        EngineError once the device is closed."""
+        xfer = self._local.xfer
+        if xfer is None:
+            xfer = self._local.xfer = self.device.new_transfer()
+        return xfer
 
     def control(
         self,

@@ -25,6 +25,7 @@ Tests and scripts can hand objects in: ``main(argv, targets={"name": VirtualDevi
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -48,7 +49,8 @@ from ._core import MAX_TRANSFER_SIZE, CoreDevice
 from ._descriptors import TYPE_NAMES, DeviceDescriptor, EndpointInfo, SettingInfo
 from ._lookup import SPEED_LABELS, is_remote_bus, read_string
 from ._status import NTSTATUS_NAMES, USBD_STATUS_NAMES
-from .device import Device, Pipe, list_devices, parse_target
+from ._virtual_profiles import PROFILES
+from .device import Device, Pipe, list_devices, parse_target, parse_virtual
 from .device import open as open_device
 from .errors import (
     DeviceGoneError,
@@ -61,6 +63,7 @@ from .errors import (
     UsbTimeoutError,
     error_for,
 )
+from .usbip.server import DEFAULT_PORT as DEFAULT_USBIP_PORT
 from .virtual import VirtualDevice
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -783,6 +786,47 @@ def _bench_control(
         with open(json_path, "w") as f:
             json.dump({"device": device, "rows": [asdict(r) for r in rows]}, f, indent=2)
         out.print(f"wrote {json_path}")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("devices", metavar="[DEVICE]...", nargs=-1)
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="default", show_default=True,
+              help="what the virtual devices are (osrfx2: the OSR USB-FX2 board)")  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to listen on; USB/IP has no authentication: keep it on a private network")  # fmt: skip
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_USBIP_PORT, show_default=True,
+              help="TCP port (0: any free one, printed)")  # fmt: skip
+@click.pass_context
+@guarded
+def serve(ctx: click.Context, devices: tuple[str, ...], profile: str, host: str, port: int) -> None:
+    """Export virtual devices over USB/IP until Ctrl-C (DEVICE: virtual[:full|high|super|none], default
+    virtual:high), so any USB stack can use them: on Linux, `usbip attach -r HOST -b BUSID`."""
+    from .usbip import Server
+
+    exported = []
+    for text in devices or ("virtual:high",):
+        vdev = parse_virtual(text, profile)
+        if vdev is None:
+            what = f"{text!r}: only virtual devices are served (virtual[:speed])"
+            raise click.BadParameter(what, param_hint="DEVICE")
+        ctx.call_on_close(vdev.close)
+        _apply_faults(ctx, vdev, ctx.obj.get("faults", ()))
+        exported.append(vdev)
+    server = Server(exported, host, port)
+
+    def listening(server: Server) -> None:
+        for export in server.exports:
+            d = export.device
+            click.echo(f"serving {export.busid} ({d.vid:04x}:{d.pid:04x} {d.product}, {d.speed_name} speed) "
+                       f"on {host}:{server.port}; attach: usbip --tcp-port {server.port} attach -r {host} "
+                       f"-b {export.busid}")  # fmt: skip
+
+    try:
+        asyncio.run(server.serve_forever(listening))
+    except KeyboardInterrupt:
+        click.echo("stopped; every session's transfers were cancelled and drained", err=True)
+    except OSError as exc:  # the port is taken, the address is not ours ...
+        raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def main(argv: Sequence[str] | None = None, *, targets: Mapping[str, Any] | None = None) -> Any:

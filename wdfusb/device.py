@@ -496,12 +496,20 @@ class Device:
 PORT_PATH = re.compile(r"\d+-\d+(\.\d+)*")
 
 
+def parse_virtual(text: str, profile: str = "default") -> VirtualDevice | None:
+    """``virtual[:full|high|super|none]`` -> a new virtual device of ``profile``; None for other text."""
+    if text != "virtual" and not text.startswith("virtual:"):
+        return None
+    speed = text.partition(":")[2] or "high"
+    return VirtualDevice(None if speed in ("none", "unpaced") else speed, profile=profile)
+
+
 def parse_target(text: str) -> Any:
     """``virtual[:full|high|super|none]``, ``VID:PID[:SERIAL]`` (hex), ``BUS/ADDR`` or a port path
     ``BUS-PORT[.PORT...]`` -> a source."""
-    if text == "virtual" or text.startswith("virtual:"):
-        speed = text.partition(":")[2] or "high"
-        return VirtualDevice(None if speed in ("none", "unpaced") else speed)
+    virtual = parse_virtual(text)
+    if virtual is not None:
+        return virtual
     if "/" in text:
         bus, _, addr = text.partition("/")
         return find_device(bus=int(bus), address=int(addr))

@@ -178,20 +178,50 @@ def test_timeout_and_cancel_on_a_nak_ing_endpoint(ffs_gadget: gadget.FfsGadget) 
     WdfObjectDelete(device)
 
 
-def test_asynchronous_requests_on_the_real_stack(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+def open_out_pipe(bulk_maxp: int) -> tuple[WDFUSBDEVICE, Any, Any, WDFMEMORY, bytes]:
+    """The SourceSink's OUT pipe, its target, and a WDFMEMORY of 64 KiB the gadget checks."""
     device, pipes, _ = open_pipes(0x0525, 0xA4A0)
-    pipe = pipes[0x02]
-    target = WdfUsbTargetPipeGetIoTarget(pipe)
     data = gadget.mod63(64 << 10, bulk_maxp)
     mem = WDFMEMORY()
     assert WdfMemoryCreatePreallocated(WDF_NO_OBJECT_ATTRIBUTES, data, len(data), mem) == 0
+    return device, pipes[0x02], WdfUsbTargetPipeGetIoTarget(pipes[0x02]), mem, data
+
+
+def send_writes(pipe: Any, target: Any, mem: WDFMEMORY, count: int) -> list[tuple[int, int]]:
+    """``count`` requests writing ``mem`` sent to ``target``; each completion appends (its number, its bytes)."""
     done: list[tuple[int, int]] = []
-    for i in range(8):
+    for i in range(count):
         req = WDFREQUEST()
         assert WdfRequestCreate(WDF_NO_OBJECT_ATTRIBUTES, target, req) == 0
         assert WdfUsbTargetPipeFormatRequestForWrite(pipe, req, mem, None) == 0
         WdfRequestSetCompletionRoutine(req, lambda r, t, p, c: done.append((c, p.IoStatus.Information)), i)
         assert WdfRequestSend(req, target, None)
+    return done
+
+
+def test_asynchronous_requests_on_the_real_stack(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    device, pipe, target, mem, _data = open_out_pipe(bulk_maxp)
+    done = send_writes(pipe, target, mem, 8)
     assert wait_for_completions(30)
     assert done == [(i, 64 << 10) for i in range(8)]
+    WdfObjectDelete(device)
+
+
+def test_a_stopped_pipe_target_pends_until_started(sourcesink: gadget.SourceSink, bulk_maxp: int) -> None:
+    """WdfIoTargetStop on the real stack: sends wait (nothing reaches the gadget, a synchronous
+    write times out), WdfIoTargetStart sends them in order."""
+    device, pipe, target, mem, data = open_out_pipe(bulk_maxp)
+    WdfIoTargetStop(target, WdfIoTargetCancelSentIo)
+    opts = WDF_REQUEST_SEND_OPTIONS()
+    WDF_REQUEST_SEND_OPTIONS_INIT(opts, 0)
+    WDF_REQUEST_SEND_OPTIONS_SET_TIMEOUT(opts, WDF_REL_TIMEOUT_IN_MS(300))
+    n = ULONG(7)
+    assert WdfUsbTargetPipeWriteSynchronously(pipe, None, opts, buffer_desc(data, len(data)), n) == STATUS_IO_TIMEOUT
+    assert n.value == 0
+    done = send_writes(pipe, target, mem, 4)
+    time.sleep(0.5)
+    assert done == []
+    assert WdfIoTargetStart(target) == STATUS_SUCCESS
+    assert wait_for_completions(30)
+    assert done == [(i, 64 << 10) for i in range(4)]
     WdfObjectDelete(device)

@@ -60,7 +60,7 @@ GUEST_MODULES = [
     "dummy_hcd",
     "usbip-core",
     "usbip-host",  # exports a local device (usbip bind)
-    "vhci-hcd",  # attaches a remote one (usbip attach): one high-speed and one SuperSpeed root hub
+    "vhci-hcd",  # attaches a remote one (usbip attach): a high-speed and a SuperSpeed root hub per controller
 ]
 # Modules load as the stock kernel has them (usbfs caps URBs at 16 MiB). vhci-hcd too: Debian's 6.1
 # builds it with 8 controllers (16 root hubs, buses 3-18 after dummy_hcd's two) and no parameter for it.

@@ -39,6 +39,7 @@ from ._structs import (
     WDF_REQUEST_SEND_OPTION_SEND_AND_FORGET,
     WDF_REQUEST_SEND_OPTION_SYNCHRONOUS,
 )
+from ._target_state import admit, end_unsent, ignores_state, leave, pend
 from ._transfer import (
     WU_ERR_TIMEOUT,
     _prepare_buffer,
@@ -150,7 +151,12 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
         req.abandon()
         return _fail(req, STATUS_INSUFFICIENT_RESOURCES)
 
+    # (no local holds the transfer: a traceback that keeps these frames must not keep it alive
+    # once the request lets it go)
+    state, tracked = target.target_state, not ignores_state(Options)
+
     def complete(code: int, actual: int) -> None:
+        leave(state, req.transfer)  # back: off the target's sent list
         if scratch is not None and read and actual:
             rb.scatter(scratch[:actual] if setup is None else memoryview(scratch)[SETUP_SIZE : SETUP_SIZE + actual])
         out = outcome(code)
@@ -158,24 +164,57 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
             with req.lock:
                 req.canceled = True  # WDF cancels a timed-out request (FX_REQUEST_CANCELLED_FROM_TIMER)
         req.end(out.status, actual, out.usbd_status)
-        routine = req.completion
-        if routine is not None and not synchronous:
-            params = WDF_REQUEST_COMPLETION_PARAMS()
-            WDF_REQUEST_COMPLETION_PARAMS_INIT(params)
-            WdfRequestGetCompletionParams(req, params)
-            with completion_routine_context():
-                routine[0](WDFREQUEST(req), WDFIOTARGET(target), params, routine[1])
+        if not synchronous:
+            _call_routine(req, target)
 
     if synchronous:
-        code, actual = core.transfer(ptr, length, timeout_us, 0, req.transfer)
+        status, timeout_us = admit(target, Options, req.transfer, timeout_us)  # a stopped target: wait
+        if status:
+            end_unsent(req, status)
+            return False
+        try:
+            code, actual = core.transfer(ptr, length, timeout_us, 0, req.transfer)
+        finally:
+            leave(state, req.transfer)
         complete(code, actual)
         return NT_SUCCESS(req.status)
-    rc = _dispatch.submit(req.transfer, core.address, core.type, ptr, length, 0, timeout_us, complete)
-    if rc != 0:
-        out = outcome(rc)
-        req.end(out.status, 0, out.usbd_status)
-        return False
-    return True
+
+    def go() -> bool:
+        if tracked:
+            state.sent.add(req.transfer)
+        xfer = req.transfer
+        assert xfer is not None  # (formatted: the request has its transfer)
+        rc = _dispatch.submit(xfer, core.address, core.type, ptr, length, 0, timeout_us, complete)
+        if rc != 0:
+            leave(state, req.transfer)
+            out = outcome(rc)
+            req.end(out.status, 0, out.usbd_status)
+            return False
+        return True
+
+    def resume(status: NTSTATUS) -> None:  # pended at a stopped target: it starts, or it never will
+        if status:
+            end_unsent(req, status)  # cancelled while pended, or the target closed
+            _call_routine(req, target)
+        elif not go():
+            _call_routine(req, target)  # WdfRequestSend said it was sent: its routine tells the failure
+
+    if tracked:
+        state.sent.add(req.transfer)  # first, then the state (see _target_state)
+        if pend(state, req, resume):
+            leave(state, req.transfer)  # pended, not sent: WdfIoTargetStart sends it
+            return True
+    return go()
+
+
+def _call_routine(req: FxRequest, target: FxIoTarget) -> None:
+    routine = req.completion
+    if routine is not None:
+        params = WDF_REQUEST_COMPLETION_PARAMS()
+        WDF_REQUEST_COMPLETION_PARAMS_INIT(params)
+        WdfRequestGetCompletionParams(req, params)
+        with completion_routine_context():
+            routine[0](WDFREQUEST(req), WDFIOTARGET(target), params, routine[1])
 
 
 def wait_for_completions(timeout: float | None = None) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._core import CONTROL_MAX, SETUP_PACKET, SETUP_SIZE
-from .._engine import in_completion_context, pin
+from .._engine import EngineError, in_completion_context, pin
 from .._status import outcome
 from ._handles import ULONG, get_object, require_integer, required
 from ._memory import (
@@ -36,6 +36,7 @@ from ._ntstatus import (
 )
 from ._request import FxRequest
 from ._structs import WdfUsbRequestTypeDeviceControlTransfer
+from ._target_state import admit, end_unsent, leave
 from ._transfer import WU_ERR_TIMEOUT, send_options
 from ._usbdevice import FxUsbDevice
 
@@ -261,7 +262,7 @@ def WdfUsbTargetDeviceSendControlTransferSynchronously(
         return STATUS_INVALID_PARAMETER if rb.length > CONTROL_MAX else STATUS_INVALID_DEVICE_REQUEST
     data = None if read or not rb.length else rb.gather()
     status, actual, buf = control_transfer(
-        device, req, timeout_us, request_type, request, value, index, data, rb.length
+        device, req, RequestOptions, timeout_us, request_type, request, value, index, data, rb.length
     )
     if read and actual:
         rb.scatter(memoryview(buf)[SETUP_SIZE : SETUP_SIZE + actual])
@@ -332,6 +333,7 @@ def control_buffer(setup: bytes, rb: RequestBuffer) -> tuple[Any, bytearray]:
 def control_transfer(
     device: FxUsbDevice,
     req: FxRequest | None,
+    options: Any,
     timeout_us: int,
     request_type: int,
     request: int,
@@ -343,18 +345,30 @@ def control_transfer(
     """One control transfer on ``device``'s default pipe, through ``req`` (a caller's request:
     sent, cancellable, completed with the result) or the thread's internal one. Returns the
     NTSTATUS, the data stage's byte count and the buffer holding it (from offset 8)."""
+    pipe = device.core.control_pipe
     if req is not None:
         status = _begin(req, device)
         if not NT_SUCCESS(status):
             return status, 0, bytearray()
+        xfer = req.transfer  # (made by validate_target)
+        assert xfer is not None
+    else:
+        try:
+            xfer = pipe.internal_transfer()
+        except EngineError as exc:  # the device is closed
+            return outcome(exc.code).status, 0, bytearray()
+    state = device.target_state
+    status, timeout_us = admit(device, options, xfer, timeout_us)  # a stopped target: wait
+    if status:
+        return (status if req is None else end_unsent(req, status)), 0, bytearray()
     try:
-        code, actual, buf = device.core.control_pipe.control(
-            request_type, request, value, index, data, length, timeout_us, None if req is None else req.transfer
-        )
+        code, actual, buf = pipe.control(request_type, request, value, index, data, length, timeout_us, xfer)
     except MemoryError:
         if req is not None:
             req.abandon()
         return STATUS_INSUFFICIENT_RESOURCES, 0, bytearray()
+    finally:
+        leave(state, xfer)
     return _end(req, code, actual), actual, buf
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from . import _target_state as target_state
 from ._async import WdfRequestSend, WdfRequestSetCompletionRoutine, WdfUsbTargetPipeFormatRequestForRead
 from ._context import at_passive_level
 from ._handles import (
@@ -60,11 +61,12 @@ from ._request import (
 from ._structs import (
     WDF_REQUEST_REUSE_PARAMS,
     WDF_REQUEST_REUSE_PARAMS_INIT,
+    WDF_REQUEST_SEND_OPTION_IGNORE_TARGET_STATE,
+    WDF_REQUEST_SEND_OPTIONS,
+    WDF_REQUEST_SEND_OPTIONS_INIT,
     WdfIoTargetCancelSentIo,
     WdfIoTargetClosed,
     WdfIoTargetLeaveSentIoPending,
-    WdfIoTargetStarted,
-    WdfIoTargetStopped,
     WdfIoTargetWaitForSentIoToComplete,
     WdfUsbPipeTypeBulk,
     WdfUsbPipeTypeInterrupt,
@@ -83,6 +85,11 @@ __all__ = [
 ]
 
 NUM_PENDING_READS_DEFAULT, NUM_PENDING_READS_MAX = 2, 10
+
+# The readers go by their own started state (they are parked while the pipe is stopped), so
+# their sends and the recovery's reset ignore the target's, as the framework's own do.
+_OWN = WDF_REQUEST_SEND_OPTIONS()
+WDF_REQUEST_SEND_OPTIONS_INIT(_OWN, WDF_REQUEST_SEND_OPTION_IGNORE_TARGET_STATE)
 
 
 class WDF_USB_CONTINUOUS_READER_CONFIG:
@@ -176,7 +183,7 @@ class ContinuousReader:
                 else:
                     self.memory[req] = memory
                     self.out[req] = None
-                    if WdfRequestSend(req, self.pipe):
+                    if WdfRequestSend(req, self.pipe, _OWN):
                         return
                     status = WdfRequestGetStatus(req)
                     del self.memory[req]
@@ -234,7 +241,7 @@ class ContinuousReader:
         # KMDF's recovery: a device that is not attached any more gets no restart; an attached
         # one has its pipe reset (whatever the reset returns) and its readers sent again
         if restart and NT_SUCCESS(connection_status(self.pipe.core.device)):
-            WdfUsbTargetPipeResetSynchronously(self.pipe)
+            WdfUsbTargetPipeResetSynchronously(self.pipe, None, _OWN)
         else:
             restart = False
         with self.cond:
@@ -318,11 +325,13 @@ def _target(IoTarget: Any) -> FxIoTarget:
 
 
 def WdfIoTargetStart(IoTarget: Any) -> NTSTATUS:
-    """WdfIoTargetStart: the target takes I/O again; a pipe's continuous readers are sent."""
+    """WdfIoTargetStart: the target takes I/O again: the requests pended while it was stopped
+    are sent in order, waiting synchronous senders go, a pipe's continuous readers are sent."""
     target = _target(IoTarget)
     if target.target_closed:
+        target_state.purge(target.target_state)
         return STATUS_INVALID_DEVICE_STATE
-    target.io_state = WdfIoTargetStarted
+    target_state.start(target.target_state)
     reader = _reader_of(target)
     if reader is not None:
         reader.start()
@@ -331,7 +340,9 @@ def WdfIoTargetStart(IoTarget: Any) -> NTSTATUS:
 
 def WdfIoTargetStop(IoTarget: Any, Action: int) -> None:
     """WdfIoTargetStop: stop the target (``Action``: one of the three
-    WDF_IO_TARGET_SENT_IO_ACTIONs). A pipe's continuous readers are cancelled and waited for
+    WDF_IO_TARGET_SENT_IO_ACTIONs, for the requests sent and not back: cancel them and wait,
+    wait, or leave them; see :mod:`wdfusb.wdf._target_state`); requests sent from now on wait
+    for WdfIoTargetStart. A pipe's continuous readers are cancelled and waited for
     with every action, as KMDF converts the action to ``WdfIoTargetCancelSentIo`` for them (its
     readers on an idle pipe would never complete); none is delivered after the return. Stopping
     from EvtUsbTargetPipeReadersFailed is a bug check (KMDF's verifier breaks, then deadlocks)."""
@@ -341,7 +352,7 @@ def WdfIoTargetStop(IoTarget: Any, Action: int) -> None:
     reader = _reader_of(target)
     if reader is not None:
         reader.check_stop()
-    target.io_state = WdfIoTargetStopped
+    target_state.stop(target.target_state, Action)
     if reader is not None:
         reader.stop()
 

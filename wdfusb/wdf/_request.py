@@ -41,6 +41,7 @@ from ._handles import (
 from ._ntstatus import (
     NT_SUCCESS,
     NTSTATUS,
+    STATUS_CANCELLED,
     STATUS_INSUFFICIENT_RESOURCES,
     STATUS_INVALID_DEVICE_REQUEST,
     STATUS_INVALID_DEVICE_STATE,
@@ -56,10 +57,12 @@ from ._structs import (
     WDF_REQUEST_REUSE_VALID_FLAGS,
     WDF_USB_REQUEST_COMPLETION_PARAMS,
     WdfIoTargetStarted,
+    WdfIoTargetStopped,
     WdfRequestTypeNoFormat,
     WdfRequestTypeUsb,
     WdfUsbRequestTypeDeviceControlTransfer,
 )
+from ._target_state import TargetState, purge, unpend
 
 if TYPE_CHECKING:
     from .._engine import Transfer
@@ -98,10 +101,21 @@ def IoFreeIrp(Irp: IRP) -> None:
 
 
 class FxIoTarget(FxObject):
-    """A WDFIOTARGET: something requests are sent to (a USB device or one of its pipes)."""
+    """A WDFIOTARGET: something requests are sent to (a USB device or one of its pipes); what it
+    does with them by its state is :mod:`wdfusb.wdf._target_state`'s."""
 
     HANDLE_TYPE = "WDFIOTARGET"
-    io_state = WdfIoTargetStarted  # until WdfIoTargetStop (see _reader.py)
+
+    def __init__(self, parent: FxObject | None, attributes: Any) -> None:
+        super().__init__(parent, attributes)
+        self.target_state = TargetState()
+
+    @property
+    def io_state(self) -> int:
+        return WdfIoTargetStarted if self.target_state.started else WdfIoTargetStopped
+
+    def _before_delete(self) -> None:
+        purge(self.target_state)  # its pended requests fail: the target is going
 
     @property
     def stack_size(self) -> int:
@@ -232,7 +246,11 @@ class FxRequest(FxObject):
             self.canceled = True
             if not self.pending:
                 return False
-            xfer = self.transfer
+            xfer, target = self.transfer, self.target
+        resume = unpend(target.target_state, self) if target is not None else None
+        if resume is not None:  # pended at a stopped target: it completes now, cancelled
+            resume(STATUS_CANCELLED)
+            return True
         # In flight: C cancels it. Not submitted yet (the sender is between its check of
         # ``canceled`` and the submit): the cancel sticks in C and that submit fails.
         if xfer is not None:

@@ -55,12 +55,18 @@ class USHORT(ULONG):
 
 
 def _get_string(
-    device: FxUsbDevice, req: FxRequest | None, timeout_us: int, chars: int | None, index: int, langid: int
+    device: FxUsbDevice,
+    req: FxRequest | None,
+    options: Any,
+    timeout_us: int,
+    chars: int | None,
+    index: int,
+    langid: int,
 ) -> tuple[NTSTATUS, int, bytes]:
     """FxUsbDevice::GetString: (status, the string's length in WCHARs, the UTF-16LE bytes read)."""
     length = 2 if chars is None else min(2 + 2 * max(chars, 0), 0xFF)  # a descriptor is at most 255 bytes
     status, actual, buf = control_transfer(
-        device, req, timeout_us, 0x80, 0x06, USB_STRING_DESCRIPTOR_TYPE << 8 | index, langid, None, length
+        device, req, options, timeout_us, 0x80, 0x06, USB_STRING_DESCRIPTOR_TYPE << 8 | index, langid, None, length
     )
     if not NT_SUCCESS(status):
         return status, 0, b""
@@ -111,7 +117,9 @@ def WdfUsbTargetDeviceQueryString(
         if target.size < 2 * NumCharacters.value:
             return STATUS_INVALID_PARAMETER  # NumCharacters promises more WCHARs than the buffer holds
     chars = None if target is None else NumCharacters.value
-    status, total, text = _get_string(device, req, timeout_us or DEFAULT_STRING_TIMEOUT_US, chars, *args)
+    status, total, text = _get_string(
+        device, req, RequestOptions, timeout_us or DEFAULT_STRING_TIMEOUT_US, chars, *args
+    )
     if not NT_SUCCESS(status):
         return status
     if target is not None:
@@ -147,14 +155,14 @@ def WdfUsbTargetDeviceAllocAndQueryString(
     args = _string_args(StringIndex, LangID)
     if args is None:
         return STATUS_INVALID_PARAMETER
-    status, total, _ = _get_string(device, None, DEFAULT_STRING_TIMEOUT_US, None, *args)
+    status, total, _ = _get_string(device, None, None, DEFAULT_STRING_TIMEOUT_US, None, *args)
     if not NT_SUCCESS(status) or total == 0:
         return status
     try:
         mem = FxMemory(np.zeros(2 * total, dtype=np.uint8), parent, StringMemoryAttributes)
     except MemoryError:
         return STATUS_INSUFFICIENT_RESOURCES
-    status, again, text = _get_string(device, None, DEFAULT_STRING_TIMEOUT_US, total, *args)
+    status, again, text = _get_string(device, None, None, DEFAULT_STRING_TIMEOUT_US, total, *args)
     if status == STATUS_SUCCESS and again > total:
         status = STATUS_BUFFER_OVERFLOW  # the string grew between the two reads
     if not NT_SUCCESS(status):

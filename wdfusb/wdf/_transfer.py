@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .._engine import WU_ERR_NO_DEVICE, in_completion_context, pin
+from .._engine import WU_ERR_NO_DEVICE, EngineError, in_completion_context, pin
 from .._status import outcome
 from ._context import at_passive_level
 from ._handles import ULONG, get_object, integer
@@ -57,6 +57,7 @@ from ._structs import (
     WdfUsbRequestTypePipeWrite,
     timeout_to_seconds,
 )
+from ._target_state import admit, end_unsent, leave, wait_for_start
 from ._usbpipe import WDFUSBPIPE, FxUsbPipe
 
 ULONG_MAX = 0xFFFFFFFF
@@ -232,14 +233,26 @@ def _send_transfer(
             req.abandon()
         return STATUS_INVALID_PARAMETER
     if req is None:
-        code, actual = pipe.core.transfer(ptr, rb.length, timeout_us)
+        try:
+            xfer = pipe.core.internal_transfer()
+        except EngineError as exc:  # the device is closed
+            return outcome(exc.code).status
     else:
         with req.lock:
             canceled = req.canceled
         if canceled:  # WdfRequestCancelSentRequest (or a time-out) since the last WdfRequestReuse
             req.end(STATUS_CANCELLED, 0, USBD_STATUS_SUCCESS)
             return STATUS_CANCELLED
-        code, actual = pipe.core.transfer(ptr, rb.length, timeout_us, 0, xfer=req.transfer)
+        assert req.transfer is not None  # (made by format_request)
+        xfer = req.transfer
+    state = pipe.target_state
+    status, timeout_us = admit(pipe, RequestOptions, xfer, timeout_us)  # a stopped target: wait
+    if status:
+        return status if req is None else end_unsent(req, status)
+    try:
+        code, actual = pipe.core.transfer(ptr, rb.length, timeout_us, 0, xfer)
+    finally:
+        leave(state, xfer)
     if scratch is not None and read and actual:
         rb.scatter(scratch[:actual])
     if BytesTransferred is not None:
@@ -291,7 +304,7 @@ def _pipe_control(Pipe: Any, Request: Any, RequestOptions: Any, reset: bool) -> 
     req = get_object(Request, FxRequest) if Request is not None else None
     if not at_passive_level():
         return STATUS_INVALID_DEVICE_REQUEST
-    status = validate_request_options(RequestOptions)
+    status, timeout_us = send_options(RequestOptions)
     if not NT_SUCCESS(status):
         return status
     if req is not None:
@@ -308,6 +321,9 @@ def _pipe_control(Pipe: Any, Request: Any, RequestOptions: Any, reset: bool) -> 
         if canceled:
             req.end(STATUS_CANCELLED, 0, USBD_STATUS_CANCELED)
             return STATUS_CANCELLED
+    status = wait_for_start(pipe, RequestOptions, timeout_us)  # a stopped target: it waits too
+    if status:
+        return status if req is None else end_unsent(req, status)
     if pipe.target_closed:  # a pipe kept by a reference after its device was deleted (closed)
         code = WU_ERR_NO_DEVICE
     elif reset:

@@ -44,6 +44,7 @@ class FxUsbPipe(FxIoTarget):
         as the framework purges the target before removing it."""
         if self.continuous_reader is not None:
             self.continuous_reader.stop()
+        super()._before_delete()
 
     @property
     def target_closed(self) -> bool:
