@@ -28,6 +28,9 @@ mkdir -p "$out"
 # shellcheck disable=SC2086  # the source list is meant to split
 "$CC" -std=c99 -O2 -Wall -Wextra -Wno-unused-parameter -Werror -DWU_VERSION="\"$version\"" -Icsrc \
     -o "$out/engine_smoke.exe" tests/cross/engine_smoke.c $sources
-export WINEPREFIX="$PWD/$out/wineprefix" WINEDEBUG=-all
+# the Wine prefix lives outside the project: its z: drive links to /, and a tool that walks the
+# project's files (setuptools building the package) would follow it for good
+export WINEPREFIX="${WDFUSB_WINEPREFIX:-$HOME/.cache/wdfusb-cross/wineprefix}" WINEDEBUG=-all
+mkdir -p "$(dirname "$WINEPREFIX")"
 [ -d "$WINEPREFIX" ] || wine wineboot --init >/dev/null 2>&1 || true  # first use: quietly make the prefix
 wine "$out/engine_smoke.exe"
