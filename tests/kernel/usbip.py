@@ -3,6 +3,7 @@
 * :class:`Usbipd` is a USB/IP server: the ``usbipd`` daemon on a TCP port of its own, and
   ``usbip bind``/``unbind`` (the usbip-host driver takes a local device from its drivers and
   offers it to the network: :meth:`Usbipd.export`).
+* :class:`WdfusbServe` is wdfusb's own server, ``wdfusb serve``, exporting a virtual device.
 * :func:`attach` is the client: ``usbip attach`` asks a server (any server speaking USB/IP, the
   kernel's or another) for a device; vhci-hcd then plugs it into one of its ports and the guest's
   USB stack enumerates it on a vhci_hcd root hub. :func:`detach` pulls it out again.
@@ -18,6 +19,8 @@ Stdlib only. Every step waits for the kernel's own record (sysfs) of what it did
 from __future__ import annotations
 
 import contextlib
+import re
+import signal
 import socket
 import subprocess
 import time
@@ -249,3 +252,56 @@ def exported_and_attached(busid: str, server: Usbipd | None = None) -> Iterator[
                 srv.stop()
             elif busid in srv.exported:
                 srv.unexport(busid)
+
+
+# ---------------------------------------------------------------- wdfusb's own server
+
+
+class WdfusbServe:
+    """``wdfusb serve`` (a virtual device over USB/IP) in a process of its own, attached here
+    through vhci-hcd. ``--virtual-fault report`` makes it print, as it stops, what each OUT
+    endpoint of the served device received: :meth:`stop` returns that."""
+
+    def __init__(self, python: str, *args: str, serve_args: tuple[str, ...] = ()) -> None:
+        self.proc = subprocess.Popen(
+            [python, "-m", "wdfusb", "--virtual-fault", "report", *args, "serve", *serve_args, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        found = re.search(r"serving (\S+) .*--tcp-port (\d+)", line)
+        if not found:
+            self.proc.kill()
+            raise RuntimeError(f"wdfusb serve did not start: {line!r} {self.proc.communicate()[1]!r}")
+        self.busid, self.port = found.group(1), int(found.group(2))
+        self.received: dict[int, int] | None = None
+        self.attachment: Attachment | None = attach(LOCALHOST, self.port, self.busid)
+
+    def detach(self) -> None:
+        if self.attachment is not None and any(p.used and p.port == self.attachment.port for p in vhci_ports()):
+            detach(self.attachment)
+        self.attachment = None
+
+    def stop(self) -> dict[int, int]:
+        """Detach, stop the server (SIGINT, as Ctrl-C); {OUT endpoint: bytes it received}."""
+        if self.received is None:
+            try:
+                self.detach()
+            finally:
+                self.proc.send_signal(signal.SIGINT)
+                _out, err = self.proc.communicate(timeout=60)
+            self.received = {int(ep, 16): int(n) for ep, n in re.findall(r"virtual: 0x(\w+) received (\d+)", err)}
+        return self.received
+
+    def __enter__(self) -> WdfusbServe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stop()
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.communicate()
