@@ -57,10 +57,14 @@ class Sent:
             )
             self.lock.notify_all()
 
-    def wait(self, n: int, timeout: float = 10) -> list[tuple[int, int, int]]:
+    def wait(self, n: int, timeout: float = 10, idle: bool = True) -> list[tuple[int, int, int]]:
+        """The first ``n`` completions; with ``idle``, once every sent request's routine (and the
+        dispatcher with it) is done."""
         with self.lock:
             assert self.lock.wait_for(lambda: len(self.done) >= n, timeout), self.done
-            return list(self.done)
+            done = list(self.done)
+        assert not idle or wait_for_completions(timeout)
+        return done
 
 
 def test_a_synchronous_write_to_a_stopped_pipe_waits_for_the_start(rig: Rig) -> None:
@@ -117,7 +121,7 @@ def test_stop_cancel_sent_io_cancels_what_is_out_and_waits(rig: Rig) -> None:
     kept = s.send(b"y" * 512, 99, IGNORE)  # sent ignoring the state: not on the sent list
     time.sleep(0.1)
     WdfIoTargetStop(s.target, WdfIoTargetCancelSentIo)
-    done = s.wait(4)  # back before Stop returned
+    done = s.wait(4, idle=False)  # back before Stop returned (the fifth is still out)
     assert sorted(d[0] for d in done) == [0, 1, 2, 3] and all(d[1] == STATUS_CANCELLED for d in done)
     time.sleep(0.1)
     assert len(s.done) == 4  # the one that ignores the state is still out

@@ -148,10 +148,10 @@ def _run() -> None:
                 _keep(exc, on_error)
             finally:
                 xfer.dispatched()  # unless the routine sent it again
+                del entry, xfer, callback, on_error  # hold nothing once a waiter may go on
                 with _lock:
                     _pending.pop(tag, None)
                     _idle.notify_all()
-                del entry, xfer, callback, on_error  # hold nothing while waiting for the next
 
 
 def _keep(exc: BaseException, on_error: ErrorSink | None) -> None:
