@@ -223,6 +223,20 @@ def fake() -> Any:
     return fakectl.Fake(path)
 
 
+@pytest.fixture
+def gz(fake: Any) -> Iterator[Any]:
+    """Gadget Zero (0525:a4a0) opened and configured: bulk OUT 0x01, bulk IN 0x81; None in the parent."""
+    if fake is None:  # the parent interpreter: the test runs in the child
+        yield None
+        return
+    import fakectl
+
+    import wdfusb
+
+    with wdfusb.open(vid=fakectl.GZ_VID, pid=fakectl.GZ_PID) as dev:
+        yield dev
+
+
 @pytest.fixture(autouse=True)
 def lane_guard(fake: Any, request: pytest.FixtureRequest) -> Iterator[None]:
     """Each test starts on a reset fake and must leave nothing behind: no transfer in flight

@@ -15,7 +15,6 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
 
 import fakectl as fk
 import pytest
@@ -26,16 +25,6 @@ from wdfusb import _dispatch, _engine
 from wdfusb.wdf import wait_for_completions
 
 IDLE, HANDLING = 0, 1
-
-
-@pytest.fixture
-def gz(fake: fk.Fake) -> Iterator[wdfusb.Device]:
-    """Gadget Zero (0525:a4a0) opened and configured: bulk OUT 0x01, bulk IN 0x81."""
-    if fake is None:  # the parent interpreter (conftest.py): the test runs in the child
-        yield None
-        return
-    with wdfusb.open(vid=fk.GZ_VID, pid=fk.GZ_PID) as dev:
-        yield dev
 
 
 def state() -> tuple[int, int]:

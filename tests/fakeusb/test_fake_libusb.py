@@ -34,16 +34,6 @@ def mod63(size: int, maxp: int = 512) -> bytes:
     return (packet * (size // maxp + 1))[:size]
 
 
-@pytest.fixture
-def gz(fake: fk.Fake) -> Iterator[wdfusb.Device]:
-    """Gadget Zero (0525:a4a0) opened and configured: bulk OUT 0x01, bulk IN 0x81."""
-    if fake is None:  # the parent interpreter (conftest.py): the test runs in the child
-        yield None
-        return
-    with wdfusb.open(vid=fk.GZ_VID, pid=fk.GZ_PID) as dev:
-        yield dev
-
-
 def joined(t: threading.Thread, seconds: float = JOIN_S) -> None:
     t.join(seconds)
     assert not t.is_alive(), "a transfer hung (the thread did not return)"
