@@ -113,6 +113,50 @@ def test_requests_sent_to_a_stopped_pipe_are_pended_and_sent_in_order_at_the_sta
     assert rig.vdev.endpoint(OUT).received_bytes == len(sent) and rig.vdev.endpoint(OUT).crc32 == zlib.crc32(sent)
 
 
+def test_a_pended_request_times_out_from_its_send_not_from_the_start(rig: Rig) -> None:
+    """KMDF starts a request's timer when it is pended: it completes with STATUS_IO_TIMEOUT while
+    the target stays stopped, and a start before that sends it with the time-out it has left."""
+    s = Sent(rig)
+    ep = rig.vdev.endpoint(OUT)
+    WdfIoTargetStop(s.target, WdfIoTargetCancelSentIo)
+    t0 = time.monotonic()
+    timed_out = s.send(b"never", 0, options(timeout_ms=150))
+    s.send(b"no time-out", 1)
+    assert s.wait(1, idle=False) == [(0, STATUS_IO_TIMEOUT, 0)]
+    assert 0.14 <= time.monotonic() - t0 < 5 and ep.received_bytes == 0
+    assert not WdfRequestSend(timed_out, s.target, None)  # cancelled by its timer, as WDF's is
+    assert WdfRequestGetStatus(timed_out) == STATUS_CANCELLED
+    ep.nak(float("inf"))  # the device takes nothing: the start sends it, its time-out ends it
+    t0 = time.monotonic()
+    s.send(b"x" * 512, 2, options(timeout_ms=600))
+    time.sleep(0.4)
+    WdfIoTargetStart(s.target)
+    done = s.wait(2, idle=False)  # (1, sent first, waits for the device with no time-out)
+    took = time.monotonic() - t0
+    assert done[1] == (2, STATUS_IO_TIMEOUT, 0) and 0.59 <= took < 0.95, (done, took)  # 0.6 s from the send
+    ep.nak(0)
+    assert s.wait(3)[2] == (1, STATUS_SUCCESS, 11)
+    assert ep.crc32 == zlib.crc32(b"no time-out")
+
+
+def test_a_start_and_a_pended_time_out_racing_complete_each_request_once(rig: Rig) -> None:
+    s = Sent(rig)
+    rng = random.Random(7)
+    sent = 0
+    for round_ in range(25):
+        WdfIoTargetStop(s.target, WdfIoTargetWaitForSentIoToComplete)
+        for i in range(4):
+            s.send(bytes([i]) * 64, round_ * 4 + i, options(timeout_ms=rng.choice((1, 2, 3, 5))))
+        time.sleep(rng.choice((0.0, 0.001, 0.002, 0.004)))
+        WdfIoTargetStart(s.target)
+        sent += 4
+    done = s.wait(sent)
+    assert sorted(d[0] for d in done) == list(range(sent))  # each exactly once
+    assert all(d[1] in (STATUS_SUCCESS, STATUS_IO_TIMEOUT) for d in done), done
+    moved = sum(d[2] for d in done)
+    assert rig.vdev.endpoint(OUT).received_bytes == moved and moved == 64 * sum(d[1] == STATUS_SUCCESS for d in done)
+
+
 def test_stop_cancel_sent_io_cancels_what_is_out_and_waits(rig: Rig) -> None:
     s = Sent(rig)
     rig.vdev.endpoint(OUT).nak(float("inf"))

@@ -11,6 +11,7 @@ Each method runs the same round trips; ``c-loop`` is the engine's C loop (the re
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import time
 from collections.abc import Callable
@@ -154,55 +155,62 @@ def _loop_libusb1(info: UsbDeviceInfo, timeout: float | None) -> Callable[[int],
     return loop
 
 
-def _timed(loop: Callable[[int], None], duration: float) -> tuple[int, float]:
-    """Round trips that take about ``duration / ROUNDS`` seconds, and the fastest round's time."""
+def _calibrated(loop: Callable[[int], None], duration: float) -> int:
+    """Round trips that take about ``duration / ROUNDS`` seconds (the calibration warms up too)."""
     n, t = 1, 0.0
-    while True:  # calibrate (also a warm-up)
+    while True:
         t0 = time.perf_counter()
         loop(n)
         t = time.perf_counter() - t0
         if t >= duration / ROUNDS / 8 or n >= 1_000_000:
             break
         n *= 4
-    n = max(1, min(1_000_000, round(n * duration / ROUNDS / max(t, 1e-9))))
-    best = float("inf")
-    for _ in range(ROUNDS):
-        t0 = time.perf_counter()
-        loop(n)
-        best = min(best, time.perf_counter() - t0)
-    return n, best
+    return max(1, min(1_000_000, round(n * duration / ROUNDS / max(t, 1e-9))))
+
+
+def _timed_in_turns(loops: dict[str, Callable[[int], None]], duration: float) -> dict[str, tuple[int, float]]:
+    """Each method's round trips per round and its fastest round's time. The rounds take turns,
+    method by method, each round starting one method later, so a slow spell of the host lands
+    on every method alike instead of on whichever ran then."""
+    counts = {method: _calibrated(loop, duration) for method, loop in loops.items()}
+    order, best = list(loops), dict.fromkeys(loops, float("inf"))
+    for r in range(ROUNDS):
+        for method in order[r % len(order) :] + order[: r % len(order)]:
+            t0 = time.perf_counter()
+            loops[method](counts[method])
+            best[method] = min(best[method], time.perf_counter() - t0)
+    return {method: (counts[method], best[method]) for method in loops}
 
 
 def run_control(
     source: Any, methods: tuple[str, ...] = CONTROL_METHODS, duration: float = 0.3, timeout: float | None = 10.0
 ) -> list[ControlRow]:
-    """Time control round trips on ``source`` (a :class:`VirtualDevice` or :class:`UsbDeviceInfo`)."""
-    rows: list[ControlRow] = []
-    reference: float | None = None
-    for method in [m for m in CONTROL_METHODS if m in methods]:
-        row = ControlRow(method)
-        rows.append(row)
-        row.skipped = RUNNERS[method].unavailable(source) if method in FOREIGN else None
-        if row.skipped:
-            continue
-        with open_device(source) as dev:
-            if method in FOREIGN:
-                dev.close()  # the other library opens the device itself
-                if method == "libusb1":
-                    loop = _loop_libusb1(source, timeout)
-                else:
-                    loop = _loop_pyusb(source, timeout, method)
+    """Time control round trips on ``source`` (a :class:`VirtualDevice` or :class:`UsbDeviceInfo`):
+    every method's device open at once, their rounds in turns."""
+    rows = [ControlRow(method) for method in CONTROL_METHODS if method in methods]
+    loops: dict[str, Callable[[int], None]] = {}
+    with contextlib.ExitStack() as opened:
+        for row in rows:
+            method = row.method
+            row.skipped = RUNNERS[method].unavailable(source) if method in FOREIGN else None
+            if row.skipped:
+                continue
+            if method == "libusb1":
+                loop = _loop_libusb1(source, timeout)  # (the other libraries open the device themselves)
+            elif method in FOREIGN:
+                loop = _loop_pyusb(source, timeout, method)
             else:
+                dev = opened.enter_context(open_device(source))
                 loop = {"c-loop": _loop_c, "wdf": _loop_wdf, "pythonic": _loop_pythonic}[method](dev, timeout)
-            try:
-                n, best = _timed(loop, duration)
-            finally:
-                getattr(loop, "close", lambda: None)()  # what the loop opened
-        row.round_trips, row.us_per_round_trip = n * ROUNDS, best / n * 1e6
-        if method == "c-loop":
-            reference = row.us_per_round_trip
-        if reference:
-            row.ratio = reference / row.us_per_round_trip
+            opened.callback(getattr(loop, "close", lambda: None))  # what the loop opened
+            loops[method] = loop
+        timed = _timed_in_turns(loops, duration)
+    reference = timed["c-loop"][1] / timed["c-loop"][0] * 1e6 if "c-loop" in timed else None
+    for row in rows:
+        if row.method in timed:
+            n, best = timed[row.method]
+            row.round_trips, row.us_per_round_trip = n * ROUNDS, best / n * 1e6
+            row.ratio = reference / row.us_per_round_trip if reference else None
     return rows
 
 

@@ -24,6 +24,7 @@ from ._engine import (
     NativeDevice,
     NativeRing,
     Transfer,
+    ffi,
     pin,
 )
 
@@ -32,6 +33,7 @@ SETUP_SIZE = 8  # a control transfer's buffer: the setup packet, then the data s
 CONNECTED_TIMEOUT_US = 1_000_000  # a GET_STATUS answers within 500 ms (USB 2.0 9.2.6.4)
 CONTROL_MAX = 4096  # the longest data stage (Linux usbfs refuses more; every backend refuses it)
 SETUP_PACKET = struct.Struct("<BBHHH")  # bmRequestType, bRequest, wValue, wIndex, wLength
+_memmove = ffi.memmove
 _owners = itertools.count(1)  # each open CoreDevice owns its transfers in C by this number
 
 
@@ -128,9 +130,11 @@ class CorePipe:
         length: int,
         timeout_us: int = 0,
         xfer: Transfer | None = None,
+        into: Any = None,
     ) -> tuple[int, int, bytearray]:
         """One control transfer on this (default control) pipe: the setup packet is built from the
-        fields, then ``length`` bytes of data stage (``data`` for host-to-device, else read).
+        fields, then ``length`` bytes of data stage (``data`` for host-to-device, else read, and
+        copied to ``into`` when given: a writable buffer of at least ``length`` bytes).
 
         Returns ``(code, actual, buffer)``: the data stage's byte count, and the transfer's buffer
         (the data stage from offset 8; this thread's, valid until its next control transfer). The
@@ -146,6 +150,8 @@ class CorePipe:
             scratch = local.scratch = (buf, pin(buf, True))
         buf = fill_control_buffer(scratch[0], request_type, request, value, index, data, length)
         code, actual = self.transfer(scratch[1], SETUP_SIZE + length, timeout_us, 0, xfer)
+        if into is not None and actual and request_type & 0x80:
+            _memmove(into, scratch[1] + SETUP_SIZE, actual)  # (actual <= length: the engine's)
         return code, actual, buf
 
     def _check(self, rc: int) -> int:

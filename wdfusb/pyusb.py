@@ -30,7 +30,7 @@ import usb.backend.libusb1
 import usb.core
 
 from . import _engine
-from ._core import CONTROL_MAX, SETUP_SIZE, CoreDevice, CorePipe
+from ._core import CONTROL_MAX, CoreDevice, CorePipe
 from ._descriptors import DT_CONFIG, DT_ENDPOINT, DT_INTERFACE, EndpointInfo
 from ._engine import EP_BULK, EP_INTERRUPT
 from ._timeout import US_MAX
@@ -327,19 +327,20 @@ class WdfusbBackend(usb.backend.IBackend):
 
     def ctrl_transfer(self, dev_handle: _Handle, bmRequestType: int, bRequest: int, wValue: int, wIndex: int,
                       data: Any, timeout: int) -> int:  # fmt: skip
-        view = memoryview(data).cast("B")
-        length = view.nbytes
+        try:
+            length = len(data) * data.itemsize  # pyusb's array.array
+        except AttributeError:
+            data = memoryview(data).cast("B")
+            length = data.nbytes
         if length > CONTROL_MAX:
             _check(-2)
         pipe = dev_handle.core.control_pipe  # the fields are libusb's uint8/uint16 (masked, as ctypes does)
         us = _US_OF.get(timeout)
         if us is None:
             us = _us_of(timeout)
-        code, actual, buf = pipe.control(
-            bmRequestType & 0xFF, bRequest & 0xFF, wValue & 0xFFFF, wIndex & 0xFFFF, view, length, us
+        code, actual, _ = pipe.control(
+            bmRequestType & 0xFF, bRequest & 0xFF, wValue & 0xFFFF, wIndex & 0xFFFF, data, length, us, None, data
         )
-        if bmRequestType & 0x80 and actual:
-            view[:actual] = buf[SETUP_SIZE : SETUP_SIZE + actual]
         return actual if code == 0 else _check(code, actual)
 
     def clear_halt(self, dev_handle: _Handle, ep: int) -> None:

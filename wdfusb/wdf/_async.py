@@ -39,7 +39,7 @@ from ._structs import (
     WDF_REQUEST_SEND_OPTION_SEND_AND_FORGET,
     WDF_REQUEST_SEND_OPTION_SYNCHRONOUS,
 )
-from ._target_state import admit, end_unsent, ignores_state, leave, pend
+from ._target_state import PendedClock, admit, end_unsent, expire, ignores_state, leave, pend
 from ._transfer import (
     WU_ERR_TIMEOUT,
     _prepare_buffer,
@@ -179,12 +179,12 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
         complete(code, actual)
         return NT_SUCCESS(req.status)
 
-    def go() -> bool:
+    def go(left_us: int = timeout_us) -> bool:
         if tracked:
             state.sent.add(req.transfer)
         xfer = req.transfer
         assert xfer is not None  # (formatted: the request has its transfer)
-        rc = _dispatch.submit(xfer, core.address, core.type, ptr, length, 0, timeout_us, complete)
+        rc = _dispatch.submit(xfer, core.address, core.type, ptr, length, 0, left_us, complete)
         if rc != 0:
             leave(state, req.transfer)
             out = outcome(rc)
@@ -192,17 +192,21 @@ def WdfRequestSend(Request: Any, Target: Any, Options: Any = None) -> bool:
             return False
         return True
 
+    clock = PendedClock(timeout_us)  # the time-out counts from here, pended or not (FxIoTarget::SubmitLocked)
+
     def resume(status: NTSTATUS) -> None:  # pended at a stopped target: it starts, or it never will
+        clock.stop()
         if status:
-            end_unsent(req, status)  # cancelled while pended, or the target closed
+            end_unsent(req, status)  # timed out or cancelled while pended, or the target closed
             _call_routine(req, target)
-        elif not go():
+        elif not go(clock.left_us()):
             _call_routine(req, target)  # WdfRequestSend said it was sent: its routine tells the failure
 
     if tracked:
         state.sent.add(req.transfer)  # first, then the state (see _target_state)
         if pend(state, req, resume):
             leave(state, req.transfer)  # pended, not sent: WdfIoTargetStart sends it
+            clock.arm(lambda: expire(state, req))
             return True
     return go()
 

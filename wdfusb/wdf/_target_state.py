@@ -6,7 +6,9 @@
   within its time-out (``STATUS_IO_TIMEOUT`` when it runs out, nothing sent). A request sent with
   ``WDF_REQUEST_SEND_OPTION_IGNORE_TARGET_STATE`` goes anyway (a pipe reset to a stopped pipe,
   a read beside a stopped continuous reader). A pended request that is cancelled
-  (``WdfRequestCancelSentRequest``) completes at once with ``STATUS_CANCELLED``.
+  (``WdfRequestCancelSentRequest``) completes at once with ``STATUS_CANCELLED``; one whose
+  time-out runs out while it is pended completes with ``STATUS_IO_TIMEOUT`` (the time-out counts
+  from ``WdfRequestSend``, as KMDF's request timer does).
 * **Closed** (its device is gone or deleted): refused with ``STATUS_INVALID_DEVICE_STATE``,
   the requests still pended included.
 
@@ -124,6 +126,44 @@ def pend(state: TargetState, req: Any, resume: Resume) -> bool:
             return False
         state.pended.append((req, resume))
         return True
+
+
+class PendedClock:
+    """The time-out of an asynchronous send, counted from ``WdfRequestSend`` (KMDF starts the
+    request's timer when the request is sent or pended): a timer while the request is pended
+    completes it with ``STATUS_IO_TIMEOUT`` if the target is still stopped when it runs out; a
+    start before that sends it with the time-out left."""
+
+    __slots__ = ("deadline", "timer")
+
+    def __init__(self, timeout_us: int) -> None:
+        self.deadline = time.monotonic() + timeout_us / 1e6 if timeout_us else None
+        self.timer: threading.Timer | None = None
+
+    def arm(self, on_expiry: Callable[[], None]) -> None:
+        if self.deadline is not None:
+            self.timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), on_expiry)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def stop(self) -> None:
+        timer, self.timer = self.timer, None
+        if timer is not None and timer is not threading.current_thread():
+            timer.cancel()
+
+    def left_us(self) -> int:
+        """The engine's time-out for the send (0: none; at least 1 µs once it has run out)."""
+        if self.deadline is None:
+            return 0
+        return max(1, int((self.deadline - time.monotonic()) * 1e6))
+
+
+def expire(state: TargetState, req: Any) -> None:
+    """A pended request's time-out ran out: off the pended list, completed with
+    ``STATUS_IO_TIMEOUT``, unless a start or a cancel took it first."""
+    resume = unpend(state, req)
+    if resume is not None:
+        resume(STATUS_IO_TIMEOUT)
 
 
 def unpend(state: TargetState, req: Any) -> Resume | None:
