@@ -269,8 +269,14 @@ static int submit_chunk(wu_xfer *x)
     t->user_data = x;
     t->buffer = x->buf ? x->buf + x->actual : &zero_byte;
     t->num_iso_packets = 0;
+    if (x->type == WU_EP_ISOCHRONOUS) { /* one piece: the packets as they are */
+        struct libusb_iso_packet_descriptor *desc = t->iso_packet_desc;
+        t->num_iso_packets = x->n_iso;
+        for (int i = 0; i < x->n_iso; i++) desc[i].length = x->iso[i].length, desc[i].actual_length = 0, desc[i].status = 0;
+    }
     rc = L.libusb_submit_transfer(t);
-    if (rc == LIBUSB_ERROR_NO_MEM && x->type != WU_EP_CONTROL && n / 2 >= WU_LIBUSB_MIN_PIECE) {
+    if (rc == LIBUSB_ERROR_NO_MEM && x->type != WU_EP_CONTROL && x->type != WU_EP_ISOCHRONOUS &&
+        n / 2 >= WU_LIBUSB_MIN_PIECE) {
         x->piece = n / 2 - n / 2 % piece_unit(x); /* usbfs has no room for it: a smaller one */
         return submit_chunk(x);
     }
@@ -298,8 +304,18 @@ static void WU_CALLBACK lu_callback(struct libusb_transfer *t)
     int result = map_status(t->status);
     wu_enter_callback();
     wu_mutex_lock(&d->lock);
-    x->actual += (size_t)(t->actual_length > 0 ? t->actual_length : 0); /* control: the data stage */
-    if (result == WU_OK && x->type != WU_EP_CONTROL && x->actual < x->len && t->actual_length == t->length) {
+    if (x->type == WU_EP_ISOCHRONOUS) { /* each packet's own result; the transfer's is libusb's */
+        struct libusb_iso_packet_descriptor *desc = t->iso_packet_desc;
+        for (int i = 0; i < x->n_iso; i++) {
+            x->iso[i].actual = desc[i].actual_length;
+            x->iso[i].status = map_status(desc[i].status);
+            x->actual += desc[i].actual_length;
+        }
+    } else {
+        x->actual += (size_t)(t->actual_length > 0 ? t->actual_length : 0); /* control: the data stage */
+    }
+    if (result == WU_OK && (x->type == WU_EP_BULK || x->type == WU_EP_INTERRUPT) && x->actual < x->len &&
+        t->actual_length == t->length) {
         if (x->cancel_requested) {
             result = WU_ERR_CANCELLED; /* cancelled between two pieces: the rest never went out */
         } else {
@@ -319,7 +335,20 @@ static void WU_CALLBACK lu_callback(struct libusb_transfer *t)
 static int lu_xfer_init(wu_xfer *x)
 {
     x->impl = L.libusb_alloc_transfer(0);
+    x->impl_packets = 0;
     return x->impl ? WU_OK : WU_ERR_NO_MEM;
+}
+
+/* Room in x's libusb transfer for n isochronous packet descriptors (it is not in flight). */
+static int iso_room(wu_xfer *x, int n)
+{
+    struct libusb_transfer *t;
+    if (n <= x->impl_packets) return WU_OK;
+    if (!(t = L.libusb_alloc_transfer(n))) return WU_ERR_NO_MEM;
+    L.libusb_free_transfer(x->impl);
+    x->impl = t;
+    x->impl_packets = n;
+    return WU_OK;
 }
 
 static void lu_xfer_fini(wu_xfer *x) { L.libusb_free_transfer(x->impl); }
@@ -331,6 +360,10 @@ static int lu_submit(wu_xfer *x)
     if (!LD(x->dev)->h) return WU_ERR_NO_DEVICE;
     x->piece = x->len;
     x->piece_unit = 0; /* (the endpoint's, looked up once a transfer needs pieces) */
+    if (x->type == WU_EP_ISOCHRONOUS) {
+        int rc = iso_room(x, x->n_iso);
+        return rc == WU_OK ? submit_chunk(x) : rc;
+    }
     if (x->type != WU_EP_CONTROL && x->len > WU_LIBUSB_PIECE)
         x->piece = WU_LIBUSB_PIECE - WU_LIBUSB_PIECE % piece_unit(x);
     return submit_chunk(x);

@@ -84,9 +84,10 @@ static void set_pacing(vep *e, int speed)
     e->frame_ns = 0;
     e->per_frame = 1;
     if (speed == WU_SPEED_NONE) return;
-    if (e->cfg.type == WU_EP_INTERRUPT) {
-        if (speed <= WU_SPEED_FULL) e->frame_ns = (int64_t)iv * 1000000;
-        else e->frame_ns = (int64_t)125000 << (iv > 16 ? 15 : iv - 1);
+    if (e->cfg.type == WU_EP_INTERRUPT || e->cfg.type == WU_EP_ISOCHRONOUS) { /* one packet per interval */
+        int64_t unit = speed <= WU_SPEED_FULL ? 1000000 : 125000;               /* a frame, a microframe */
+        if (e->cfg.type == WU_EP_INTERRUPT && speed <= WU_SPEED_FULL) e->frame_ns = (int64_t)iv * unit;
+        else e->frame_ns = unit << (iv > 16 ? 15 : iv - 1);                    /* 2^(bInterval-1) of them */
         return;
     }
     if (speed <= WU_SPEED_FULL) { e->frame_ns = 1000000; e->per_frame = 19; }
@@ -184,6 +185,38 @@ static int move_out(vdev *v, vep *e, wu_xfer *x, uint64_t due)
         x->actual = end;
     }
     x->pkts = upto;
+    return x->pkts == x->total_pkts;
+}
+
+/* Move isochronous packets [x->pkts, due): each one its own length, no handshake (an IN packet
+   carries what the endpoint has, up to its length; none is a zero-length packet). Returns 1 when
+   every packet has gone. */
+static void send_in(vdev *v, vep *e, uint8_t *dst, size_t n, size_t lost);
+
+static int move_iso(vdev *v, vep *e, wu_xfer *x, uint64_t due)
+{
+    uint64_t upto = due < x->total_pkts ? due : x->total_pkts;
+    for (; x->pkts < upto; x->pkts++) {
+        wu_iso_packet *p = &x->iso[x->pkts];
+        uint8_t *at = x->buf + x->iso_offset;
+        size_t n = p->length;
+        if (x->ep & 0x80) {
+            size_t have = e->source ? n : e->cfg.role == WU_ROLE_LOOPBACK_IN ? v->count : 0;
+            if (n > have) n = have;
+            if (n) send_in(v, e, at, n, 0);
+        } else if (n) {
+            e->crc = wu_crc32(e->crc, at, n);
+            e->received += n;
+            if (e->cfg.role == WU_ROLE_LOOPBACK_OUT) {
+                fifo_push(v, at, n);
+                wu_cond_broadcast(&v->cond);
+            }
+        }
+        p->actual = (uint32_t)n;
+        p->status = WU_OK;
+        x->actual += n;
+        x->iso_offset += p->length;
+    }
     return x->pkts == x->total_pkts;
 }
 
@@ -475,7 +508,7 @@ static int64_t head_advance(vdev *v, vep *e, int64_t now)
         }
         timed_out = x->deadline_ns <= now;
         if (timed_out) limit = x->deadline_ns;
-        if (e->nak_until > limit) {               /* the device NAKs: nothing moves */
+        if (e->nak_until > limit && e->cfg.type != WU_EP_ISOCHRONOUS) { /* the device NAKs: nothing moves */
             x->started = 0;
             if (timed_out) { complete(v, e, x, WU_ERR_TIMEOUT); continue; }
             return min64(e->nak_until, x->deadline_ns);
@@ -489,6 +522,7 @@ static int64_t head_advance(vdev *v, vep *e, int64_t now)
         start = x->start_ns;
         due = e->frame_ns ? x->pkt_base + (uint64_t)((limit - start) * e->per_frame / e->frame_ns) : UINT64_MAX;
         if (e->cfg.type == WU_EP_CONTROL) r = move_control(v, e, x, due);
+        else if (e->cfg.type == WU_EP_ISOCHRONOUS) r = move_iso(v, e, x, due);
         else r = e->cfg.address & 0x80 ? move_in(v, e, x, due) : move_out(v, e, x, due);
         if (r == V_WAITING) {
             if (timed_out) { complete(v, e, x, WU_ERR_TIMEOUT); continue; }
@@ -534,7 +568,12 @@ static int v_submit(wu_xfer *x)
     x->total_pkts = 0;
     if (x->type == WU_EP_CONTROL) /* SETUP and STATUS: a frame's worth each; the data stage's packets */
         x->total_pkts = 2 * (uint64_t)e->per_frame + div_up(x->len - WU_SETUP_SIZE, maxp);
-    else if (!(x->ep & 0x80)) {
+    else if (x->type == WU_EP_ISOCHRONOUS) { /* one packet per service interval */
+        for (int i = 0; i < x->n_iso; i++)
+            if (x->iso[i].length > maxp) return WU_ERR_INVALID_PARAM; /* (usbfs refuses it too) */
+        x->total_pkts = (uint64_t)x->n_iso;
+        x->iso_offset = 0;
+    } else if (!(x->ep & 0x80)) {
         x->total_pkts = x->len ? div_up(x->len, maxp) : 1;
         if ((x->flags & WU_XFER_ZLP) && x->len && x->len % maxp == 0) x->total_pkts++;
     }

@@ -429,6 +429,9 @@ void wu_xfer_rearm(wu_xfer *x)
 /* The backend hands a transfer back; caller holds x->dev->lock. */
 void wu_xfer_finish(wu_xfer *x, int result)
 {
+    if (x->type == WU_EP_ISOCHRONOUS && result != WU_OK) /* the packets it never reached */
+        for (int i = 0; i < x->n_iso; i++)
+            if (x->iso[i].status == WU_PENDING) x->iso[i].status = result;
     x->result = result;
     x->completed = 1;
     WU_STORE(&x->state, WU_XFER_DONE);
@@ -474,6 +477,30 @@ static int check_control(uint8_t ep, const uint8_t *buf, size_t len, unsigned fl
     return WU_OK;
 }
 
+/* An isochronous transfer: its packets set, their lengths adding up to len, no flags. Read
+   without the lock: only the submitter sets packets, and never while the transfer is in flight. */
+static int check_iso(const wu_xfer *x, uint8_t ep, size_t len, unsigned flags)
+{
+    size_t sum = 0;
+    if (!x->iso || x->n_iso <= 0 || flags || !(ep & 0x0F)) return WU_ERR_INVALID_PARAM;
+    for (int i = 0; i < x->n_iso; i++) sum += x->iso[i].length;
+    return sum == len ? WU_OK : WU_ERR_INVALID_PARAM;
+}
+
+int wu_xfer_set_iso(wu_xfer *x, wu_iso_packet *packets, int n)
+{
+    int rc = WU_OK;
+    if (!x || n < 0 || (n && !packets)) return WU_ERR_INVALID_PARAM;
+    wu_mutex_lock(&x->dev->lock);
+    if (x->state == WU_XFER_IN_FLIGHT) rc = WU_ERR_IN_FLIGHT;
+    else {
+        x->iso = n ? packets : NULL;
+        x->n_iso = n;
+    }
+    wu_mutex_unlock(&x->dev->lock);
+    return rc;
+}
+
 int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len, unsigned flags,
                    int64_t timeout_us, uint64_t tag)
 {
@@ -483,6 +510,8 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
     if (!tag && wu_in_callback()) return WU_ERR_WRONG_CONTEXT; /* a synchronous send would deadlock */
     if (type == WU_EP_CONTROL) {
         if ((rc = check_control(ep, buf, len, flags)) != WU_OK) return rc;
+    } else if (type == WU_EP_ISOCHRONOUS) {
+        if ((rc = check_iso(x, ep, len, flags)) != WU_OK) return rc;
     } else if (type != WU_EP_BULK && type != WU_EP_INTERRUPT) {
         return WU_ERR_NOT_SUPPORTED;
     }
@@ -525,6 +554,8 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
     }
     x->tag = tag;
     x->seq = ++d->submits;
+    if (type == WU_EP_ISOCHRONOUS)
+        for (int i = 0; i < x->n_iso; i++) x->iso[i].actual = 0, x->iso[i].status = WU_PENDING;
     WU_STORE(&x->state, WU_XFER_IN_FLIGHT);
     rc = d->be->submit(x); /* under the lock: queued in the same step that marked it in flight */
     if (rc != WU_OK) {

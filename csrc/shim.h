@@ -94,6 +94,10 @@ struct wu_xfer {
     void *impl;                  /* backend's per-transfer object */
     size_t piece, piece_unit;    /* libusb: bytes per libusb transfer, and the max packet size
                                     pieces are multiples of (a short packet would end it) */
+    wu_iso_packet *iso;          /* isochronous: the caller's packets (wu_xfer_set_iso), or NULL */
+    int n_iso;
+    size_t iso_offset;           /* virtual device: where packet x->pkts starts in buf */
+    int impl_packets;            /* libusb: the iso packet descriptors x->impl has room for */
     uint64_t tag;                /* != 0: asynchronous, completion goes to the queue */
     int queued;                  /* on the completion queue (guarded by the queue's lock) */
     wu_xfer *cq_next;

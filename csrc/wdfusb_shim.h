@@ -208,6 +208,21 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
 int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual);  /* WU_PENDING or final */
 int wu_xfer_run(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t len,
                 unsigned flags, int64_t timeout_us, int64_t slice_us, size_t *actual);
+/* Isochronous transfers (type WU_EP_ISOCHRONOUS) go on the same path: wu_xfer_set_iso gives the
+   transfer its packets before the submit (while it is not in flight; the array is the caller's
+   and stays alive until the transfer is back). The buffer holds the packets end to end (packet
+   i at the sum of the lengths before it; len is their sum); each packet is at most the
+   endpoint's max packet size and the transfer moves one per service interval. Once it is back,
+   each packet has its own actual length and status (WU_PENDING: never reached, the transfer
+   ended first), the transfer's actual length is their sum, and its result WU_OK also when
+   packets failed (as on the bus: isochronous data is not retried). n = 0 forgets the packets. */
+typedef struct {
+    uint32_t length;              /* requested */
+    uint32_t actual;              /* moved */
+    int status;                   /* engine code of this packet */
+} wu_iso_packet;
+
+int wu_xfer_set_iso(wu_xfer *x, wu_iso_packet *packets, int n); /* WU_ERR_IN_FLIGHT while in flight */
 int wu_xfer_cancel(wu_xfer *x);               /* any thread; WU_OK if it was in flight */
 void wu_xfer_rearm(wu_xfer *x);               /* forget a cancel that stuck (WdfRequestReuse) */
 void wu_xfer_retire(wu_xfer *x);              /* refuse every later submit (its owner let go) */

@@ -17,10 +17,12 @@ from typing import Any, Protocol
 from ._descriptors import DT_CONFIG, DT_DEVICE, ConfigInfo, EndpointInfo, parse_config
 from ._engine import (
     EP_CONTROL,
+    EP_ISOCHRONOUS,
     WU_ERR_INVALID_PARAM,
     WU_ERR_NO_DEVICE,
     WU_ERR_NOT_FOUND,
     EngineError,
+    IsoPackets,
     NativeDevice,
     NativeRing,
     Transfer,
@@ -111,6 +113,21 @@ class CorePipe:
                 except EngineError as exc:
                     return exc.code, 0
         return xfer.run(self.address, self.type, buf, length, flags, timeout_us)
+
+    def iso_transfer(
+        self, buf: Any, packets: IsoPackets, timeout_us: int = 0, xfer: Transfer | None = None
+    ) -> tuple[int, int]:
+        """An isochronous transfer of ``packets`` (their bytes end to end in ``buf``, pinned):
+        ``(code, actual)``, each packet's own result in ``packets`` once it is back."""
+        if xfer is None:
+            try:
+                xfer = self.internal_transfer()
+            except EngineError as exc:
+                return exc.code, 0
+        rc = xfer.set_iso(packets)
+        if rc != 0:
+            return rc, 0
+        return xfer.run(self.address, EP_ISOCHRONOUS, buf, packets.total, 0, timeout_us)
 
     def internal_transfer(self) -> Transfer:
         """The calling thread's internal transfer on this pipe (made on first use); raises

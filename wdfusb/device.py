@@ -14,15 +14,16 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, overload
 
-from . import _aio, _engine
+from . import _aio, _engine, iso
 from ._core import CONTROL_MAX, SETUP_SIZE, CoreDevice, CorePipe, fill_control_buffer
 from ._descriptors import DT_STRING, TYPE_NAMES, DeviceDescriptor
-from ._engine import WU_ERR_NO_DEVICE
+from ._engine import WU_ERR_NO_DEVICE, IsoPackets
 from ._engine import ZLP as _ZLP
 from ._lookup import SPEED_LABELS, UsbDeviceInfo, find_device, list_devices
 from ._timeout import seconds, timeout_us
 from .errors import UsbError, error_for
 from .hotplug import reconnect_target
+from .iso import IsoResult
 from .virtual import VirtualDevice
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class Pipe:
     def _refuse(self, want_in: bool, verb: str) -> None:
         if self.is_in != want_in:
             raise ValueError(f"cannot {verb} pipe 0x{self.address:02X}: it is an {'IN' if self.is_in else 'OUT'} pipe")
+        if self._core.type == _engine.EP_ISOCHRONOUS:
+            iso_verb = "write_iso" if verb.startswith("write") else "read_iso"
+            raise ValueError(f"cannot {verb} pipe 0x{self.address:02X} by bytes: it is isochronous (use {iso_verb})")
         if self._core.type not in (_engine.EP_BULK, _engine.EP_INTERRUPT):
             raise ValueError(f"cannot {verb} pipe 0x{self.address:02X}: {self.type} pipes are not supported")
 
@@ -124,6 +128,44 @@ class Pipe:
             data = _engine.copy_out(buf, actual)
             raise error_for(rc, actual, f"read from pipe 0x{self.address:02X}", data)
         return actual
+
+    # ---- isochronous pipes (see wdfusb.iso) --------------------------------------------------
+
+    def write_iso(self, data: Any, packet_size: int | None = None, timeout: float | None = None) -> IsoResult:
+        """Send ``data`` on this isochronous OUT pipe as packets of ``packet_size`` bytes (the max
+        packet size unless given; the last one may be shorter), one per service interval. Returns
+        each packet's result; a packet that fails does not raise, a time-out or removal does."""
+        self._refuse_iso(False, "write to")
+        buf = _as_buffer(data, writable=False)
+        packets = IsoPackets(iso.packet_lengths(len(buf), self._packet_size(packet_size)))
+        return iso.run(
+            self._core, buf, packets, self._timeout_us(timeout), f"write to pipe 0x{self.address:02X}", False
+        )
+
+    def read_iso(self, packets: int, packet_size: int | None = None, timeout: float | None = None) -> IsoResult:
+        """Read ``packets`` packets of up to ``packet_size`` bytes (the max packet size unless given)
+        from this isochronous IN pipe; the result holds each packet's length and status, and their
+        data end to end."""
+        self._refuse_iso(True, "read from")
+        if not isinstance(packets, int) or packets <= 0:
+            raise ValueError("packets must be an int > 0")
+        size = self._packet_size(packet_size)
+        buf = _pin(bytearray(packets * size), True)
+        context = f"read from pipe 0x{self.address:02X}"
+        return iso.run(self._core, buf, IsoPackets([size] * packets), self._timeout_us(timeout), context, True)
+
+    def _packet_size(self, packet_size: int | None) -> int:
+        if packet_size is None:
+            return self.max_packet
+        if not isinstance(packet_size, int) or not 0 < packet_size <= self.max_packet:
+            raise ValueError(f"packet_size must be 1..{self.max_packet} (the pipe's max packet size)")
+        return packet_size
+
+    def _refuse_iso(self, want_in: bool, verb: str) -> None:
+        if self._core.type != _engine.EP_ISOCHRONOUS:
+            raise ValueError(f"cannot {verb} pipe 0x{self.address:02X} by packets: it is a {self.type} pipe")
+        if self.is_in != want_in:
+            raise ValueError(f"cannot {verb} pipe 0x{self.address:02X}: it is an {'IN' if self.is_in else 'OUT'} pipe")
 
     # ---- asyncio (CONTRACT §8): the same transfers, awaited -------------------------------
 

@@ -12,8 +12,8 @@ works on a stock Linux kernel), and :class:`~wdfusb.VirtualDevice` objects passe
 Errors are pyusb's: ``usb.core.USBError`` with ``errno`` and ``backend_error_code`` (libusb's
 error numbers, as pyusb's libusb1 backend gives them), ``usb.core.USBTimeoutError`` for a
 time-out. Time-outs are in milliseconds, 0 waiting for ever (libusb's rule). Isochronous
-transfers raise ``NotImplementedError`` (pyusb's own answer for what a backend does not do):
-wdfusb's engine moves bulk, interrupt and control transfers.
+transfers are split into packets as pyusb's libusb1 backend splits them (the endpoint's largest
+packet, the last one shorter) and return the bytes of every packet added up.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ import usb.core
 from . import _engine
 from ._core import CONTROL_MAX, CoreDevice, CorePipe
 from ._descriptors import DT_CONFIG, DT_ENDPOINT, DT_INTERFACE, EndpointInfo
-from ._engine import EP_BULK, EP_INTERRUPT
+from ._engine import EP_BULK, EP_INTERRUPT, EP_ISOCHRONOUS, IsoPackets
 from ._timeout import US_MAX
 from .device import UsbDeviceInfo, list_devices
 from .errors import UsbError
+from .iso import packet_lengths
 from .virtual import VirtualDevice
 
 # libusb's error numbers -> (errno, libusb's text); the engine's own results are given the
@@ -192,6 +193,17 @@ class _Handle:
         self.dev, self.core = dev, core
         self.claimed: set[int] = set()
         self.pipes: dict[int, CorePipe] = {}  # by ep_type << 8 | ep: one int key, looked up per call
+        self.alts: dict[int, int] = {}  # the alternate setting pyusb last set, by interface
+
+    def iso_packet_size(self, intf: int, ep: int) -> int:
+        """The largest packet of isochronous endpoint ``ep`` in ``intf``'s current setting (its
+        max packet size times its transactions per microframe, as libusb_get_max_iso_packet_size)."""
+        iface = self.core.config.interface(intf) if self.core.config is not None else None
+        setting = iface.setting(self.alts.get(intf, 0)) if iface is not None else None
+        for e in setting.endpoints if setting is not None else ():
+            if e.address == ep and e.type == EP_ISOCHRONOUS:
+                return e.max_packet * e.mult
+        return _check(_engine.WU_ERR_NOT_FOUND)  # (no such endpoint in the setting)
 
     def pipe(self, ep: int, intf: int, ep_type: int) -> CorePipe:
         pipe = self.pipes.get(ep_type << 8 | ep)
@@ -287,6 +299,7 @@ class WdfusbBackend(usb.backend.IBackend):
 
     def set_interface_altsetting(self, dev_handle: _Handle, intf: int, altsetting: int) -> None:
         _check(dev_handle.core.native.set_altsetting(intf, altsetting))
+        dev_handle.alts[intf] = altsetting
 
     def claim_interface(self, dev_handle: _Handle, intf: int) -> None:
         _check(dev_handle.core.native.claim_interface(intf))
@@ -324,6 +337,21 @@ class WdfusbBackend(usb.backend.IBackend):
 
     def intr_read(self, dev_handle: _Handle, ep: int, intf: int, buff: Any, timeout: int) -> int:
         return self._move(dev_handle, ep, intf, EP_INTERRUPT, buff, timeout)
+
+    def _iso(self, dev_handle: _Handle, ep: int, intf: int, buffer: Any, timeout: int) -> int:
+        # pyusb's libusb1 backend's way: packets of the endpoint's largest size, the last one
+        # shorter; the bytes of every packet added up (a read's short packets leave their gaps)
+        pipe = dev_handle.pipe(ep, intf, EP_ISOCHRONOUS)
+        buf = _from_buffer(_U8_ARRAY, buffer, ep >= 0x80)
+        packets = IsoPackets(packet_lengths(len(buf), dev_handle.iso_packet_size(intf, ep)))
+        code, actual = pipe.iso_transfer(buf, packets, _ms(timeout))
+        return actual if code == 0 else _check(code, actual)
+
+    def iso_write(self, dev_handle: _Handle, ep: int, intf: int, data: Any, timeout: int) -> int:
+        return self._iso(dev_handle, ep, intf, data, timeout)
+
+    def iso_read(self, dev_handle: _Handle, ep: int, intf: int, buff: Any, timeout: int) -> int:
+        return self._iso(dev_handle, ep, intf, buff, timeout)
 
     def ctrl_transfer(self, dev_handle: _Handle, bmRequestType: int, bRequest: int, wValue: int, wIndex: int,
                       data: Any, timeout: int) -> int:  # fmt: skip

@@ -68,7 +68,7 @@ from .native import (
     shim_version,
 )
 from .ring import NativeRing, RingInfo
-from .transfer import Transfer, address_of, byte_view, copy_out, crc32, note_bytes, pin
+from .transfer import IsoPackets, Transfer, address_of, byte_view, copy_out, crc32, note_bytes, pin
 
 __all__ = [
     "controller_driver",
@@ -107,6 +107,7 @@ __all__ = [
     "NativeDevice",
     "NativeRing",
     "RingInfo",
+    "IsoPackets",
     "Transfer",
     "address_of",
     "byte_view",

@@ -12,6 +12,7 @@ cancelled and reaped before the exception propagates, so nothing is left in flig
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .device import NativeDevice
@@ -79,6 +80,26 @@ def crc32(data: Any, crc: int = 0) -> int:
     return int(lib.wu_crc32(crc, view, len(view)))
 
 
+class IsoPackets:
+    """The packets of one isochronous transfer, in C memory (``wu_iso_packet[n]``): their
+    lengths, laid end to end in the transfer's buffer, and once it is back each one's actual
+    length and engine status (``WU_PENDING``: never reached, the transfer ended first)."""
+
+    __slots__ = ("c", "n", "total")
+
+    def __init__(self, lengths: Sequence[int]) -> None:
+        self.n = len(lengths)
+        self.c: CData = ffi.new("wu_iso_packet[]", max(1, self.n))
+        for i, length in enumerate(lengths):
+            self.c[i].length = length  # (cffi refuses what is not a uint32)
+        self.total = sum(lengths)
+
+    def results(self) -> list[tuple[int, int, int]]:
+        """``(length, actual, status)`` of each packet."""
+        c = self.c
+        return [(c[i].length, c[i].actual, c[i].status) for i in range(self.n)]
+
+
 class Transfer:
     """One reusable ``wu_xfer``: at most one transfer in flight at a time.
 
@@ -88,7 +109,7 @@ class Transfer:
     transfer (closed: ``WU_ERR_NO_DEVICE``; out of memory: ``WU_ERR_NO_MEM``).
     """
 
-    __slots__ = ("__weakref__", "_actual", "_pinned", "_x")
+    __slots__ = ("__weakref__", "_actual", "_iso", "_pinned", "_x")
     live = 0  # Transfer objects not yet freed (for leak tests)
 
     def __init__(self, device: NativeDevice, owner: int = 0) -> None:
@@ -100,7 +121,18 @@ class Transfer:
         self._x = out[0]
         self._actual = ffi.new("size_t *")
         self._pinned: Any = None
+        self._iso: IsoPackets | None = None
         Transfer.live += 1
+
+    def set_iso(self, packets: IsoPackets | None) -> int:
+        """The packets of the next isochronous submit (None: none); kept alive with the transfer.
+        Engine status (``WU_ERR_IN_FLIGHT`` while a transfer is out)."""
+        rc = int(
+            lib.wu_xfer_set_iso(self._x, _NULL if packets is None else packets.c, 0 if packets is None else packets.n)
+        )
+        if rc == WU_OK:
+            self._iso = packets
+        return rc
 
     @property
     def in_flight(self) -> bool:
