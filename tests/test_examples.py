@@ -30,8 +30,9 @@ def test_example_runs_on_the_virtual_device(path: Path) -> None:
         "write_async(",
         "flush_async(",
         "reconnect(",
+        "write_iso(",
     ],
-    ids=["wdf", "control", "reader", "pyusb", "asyncio", "asyncio-stream", "reconnect"],
+    ids=["wdf", "control", "reader", "pyusb", "asyncio", "asyncio-stream", "reconnect", "iso"],
 )
 def test_readme_examples_run(marker: str) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)

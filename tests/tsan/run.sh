@@ -19,7 +19,7 @@ TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$
     tests/test_stream.py tests/test_dispatch.py \
     tests/test_wdf_async.py tests/test_races.py tests/test_lifecycle_stateful.py \
     tests/test_control.py tests/test_wdf_control.py tests/test_alt_settings.py tests/test_reader.py tests/test_virtual_sources.py tests/test_wdf_continuous_reader.py \
-    tests/test_asyncio.py tests/test_asyncio_stream.py tests/test_hotplug_races.py tests/test_wdf_removal.py tests/test_usbip_server.py tests/test_wdf_target_state.py "$@" || rc=$?
+    tests/test_asyncio.py tests/test_asyncio_stream.py tests/test_hotplug_races.py tests/test_wdf_removal.py tests/test_usbip_server.py tests/test_wdf_target_state.py tests/test_iso.py "$@" || rc=$?
 if [ "$rc" -ne 0 ]; then
     cat tsan-report.* 2>/dev/null || true
 fi
