@@ -78,4 +78,5 @@ def run(core: CorePipe, buf: Any, packets: IsoPackets, timeout_us: int, context:
         raise error_for(rc, actual, context, data)
     return IsoResult(tuple(IsoPacket(*r) for r in results), data)
 
+
 __all__ = ["IsoPacket", "IsoResult", "packet_lengths"]
