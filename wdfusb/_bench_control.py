@@ -186,9 +186,11 @@ def run_control(
     source: Any, methods: tuple[str, ...] = CONTROL_METHODS, duration: float = 0.3, timeout: float | None = 10.0
 ) -> list[ControlRow]:
     """Time control round trips on ``source`` (a :class:`VirtualDevice` or :class:`UsbDeviceInfo`):
-    every method's device open at once, their rounds in turns."""
+    every method's device open at once (the other libraries open it themselves, without claiming
+    an interface: the requests go to the device), their rounds in turns."""
     rows = [ControlRow(method) for method in CONTROL_METHODS if method in methods]
     loops: dict[str, Callable[[int], None]] = {}
+    dev = None  # wdfusb's methods share one open device (it has claimed the interfaces)
     with contextlib.ExitStack() as opened:
         for row in rows:
             method = row.method
@@ -200,7 +202,7 @@ def run_control(
             elif method in FOREIGN:
                 loop = _loop_pyusb(source, timeout, method)
             else:
-                dev = opened.enter_context(open_device(source))
+                dev = dev or opened.enter_context(open_device(source))
                 loop = {"c-loop": _loop_c, "wdf": _loop_wdf, "pythonic": _loop_pythonic}[method](dev, timeout)
             opened.callback(getattr(loop, "close", lambda: None))  # what the loop opened
             loops[method] = loop
