@@ -10,7 +10,7 @@ endpoint  type             max packet  role
 0x88      bulk IN          512         returns what 0x06 received, in order
 0x02      interrupt OUT    64          sink
 0x81      interrupt IN     1           switch state (reported on change)
-0x03      isochronous OUT  1024        exists so type checks can be exercised
+0x03      isochronous OUT  1024        sink (WDF's pipe calls refuse it: their type check)
 ========  ===============  ==========  =====================================
 
 The loopback keeps ``loopback_capacity`` bytes (1 MiB by default, allocated when first fed);
