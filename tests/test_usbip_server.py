@@ -2,8 +2,8 @@
 
 The kernel lane attaches the same server with the real vhci-hcd (tests/kernel/test_usbip_serve_libusb.py);
 here each protocol rule is looked at byte for byte: the device list, the import, URBs on EP0 and on
-bulk endpoints with CRCs, unlinks with exact counts, stalls, a busy device, a device that leaves,
-a client that goes away, and garbage on the wire.
+bulk endpoints with CRCs, isochronous URBs with their packet descriptors, unlinks with exact counts,
+stalls, a busy device, a device that leaves, a client that goes away, and garbage on the wire.
 """
 
 from __future__ import annotations
@@ -171,6 +171,121 @@ def test_an_unlinked_urb_reports_exactly_what_moved() -> None:
         vdev.close()
 
 
+ISO_OUT, ISO_IN = 0x03, 0x83  # the pyusb benchmark device's isochronous loopback (alt 2, 16-byte packets)
+
+
+def _iso_client(server: Server) -> uc.Client:
+    c = _client(server)
+    assert c.control(0x00, 0x09, 1).status == 0
+    assert c.control(0x01, 0x0B, 2, 0).status == 0  # SET_INTERFACE: the isochronous setting
+    return c
+
+
+def _packets(r: uc.Reply) -> list[tuple[int, int]]:
+    return [(d.actual, d.status) for d in r.iso]
+
+
+def test_isochronous_urbs_loop_back_with_their_packets() -> None:
+    """Isochronous OUT URBs, then IN URBs, on the pyusb benchmark device: each packet's
+    descriptor comes back with its offset, length, actual length and status, the IN data packed
+    without the gaps of short packets, error_count and actual_length adding up."""
+    vdev = VirtualDevice(None, profile="pyusb-benchmark")
+    try:
+        with Server([vdev], port=0).start() as server, _iso_client(server) as c:
+            lengths = [16, 5, 0, 16, 16, 1, 12] * 5
+            data = os.urandom(sum(lengths))
+            out = c.transfer(ISO_OUT, data=data, iso=lengths)
+            offsets = [sum(lengths[:i]) for i in range(len(lengths))]
+            assert (out.status, out.actual, out.error_count, out.data) == (0, len(data), 0, b"")
+            assert out.iso == [p.IsoDescriptor(o, n, n, 0) for o, n in zip(offsets, lengths, strict=True)]
+            assert vdev.endpoint(ISO_OUT).crc32 == zlib.crc32(data)
+
+            # Packets with gaps between them (offsets from the client): only the packets go out
+            gappy = bytearray(os.urandom(64))
+            sent = gappy[0:10] + gappy[16:26] + gappy[40:56]
+            spaced = c.transfer(ISO_OUT, data=bytes(gappy), iso=[10, 10, 16], offsets=[0, 16, 40])
+            assert (spaced.status, spaced.actual) == (0, 36)
+            assert [(d.offset, d.length, d.actual) for d in spaced.iso] == [(0, 10, 10), (16, 10, 10), (40, 16, 16)]
+            everything = data + sent
+            assert vdev.endpoint(ISO_OUT).crc32 == zlib.crc32(everything)
+
+            back = c.transfer(ISO_IN, iso=[16] * (len(everything) // 16))
+            assert (back.status, back.error_count) == (0, 0)
+            whole = len(everything) // 16 * 16
+            assert back.actual == len(back.data) == whole and zlib.crc32(back.data) == zlib.crc32(everything[:whole])
+            assert all(d.actual == 16 and d.status == 0 for d in back.iso)
+            rest = everything[back.actual :]  # what the loopback still holds (< one packet)
+
+            # A short IN: fewer bytes looped back than asked for
+            c.transfer(ISO_OUT, data=b"x" * 16 + b"y" * 16 + b"z" * 8, iso=[16, 16, 8])
+            short = c.transfer(ISO_IN, iso=[16] * 6)
+            looped = rest + b"x" * 16 + b"y" * 16 + b"z" * 8
+            assert (short.status, short.error_count, short.actual) == (0, 0, len(looped))
+            assert short.data == looped  # packed: no gaps on the wire
+            got = [min(16, max(0, len(looped) - 16 * i)) for i in range(6)]
+            assert _packets(short) == [(n, 0) for n in got]
+            assert [d.offset for d in short.iso] == [16 * i for i in range(6)]
+            assert short.padded(96) == b"".join(looped[16 * i : 16 * i + n].ljust(16, b"\0") for i, n in enumerate(got))
+            empty = c.transfer(ISO_IN, iso=[16, 16])  # nothing there: two empty packets, not an error
+            assert (empty.status, empty.actual, empty.error_count, _packets(empty)) == (0, 0, 0, [(0, 0), (0, 0)])
+
+            # Refused: a packet longer than the endpoint's, a packet outside the buffer
+            for bad in (c.transfer(ISO_OUT, data=bytes(34), iso=[17, 17]),
+                        c.transfer(ISO_IN, 16, iso=[16, 16], offsets=[0, 8])):  # fmt: skip
+                assert (bad.status, bad.actual, bad.error_count) == (p.E_INVALID, 0, 2)
+                assert _packets(bad) == [(0, p.E_NOT_DONE)] * 2
+            assert c.transfer(ISO_IN, iso=[16]).status == 0  # the session goes on
+            assert vdev.endpoint(ISO_OUT).received_bytes == len(everything) + 40
+    finally:
+        vdev.close()
+
+
+def test_an_unlinked_isochronous_urb_reports_each_packet() -> None:
+    """Unlinked mid-way (a full-speed device: one packet a millisecond): the RET_SUBMIT has the
+    packets that went, the rest -EXDEV and counted in error_count, then RET_UNLINK 0; an IN URB
+    that moved no byte gets only RET_UNLINK -ECONNRESET."""
+    vdev = VirtualDevice("full", profile="pyusb-benchmark")
+    try:
+        with Server([vdev], port=0).start() as server, _iso_client(server) as c:
+            n = 1000
+            data = os.urandom(16 * n)
+            seq = c.submit(ISO_OUT, data=data, iso=[16] * n)
+            _wait_until(lambda: vdev.endpoint(ISO_OUT).received_bytes >= 16 * 40, 30)
+            unlink = c.unlink(seq)
+            answer, done = c.reply(), c.reply()
+            moved = vdev.endpoint(ISO_OUT).received_bytes
+            k = moved // 16
+            assert (answer.command, answer.seqnum, answer.status) == (p.RET_SUBMIT, seq, p.E_UNLINKED)
+            assert 40 <= k < n and answer.actual == moved == 16 * k
+            assert _packets(answer) == [(16, 0)] * k + [(0, p.E_NOT_DONE)] * (n - k)
+            assert answer.error_count == n - k
+            assert vdev.endpoint(ISO_OUT).crc32 == zlib.crc32(data[:moved])
+            assert (done.command, done.seqnum, done.status) == (p.RET_UNLINK, unlink, 0)
+
+            # IN: the looped packets come back, then empty ones, until the unlink
+            seq = c.submit(ISO_IN, iso=[16] * n)
+            _wait_until(lambda: vdev.endpoint(ISO_IN).sent_bytes >= moved, 30)
+            time.sleep(0.02)  # a few empty packets more
+            unlink = c.unlink(seq)
+            answer, done = c.reply(), c.reply()
+            assert (answer.seqnum, answer.status, answer.actual) == (seq, p.E_UNLINKED, moved)
+            assert answer.data == data[:moved]
+            reached = sum(1 for d in answer.iso if d.status == 0)
+            assert k < reached < n and answer.error_count == n - reached
+            assert _packets(answer) == [(16, 0)] * k + [(0, 0)] * (reached - k) + [(0, p.E_NOT_DONE)] * (n - reached)
+            assert (done.command, done.seqnum, done.status) == (p.RET_UNLINK, unlink, 0)
+
+            seq = c.submit(ISO_IN, iso=[16] * n)  # the loopback is empty: no byte will move
+            time.sleep(0.02)
+            unlink = c.unlink(seq)
+            only = c.reply()
+            assert (only.command, only.seqnum, only.status) == (p.RET_UNLINK, unlink, p.E_UNLINKED)
+            assert c.transfer(ISO_OUT, data=b"after", iso=[5]).iso == [p.IsoDescriptor(0, 5, 5, 0)]
+            assert vdev.endpoint(ISO_OUT).received_bytes == moved + 5
+    finally:
+        vdev.close()
+
+
 def test_unlink_storm_keeps_every_count(served: tuple[VirtualDevice, Server]) -> None:
     """Many URBs, every other one unlinked at once: each is answered exactly once and the counts
     add up to what the endpoint received."""
@@ -205,8 +320,12 @@ def test_a_stall_and_clear_feature(served: tuple[VirtualDevice, Server]) -> None
         assert c.control(0x02, 0x01, 0, OUT).status == 0  # CLEAR_FEATURE(ENDPOINT_HALT)
         assert c.transfer(OUT, data=b"x").status == 0
         assert c.transfer(0x05, data=b"x").status == -2  # no such endpoint: -ENOENT
-        iso = c.transfer(0x03, data=bytes(64), packets=1)
-        assert iso.status == p.E_INVALID and iso.actual == 0  # isochronous: refused, not moved
+        iso = c.transfer(0x03, data=bytes(64), iso=[64])  # the isochronous sink takes it
+        assert (iso.status, iso.actual, iso.iso) == (0, 64, [p.IsoDescriptor(0, 64, 64, 0)])
+        assert c.transfer(0x03, data=bytes(64)).status == p.E_INVALID  # ... as packets only
+        bulk = c.transfer(OUT, data=bytes(64), iso=[32, 32])  # packets on a bulk endpoint: refused
+        assert (bulk.status, bulk.actual, bulk.error_count) == (p.E_INVALID, 0, 2)
+        assert [d.status for d in bulk.iso] == [p.E_NOT_DONE] * 2
 
 
 def test_one_importer_at_a_time(served: tuple[VirtualDevice, Server]) -> None:

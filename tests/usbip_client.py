@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from wdfusb.usbip import protocol as p
+
+NOT_ISO = -1  # number_of_packets 0xffffffff: not isochronous (the field is signed in p.SUBMIT)
 
 
 def _recv(sock: socket.socket, n: int) -> bytes:
@@ -44,7 +47,19 @@ class Reply:
     seqnum: int
     status: int
     actual: int = 0
-    data: bytes = b""
+    data: bytes = b""  # an isochronous IN URB's: each packet's bytes end to end, as on the wire
+    iso: list[p.IsoDescriptor] = field(default_factory=list)  # an isochronous URB's packets
+    error_count: int = 0
+    start_frame: int = 0
+
+    def padded(self, length: int) -> bytes:
+        """An isochronous IN URB's buffer as vhci-hcd rebuilds it (usbip_pad_iso): each packet's
+        bytes at its offset, zeros in the gaps."""
+        out, at = bytearray(length), 0
+        for d in self.iso:
+            out[d.offset : d.offset + d.actual] = self.data[at : at + d.actual]
+            at += d.actual
+        return bytes(out)
 
 
 class Client:
@@ -57,21 +72,32 @@ class Client:
         assert code == p.OP_REP_IMPORT
         self.device = p.ExportedDevice.unpack(_recv(self.sock, p.DEVICE.size))[0] if self.status == p.ST_OK else None
         self.seqnum = 0
-        self._dirs: dict[int, int] = {}
+        self._urbs: dict[int, tuple[int, int | None]] = {}  # seqnum -> direction, isochronous packets
 
     def submit(self, ep: int, length: int = 0, data: bytes = b"", setup: bytes = bytes(8), flags: int = 0,
-               direction: int | None = None, packets: int = 0) -> int:  # fmt: skip
+               direction: int | None = None, iso: Sequence[int] | None = None,
+               offsets: Sequence[int] | None = None, start_frame: int = 0) -> int:  # fmt: skip
         """Send a URB to ``ep`` (an address: bit 7 is IN; EP0 takes ``direction`` from the setup
-        packet); returns its seqnum."""
+        packet); returns its seqnum. ``iso``: an isochronous URB of packets of these lengths, at
+        ``offsets`` in its buffer (end to end unless given; the buffer is ``length`` bytes, or
+        up to the last packet's end), as vhci-hcd sends one: the whole OUT buffer, then the
+        descriptors (usbip_alloc_iso_desc_pdu)."""
         self.seqnum += 1
         if direction is None:
             direction = p.DIR_IN if (ep & 0x80 if ep & 0x7F else setup[0] & 0x80) else p.DIR_OUT
         if direction == p.DIR_OUT and data:
             length = len(data)
+        descriptors = b""
+        packets = NOT_ISO
+        if iso is not None:
+            at = [sum(iso[:i]) for i in range(len(iso))] if offsets is None else list(offsets)
+            length = max(length, max((o + n for o, n in zip(at, iso, strict=True)), default=0))
+            descriptors = p.pack_iso([p.IsoDescriptor(o, n, 0, 0) for o, n in zip(at, iso, strict=True)])
+            packets = len(iso)
         devid = self.device.devid if self.device else 0
-        cmd = p.Submit(self.seqnum, devid, direction, ep & 0x7F, flags, length, 0, packets, 0, setup)
-        self.sock.sendall(cmd.pack() + (data if direction == p.DIR_OUT else b"") + bytes(16 * packets))
-        self._dirs[self.seqnum] = direction
+        cmd = p.Submit(self.seqnum, devid, direction, ep & 0x7F, flags, length, start_frame, packets, 0, setup)
+        self.sock.sendall(cmd.pack() + (data if direction == p.DIR_OUT else b"") + descriptors)
+        self._urbs[self.seqnum] = (direction, None if iso is None else len(iso))
         return self.seqnum
 
     def unlink(self, victim: int) -> int:
@@ -85,10 +111,16 @@ class Client:
         if command == p.RET_UNLINK:
             return Reply(command, seqnum, p.RET_UNLINK_HEADER.unpack(head)[5])
         assert command == p.RET_SUBMIT, command
-        status, actual, _start, packets, _errors = p.RET_SUBMIT_HEADER.unpack(head)[5:]
-        assert packets == 0
-        data = _recv(self.sock, actual) if self._dirs.pop(seqnum) == p.DIR_IN and actual > 0 else b""
-        return Reply(command, seqnum, status, actual, data)
+        status, actual, start, packets, errors = p.RET_SUBMIT_HEADER.unpack(head)[5:]
+        direction, iso = self._urbs.pop(seqnum)
+        data = _recv(self.sock, actual) if direction == p.DIR_IN and actual > 0 else b""
+        if iso is None:
+            assert packets == 0 and errors == 0
+            return Reply(command, seqnum, status, actual, data)
+        assert packets == iso  # vhci-hcd reads this many descriptors (usbip_recv_iso)
+        descriptors = p.parse_iso(_recv(self.sock, packets * p.ISO_DESCRIPTOR_SIZE))
+        assert sum(d.actual for d in descriptors) == actual  # ... and checks they add up
+        return Reply(command, seqnum, status, actual, data, descriptors, errors, start)
 
     def transfer(self, ep: int, length: int = 0, data: bytes = b"", **kw: object) -> Reply:
         seq = self.submit(ep, length, data, **kw)  # type: ignore[arg-type]

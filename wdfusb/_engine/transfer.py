@@ -83,7 +83,8 @@ def crc32(data: Any, crc: int = 0) -> int:
 class IsoPackets:
     """The packets of one isochronous transfer, in C memory (``wu_iso_packet[n]``): their
     lengths, laid end to end in the transfer's buffer, and once it is back each one's actual
-    length and engine status (``WU_PENDING``: never reached, the transfer ended first)."""
+    length and engine status (``WU_PENDING``: never reached, the transfer ended first — also
+    what each one says before a transfer has taken them, or when its submit was refused)."""
 
     __slots__ = ("c", "n", "total")
 
@@ -92,6 +93,7 @@ class IsoPackets:
         self.c: CData = ffi.new("wu_iso_packet[]", max(1, self.n))
         for i, length in enumerate(lengths):
             self.c[i].length = length  # (cffi refuses what is not a uint32)
+            self.c[i].status = WU_PENDING
         self.total = sum(lengths)
 
     def results(self) -> list[tuple[int, int, int]]:

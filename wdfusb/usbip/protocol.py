@@ -4,12 +4,21 @@ Every field is big-endian. A connection starts with one operation (``OP_REQ_DEVL
 which the server closes it, or ``OP_REQ_IMPORT``); an imported connection then carries URBs:
 ``CMD_SUBMIT`` / ``RET_SUBMIT`` and ``CMD_UNLINK`` / ``RET_UNLINK``, each a 48-byte header, the
 OUT data after a submit and the IN data after its answer.
+
+An isochronous URB carries one 16-byte descriptor per packet (``struct
+usbip_iso_packet_descriptor``: offset, length, actual_length, status) after its data, in both
+directions. A ``CMD_SUBMIT`` sends the whole OUT buffer (``transfer_buffer_length`` bytes, each
+packet at its offset) and the descriptors as the client set them; a ``RET_SUBMIT`` sends each IN
+packet's ``actual_length`` bytes end to end, without the gaps a short packet leaves (the client
+moves them back to their offsets), then the descriptors with each packet's result, the
+header's ``actual_length`` being their sum and ``error_count`` the packets whose status is not 0.
 """
 
 from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -31,7 +40,9 @@ SUBMIT = struct.Struct(">IIIIIIiiii8s")  # + transfer_flags, length, start_frame
 RET_SUBMIT_HEADER = struct.Struct(">IIIIIiiiii8x")  # + status, actual_length, start_frame, packets, errors
 UNLINK = struct.Struct(">IIIIII24x")  # + unlink_seqnum
 RET_UNLINK_HEADER = struct.Struct(">IIIIIi24x")  # + status
-ISO_DESCRIPTOR_SIZE = 16  # offset, length, actual_length, status (after a submit's data)
+ISO_DESCRIPTOR = struct.Struct(">IIIi")  # offset, length, actual_length, status
+ISO_DESCRIPTOR_SIZE = ISO_DESCRIPTOR.size
+MAX_ISO_PACKETS = 1024  # what the kernel's usbip takes in one URB (USBIP_MAX_ISO_PACKETS)
 
 URB_SHORT_NOT_OK = 0x0001
 URB_ZERO_PACKET = 0x0040
@@ -49,8 +60,10 @@ E_OVERFLOW = -errno.EOVERFLOW
 E_SHORT = -errno.EREMOTEIO
 E_INVALID = -errno.EINVAL
 E_PROTOCOL = -errno.EPROTO
+E_NOT_DONE = -errno.EXDEV  # an isochronous packet the controller never got to (usb_submit_urb's preset)
 
-for _s, _n in ((OP_HEADER, 8), (DEVICE, 312), (SUBMIT, 48), (RET_SUBMIT_HEADER, 48), (UNLINK, 48)):
+for _s, _n in ((OP_HEADER, 8), (DEVICE, 312), (SUBMIT, 48), (RET_SUBMIT_HEADER, 48), (UNLINK, 48),
+               (ISO_DESCRIPTOR, 16)):  # fmt: skip
     assert _s.size == _n, (_s.format, _s.size)
 assert RET_UNLINK_HEADER.size == 48
 
@@ -137,6 +150,25 @@ class Submit(NamedTuple):
         return SUBMIT.pack(CMD_SUBMIT, *self[:4], *self[4:])
 
 
+class IsoDescriptor(NamedTuple):
+    """One isochronous packet: where it sits in the URB's buffer, its length and, in an answer,
+    what it moved and its status (0 or a negative errno)."""
+
+    offset: int
+    length: int
+    actual: int = 0
+    status: int = 0
+
+
+def parse_iso(raw: bytes) -> list[IsoDescriptor]:
+    """The packet descriptors that follow a submit's (or an answer's) data."""
+    return [IsoDescriptor(*d) for d in ISO_DESCRIPTOR.iter_unpack(raw)]
+
+
+def pack_iso(packets: Sequence[IsoDescriptor]) -> bytes:
+    return b"".join(ISO_DESCRIPTOR.pack(*d) for d in packets)
+
+
 def parse_submit(header: bytes) -> Submit:
     return Submit(*SUBMIT.unpack(header)[1:])
 
@@ -151,11 +183,13 @@ def command_of(header: bytes) -> int:
     return int(BASIC.unpack_from(header)[0])
 
 
-def ret_submit(cmd: Submit, status: int, actual: int) -> bytes:
-    """The answer's header (the IN data, ``actual`` bytes, follows it). It carries no isochronous
-    packet descriptors: the server answers isochronous URBs with an error."""
+def ret_submit(cmd: Submit, status: int, actual: int, iso: Sequence[IsoDescriptor] | None = None) -> bytes:
+    """The answer's header (the IN data, ``actual`` bytes, follows it; then, for an isochronous
+    URB, the ``iso`` descriptors: their count and the failed packets' count are in the header)."""
+    packets = len(iso) if iso is not None else 0
+    errors = sum(1 for d in iso if d.status != 0) if iso is not None else 0
     return RET_SUBMIT_HEADER.pack(
-        RET_SUBMIT, cmd.seqnum, cmd.devid, cmd.direction, cmd.ep, status, actual, cmd.start_frame, 0, 0
+        RET_SUBMIT, cmd.seqnum, cmd.devid, cmd.direction, cmd.ep, status, actual, cmd.start_frame, packets, errors
     )
 
 

@@ -11,6 +11,14 @@ URB that moved bytes is answered with a ``RET_SUBMIT`` carrying its exact count,
 ``RET_UNLINK`` with ``-ECONNRESET``. So a client's time-out or cancel reports every byte that
 moved, which the kernel's own ``usbip-host`` cannot do (its ``RET_UNLINK`` has no byte count).
 
+An isochronous URB is one isochronous transfer on the engine, on the same path: its packets
+are the URB's packet descriptors (the client's offsets, normally end to end, are gathered to
+the engine's layout), and its answer carries each packet's actual length and status as a
+Linux host controller reports them (0; a packet's own error; ``-EXDEV`` for one the transfer
+never got to, as when it was unlinked or timed out), the IN data packed without the gaps short
+packets leave, and ``error_count``. An unlinked one follows the rules above by the bytes its
+packets moved.
+
 One client imports a device at a time (``ST_DEV_BUSY`` for a second). When the device leaves
 (unplug, re-enumeration, port cycle), its session ends like an unplugged cable: the URBs in
 flight are answered with ``-ESHUTDOWN`` and the connection is closed; the new attachment can be
@@ -24,6 +32,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 from typing import Any
 
 from .. import _aio
@@ -38,8 +47,10 @@ from .._engine import (
     WU_ERR_OVERFLOW,
     WU_ERR_PIPE,
     WU_ERR_TIMEOUT,
+    WU_PENDING,
     ZLP,
     EngineError,
+    IsoPackets,
     Transfer,
     pin,
 )
@@ -64,8 +75,17 @@ URB_STATUS = {  # engine result -> the URB status a Linux host controller report
 }
 
 
+NOT_REACHED = (WU_PENDING, WU_ERR_CANCELLED, WU_ERR_TIMEOUT, WU_ERR_NO_DEVICE)  # a packet's: never on the bus
+
+
 def urb_status(code: int) -> int:
     return URB_STATUS.get(code, p.E_PROTOCOL)
+
+
+def packet_status(code: int) -> int:
+    """An isochronous packet's status as a Linux host controller leaves it: 0, the packet's own
+    error, or ``-EXDEV`` (usb_submit_urb's preset) for one the transfer ended before."""
+    return p.E_NOT_DONE if code in NOT_REACHED else urb_status(code)
 
 
 class ProtocolError(Exception):
@@ -106,11 +126,12 @@ class Export:
 
 
 class _Urb:
-    __slots__ = ("answered", "cmd", "task", "unlinking", "xfer")
+    __slots__ = ("answered", "cmd", "iso", "task", "unlinking", "xfer")
 
-    def __init__(self, cmd: p.Submit, xfer: Transfer | None) -> None:
+    def __init__(self, cmd: p.Submit, xfer: Transfer | None, iso: list[p.IsoDescriptor] | None) -> None:
         self.cmd = cmd
         self.xfer = xfer
+        self.iso = iso  # an isochronous URB's packets, as the client sent them
         self.task: asyncio.Task[None] | None = None
         self.unlinking = False  # a CMD_UNLINK names it: a cancel that moved nothing goes unanswered
         self.answered = False  # its RET_SUBMIT is sent
@@ -155,12 +176,11 @@ class _Session:
                 command = p.command_of(header)
                 if command == p.CMD_SUBMIT:
                     cmd = p.parse_submit(header)
-                    if not 0 <= cmd.length <= MAX_URB or cmd.iso_packets > 1024:
+                    if not 0 <= cmd.length <= MAX_URB or cmd.iso_packets > p.MAX_ISO_PACKETS:
                         raise ProtocolError(f"URB {cmd.seqnum}: transfer_buffer_length {cmd.length}")
                     data = await read(cmd.length) if cmd.direction == p.DIR_OUT and cmd.length else b""
-                    if cmd.iso_packets:
-                        await read(cmd.iso_packets * p.ISO_DESCRIPTOR_SIZE)
-                    self._start(cmd, data)
+                    iso = p.parse_iso(await read(cmd.iso_packets * p.ISO_DESCRIPTOR_SIZE)) if cmd.iso_packets else None
+                    self._start(cmd, data, iso)
                 elif command == p.CMD_UNLINK:
                     seqnum, victim = p.parse_unlink(header)
                     unlink = asyncio.ensure_future(self._unlink(seqnum, p.BASIC.unpack_from(header)[2], victim))
@@ -180,51 +200,70 @@ class _Session:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._gone.wait(), GONE_POLL_S)
 
-    def _start(self, cmd: p.Submit, data: bytes) -> None:
+    def _start(self, cmd: p.Submit, data: bytes, iso: list[p.IsoDescriptor] | None) -> None:
         try:
             xfer: Transfer | None = self.core.new_transfer()
         except EngineError:  # closed under us: answered as a gone device
             xfer = None
-        urb = self.urbs[cmd.seqnum] = _Urb(cmd, xfer)
+        urb = self.urbs[cmd.seqnum] = _Urb(cmd, xfer, iso)
         urb.task = asyncio.ensure_future(self._complete(urb, data))
 
     async def _complete(self, urb: _Urb, data: bytes) -> None:
         """Run the URB and answer it (an unlinked one that moved nothing: the unlink answers)."""
         cmd = urb.cmd
         is_in = cmd.direction == p.DIR_IN
+        packets: IsoPackets | None = None
         try:
-            code, actual, raw, offset = await self._execute(urb, data)
+            code, actual, raw, offset, packets = await self._execute(urb, data)
         except Exception:
             log.exception("USB/IP URB %d on %s", cmd.seqnum, self.export.busid)
             code, actual, raw, offset = WU_ERR_INVALID_PARAM, 0, b"", 0
         status = urb_status(code)
-        if status == 0 and is_in and cmd.transfer_flags & p.URB_SHORT_NOT_OK and actual < cmd.length:
+        short = is_in and actual < cmd.length and urb.iso is None  # (usbip-host masks the flag off iso URBs)
+        if status == 0 and short and cmd.transfer_flags & p.URB_SHORT_NOT_OK:
             status = p.E_SHORT
         if code == WU_ERR_NO_DEVICE:
             self._gone.set()
         if not (urb.unlinking and code == WU_ERR_CANCELLED and actual == 0):
-            head = p.ret_submit(cmd, status, actual)
-            self._send(head, memoryview(raw)[offset : offset + actual] if is_in and actual else None)
+            if urb.iso is None:
+                parts = [memoryview(raw)[offset : offset + actual]] if is_in and actual else []
+                self._send(p.ret_submit(cmd, status, actual), parts)
+            else:
+                iso, parts = _iso_answer(urb.iso, packets, raw if is_in else None)
+                actual = sum(d.actual for d in iso)
+                self._send(p.ret_submit(cmd, status, actual, iso), [*parts, p.pack_iso(iso)])
             urb.answered = True
         del self.urbs[cmd.seqnum]
         await self._drain()
 
-    async def _execute(self, urb: _Urb, data: bytes) -> tuple[int, int, Any, int]:
-        """``(engine result, bytes moved, the buffer, where its data stage starts)``."""
+    async def _execute(self, urb: _Urb, data: bytes) -> tuple[int, int, Any, int, IsoPackets | None]:
+        """``(engine result, bytes moved, the buffer, where its data stage starts, an isochronous
+        URB's packets)``."""
         cmd = urb.cmd
         is_in = cmd.direction == p.DIR_IN
         if urb.xfer is None:
-            return WU_ERR_NO_DEVICE, 0, b"", 0
+            return WU_ERR_NO_DEVICE, 0, b"", 0, None
         if cmd.ep == 0 and cmd.setup[:2] == SET_ADDRESS:
-            return 0, 0, b"", 0  # the bus's business: the address is the server's to keep
-        if cmd.iso_packets:
-            return WU_ERR_INVALID_PARAM, 0, b"", 0  # the engine moves no isochronous data
+            return 0, 0, b"", 0, None  # the bus's business: the address is the server's to keep
         pipe = self._pipe(cmd.ep | (0x80 if is_in else 0))
         if pipe is None:
-            return WU_ERR_NOT_FOUND, 0, b"", 0
+            return WU_ERR_NOT_FOUND, 0, b"", 0, None
+        if (pipe.type == EP_ISOCHRONOUS) != (urb.iso is not None):  # no packets, or packets on another type
+            return WU_ERR_INVALID_PARAM, 0, b"", 0, None
         raw: Any = data
         offset = 0
-        if cmd.ep == 0:  # the setup packet, then the data stage
+        length = cmd.length
+        packets = None
+        if urb.iso is not None:  # the packets end to end, as the engine takes them
+            packets = IsoPackets([d.length for d in urb.iso])
+            if not _iso_fits(urb.iso, cmd.length):
+                return WU_ERR_INVALID_PARAM, 0, b"", 0, packets
+            rc = urb.xfer.set_iso(packets)
+            if rc != 0:
+                return rc, 0, b"", 0, packets
+            raw = bytearray(packets.total) if is_in else _gather(data, urb.iso)
+            length = packets.total
+        elif cmd.ep == 0:  # the setup packet, then the data stage
             raw = bytearray(SETUP_SIZE + cmd.length)
             raw[:SETUP_SIZE] = cmd.setup
             if not is_in:
@@ -233,11 +272,11 @@ class _Session:
         elif is_in:
             raw = bytearray(cmd.length)
         buf = pin(raw, True) if isinstance(raw, bytearray) else raw
-        flags = ZLP if cmd.transfer_flags & p.URB_ZERO_PACKET and not is_in else 0
-        code, actual = await _aio.complete(pipe, urb.xfer, buf, offset + cmd.length, flags, 0)
+        flags = ZLP if cmd.transfer_flags & p.URB_ZERO_PACKET and not is_in and packets is None else 0
+        code, actual = await _aio.complete(pipe, urb.xfer, buf, offset + length, flags, 0)
         if code == 0 and cmd.ep == 0:
             self._track_setting(cmd.setup)
-        return code, actual, raw, offset
+        return code, actual, raw, offset, packets
 
     async def _unlink(self, seqnum: int, devid: int, victim: int) -> None:
         urb = self.urbs.get(victim)
@@ -250,13 +289,13 @@ class _Session:
         self._send(p.ret_unlink(seqnum, devid, 0 if answered else p.E_UNLINKED))
         await self._drain()
 
-    def _send(self, head: bytes, data: memoryview | None = None) -> None:
+    def _send(self, head: bytes, parts: Sequence[Any] = ()) -> None:
         if self.detached:
             return  # nobody to answer: the client closed the connection
-        if data is None:
+        if not parts:
             self.writer.write(head)
         else:
-            self.writer.writelines([head, data])
+            self.writer.writelines([head, *parts])
 
     async def _drain(self) -> None:
         async with self._draining:  # one waiter at a time (Python 3.10's streams allow no more)
@@ -274,7 +313,7 @@ class _Session:
             setting = iface.setting(self.alt) if iface is not None else None
             ep: EndpointInfo | None = next((e for e in setting.endpoints if e.address == address), None) \
                 if setting is not None else None  # fmt: skip
-            if ep is None or ep.type == EP_ISOCHRONOUS:
+            if ep is None:
                 return None
             pipe = self._pipes[key] = CorePipe(self.core, 0, self.alt, ep)
         return pipe
@@ -286,6 +325,43 @@ class _Session:
             self.alt = 0
         elif request_type == 0x01 and request == 0x0B:
             self.alt = value
+
+
+def _iso_fits(iso: Sequence[p.IsoDescriptor], length: int) -> bool:
+    """Each packet inside the URB's buffer, none over another (their offsets in order)."""
+    end = 0
+    for d in iso:
+        if d.offset < end or d.offset + d.length > length:
+            return False
+        end = d.offset + d.length
+    return True
+
+
+def _gather(data: bytes, iso: Sequence[p.IsoDescriptor]) -> bytes:
+    """An OUT URB's packets end to end (the client's buffer, without the gaps between them)."""
+    starts = _starts([d.length for d in iso])
+    if all(d.offset == at for d, at in zip(iso, starts, strict=True)):  # the usual layout: as it came
+        end = starts[-1] + iso[-1].length
+        return data if end == len(data) else data[:end]
+    return b"".join(data[d.offset : d.offset + d.length] for d in iso)
+
+
+def _starts(lengths: Sequence[int]) -> list[int]:
+    """Where each packet starts when they lie end to end."""
+    return list(accumulate(lengths[:-1], initial=0))
+
+
+def _iso_answer(iso: Sequence[p.IsoDescriptor], packets: IsoPackets | None,
+                raw: Any) -> tuple[list[p.IsoDescriptor], list[memoryview]]:  # fmt: skip
+    """The answer's packet descriptors (the client's offsets and lengths, each packet's result)
+    and, for an IN URB (``raw``: the engine's buffer), the bytes each packet brought."""
+    results = packets.results() if packets is not None else [(d.length, 0, WU_PENDING) for d in iso]
+    answer = [d._replace(actual=r[1], status=packet_status(r[2])) for d, r in zip(iso, results, strict=True)]
+    if raw is None:
+        return answer, []
+    view = memoryview(raw)
+    starts = _starts([r[0] for r in results])
+    return answer, [view[at : at + r[1]] for at, r in zip(starts, results, strict=True) if r[1]]
 
 
 class Server:
