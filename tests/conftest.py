@@ -52,6 +52,12 @@ def no_leaks() -> Iterator[None]:
     gc.collect()  # what earlier tests left to the cycle collector goes first
     before = _engine.Transfer.live
     yield
+    # an awaited transfer's waiter may go on while the completion thread is still finishing its
+    # callback (and holds the transfer until then): wait for that thread first
+    from wdfusb import _dispatch
+
+    if _dispatch.pending_count():
+        _dispatch.wait_idle(10)
     gc.collect()
     assert _engine.Transfer.live <= before, "a test leaked native transfers"
 
