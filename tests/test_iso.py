@@ -183,3 +183,40 @@ def test_ctrl_c_cancels_an_isochronous_write_and_says_what_moved() -> None:
     assert latency < 0.5
     in_flight, reported, received = map(int, fields)
     assert in_flight == 0 and reported == received > 0
+
+
+def race_once(how: str, after_packets: int) -> None:
+    v, dev = opened("full")
+    with v:
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                dev.pipe(OUT).write_iso(bytes(MAXP * 500))
+            except BaseException as e:  # noqa: BLE001 - handed to the test
+                errors.append(e)
+
+        th = threading.Thread(target=write)
+        th.start()
+        wait_until(lambda: v.endpoint(OUT).received_bytes >= after_packets * MAXP)
+        pipe = dev.pipe(OUT)
+        if how == "close":
+            dev.close()
+        elif how == "abort":
+            pipe.abort()
+        else:
+            dev.set_alt_setting(0, 0)
+        joined(th, 5)
+        (error,) = errors
+        assert isinstance(error, (wdfusb.DeviceGoneError, wdfusb.UsbCancelledError)), error
+        assert error.bytes_transferred == v.endpoint(OUT).received_bytes > 0
+        assert v._native.live_transfers() == 0
+        dev.close()
+
+
+@pytest.mark.parametrize("how", ["close", "switch the setting", "abort"])
+def test_close_switch_or_abort_race_a_transfer_in_flight(counts: None, how: str) -> None:
+    """A thread in write_iso, another closing the device, leaving the alternate setting or
+    aborting the pipe: the transfer comes back with the packets that went, counted exactly."""
+    for after in range(1, 6):
+        race_once(how, after)
