@@ -4,6 +4,7 @@ exactly what moved; bad input is refused before anything moves."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -220,3 +221,26 @@ def test_close_switch_or_abort_race_a_transfer_in_flight(counts: None, how: str)
     aborting the pipe: the transfer comes back with the packets that went, counted exactly."""
     for after in range(1, 6):
         race_once(how, after)
+
+
+def test_awaited_transfers_loop_and_a_cancelled_task_keeps_its_packets(counts: None) -> None:
+    async def main() -> None:
+        v, dev = opened("full")  # 1 ms per packet
+        with v, dev:
+            data = bytes(range(256)) * 2
+            r = await dev.pipe(OUT).write_iso_async(data)
+            assert r.bytes_transferred == len(data) and all(p.ok for p in r.packets)
+            back = await dev.pipe(IN).read_iso_async(40)  # 32 full packets, 8 empty
+            assert back.data == data and [p.actual for p in back.packets] == [MAXP] * 32 + [0] * 8
+            await dev.pipe(OUT).write_iso_async(data)
+            task = asyncio.ensure_future(dev.pipe(IN).read_iso_async(2000))
+            while v.endpoint(IN).sent_bytes < len(data) + 5 * MAXP:
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError) as info:
+                await task
+            got = info.value.data  # type: ignore[attr-defined]
+            assert info.value.bytes_transferred == len(got) == v.endpoint(IN).sent_bytes - len(data)  # type: ignore[attr-defined]
+            assert got == data[: len(got)] and v._native.live_transfers() == 0
+
+    asyncio.run(main())

@@ -135,24 +135,45 @@ class Pipe:
         """Send ``data`` on this isochronous OUT pipe as packets of ``packet_size`` bytes (the max
         packet size unless given; the last one may be shorter), one per service interval. Returns
         each packet's result; a packet that fails does not raise, a time-out or removal does."""
-        self._refuse_iso(False, "write to")
-        buf = _as_buffer(data, writable=False)
-        packets = IsoPackets(iso.packet_lengths(len(buf), self._packet_size(packet_size)))
-        return iso.run(
-            self._core, buf, packets, self._timeout_us(timeout), f"write to pipe 0x{self.address:02X}", False
-        )
+        buf, packets = self._iso_write(data, packet_size)
+        context = f"write to pipe 0x{self.address:02X}"
+        return iso.run(self._core, buf, packets, self._timeout_us(timeout), context, False)
 
     def read_iso(self, packets: int, packet_size: int | None = None, timeout: float | None = None) -> IsoResult:
         """Read ``packets`` packets of up to ``packet_size`` bytes (the max packet size unless given)
         from this isochronous IN pipe; the result holds each packet's length and status, and their
         data end to end."""
+        buf, iso_packets = self._iso_read(packets, packet_size)
+        context = f"read from pipe 0x{self.address:02X}"
+        return iso.run(self._core, buf, iso_packets, self._timeout_us(timeout), context, True)
+
+    async def write_iso_async(
+        self, data: Any, packet_size: int | None = None, timeout: float | None = None
+    ) -> IsoResult:
+        """:meth:`write_iso`, awaited (cancelling as :meth:`write_async`)."""
+        buf, packets = self._iso_write(data, packet_size)
+        context = f"write to pipe 0x{self.address:02X}"
+        return await iso.run_async(self._core, buf, packets, self._timeout_us(timeout), context, False)
+
+    async def read_iso_async(
+        self, packets: int, packet_size: int | None = None, timeout: float | None = None
+    ) -> IsoResult:
+        """:meth:`read_iso`, awaited (a cancelled task's ``CancelledError`` has ``data`` too)."""
+        buf, iso_packets = self._iso_read(packets, packet_size)
+        context = f"read from pipe 0x{self.address:02X}"
+        return await iso.run_async(self._core, buf, iso_packets, self._timeout_us(timeout), context, True)
+
+    def _iso_write(self, data: Any, packet_size: int | None) -> tuple[Any, IsoPackets]:
+        self._refuse_iso(False, "write to")
+        buf = _as_buffer(data, writable=False)
+        return buf, IsoPackets(iso.packet_lengths(len(buf), self._packet_size(packet_size)))
+
+    def _iso_read(self, packets: int, packet_size: int | None) -> tuple[Any, IsoPackets]:
         self._refuse_iso(True, "read from")
         if not isinstance(packets, int) or packets <= 0:
             raise ValueError("packets must be an int > 0")
         size = self._packet_size(packet_size)
-        buf = _pin(bytearray(packets * size), True)
-        context = f"read from pipe 0x{self.address:02X}"
-        return iso.run(self._core, buf, IsoPackets([size] * packets), self._timeout_us(timeout), context, True)
+        return _pin(bytearray(packets * size), True), IsoPackets([size] * packets)
 
     def _packet_size(self, packet_size: int | None) -> int:
         if packet_size is None:

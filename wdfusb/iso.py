@@ -6,16 +6,20 @@ interval; ``pipe.read_iso(packets, packet_size=None)`` asks for that many packet
 :class:`IsoResult` with each packet's requested and actual length and status. A packet that
 fails does not fail the transfer (its status says so, as libusb and WinUSB report it); a
 time-out, a cancel, Ctrl-C or a removal ends the transfer and raises, ``bytes_transferred``
-counting what moved. They run on the one engine path every transfer takes.
+counting what moved. ``write_iso_async`` / ``read_iso_async`` are the same, awaited (cancelling
+the task cancels the transfer and waits until it is back). They run on the one engine path every
+transfer takes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from . import _aio
 from ._core import CorePipe
-from ._engine import IsoPackets, address_of, copy_out
+from ._engine import EngineError, IsoPackets, address_of, copy_out
 from ._status import outcome
 from .errors import error_for
 
@@ -72,6 +76,30 @@ def run(core: CorePipe, buf: Any, packets: IsoPackets, timeout_us: int, context:
     """Move ``packets`` on ``core`` (their bytes in ``buf``, pinned): the result, or the error of
     a transfer that ended early, with the bytes that moved (and a read's data)."""
     rc, actual = core.iso_transfer(buf, packets, timeout_us)
+    return _result(rc, actual, buf, packets, context, read)
+
+
+async def run_async(
+    core: CorePipe, buf: Any, packets: IsoPackets, timeout_us: int, context: str, read: bool
+) -> IsoResult:
+    """:func:`run`, awaited: the transfer on the path every awaited transfer takes. A cancelled
+    task's ``CancelledError`` carries ``bytes_transferred`` and, for a read, ``data``."""
+    try:
+        xfer = core.new_transfer()
+    except EngineError as exc:  # the device is closed
+        raise error_for(exc.code, 0, context) from None
+    rc = xfer.set_iso(packets)
+    if rc != 0:
+        raise error_for(rc, 0, context)
+    try:
+        rc, actual = await _aio.complete(core, xfer, buf, packets.total, 0, timeout_us)
+    except asyncio.CancelledError as cancelled:
+        cancelled.data = packed(buf, packets.results()) if read else b""  # type: ignore[attr-defined]
+        raise
+    return _result(rc, actual, buf, packets, context, read)
+
+
+def _result(rc: int, actual: int, buf: Any, packets: IsoPackets, context: str, read: bool) -> IsoResult:
     results = packets.results()
     data = packed(buf, results) if read else b""
     if rc != 0:
