@@ -477,8 +477,8 @@ static int check_control(uint8_t ep, const uint8_t *buf, size_t len, unsigned fl
     return WU_OK;
 }
 
-/* An isochronous transfer: its packets set, their lengths adding up to len, no flags. Read
-   without the lock: only the submitter sets packets, and never while the transfer is in flight. */
+/* An isochronous transfer: its packets set, their lengths adding up to len, no flags. Caller
+   holds the device lock (wu_xfer_set_iso takes it: the packets checked are the packets moved). */
 static int check_iso(const wu_xfer *x, uint8_t ep, size_t len, unsigned flags)
 {
     size_t sum = 0;
@@ -510,9 +510,7 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
     if (!tag && wu_in_callback()) return WU_ERR_WRONG_CONTEXT; /* a synchronous send would deadlock */
     if (type == WU_EP_CONTROL) {
         if ((rc = check_control(ep, buf, len, flags)) != WU_OK) return rc;
-    } else if (type == WU_EP_ISOCHRONOUS) {
-        if ((rc = check_iso(x, ep, len, flags)) != WU_OK) return rc;
-    } else if (type != WU_EP_BULK && type != WU_EP_INTERRUPT) {
+    } else if (type != WU_EP_ISOCHRONOUS && type != WU_EP_BULK && type != WU_EP_INTERRUPT) {
         return WU_ERR_NOT_SUPPORTED;
     }
     if (!buf && len) return WU_ERR_INVALID_PARAM;
@@ -524,6 +522,7 @@ int wu_xfer_submit(wu_xfer *x, uint8_t ep, uint8_t type, uint8_t *buf, size_t le
     if (x->state == WU_XFER_IN_FLIGHT) rc = WU_ERR_IN_FLIGHT;
     else if (d->closed || x->retired) rc = WU_ERR_NO_DEVICE;
     else if (x->cancel_sticky) rc = WU_ERR_CANCELLED;
+    else if (type == WU_EP_ISOCHRONOUS) rc = check_iso(x, ep, len, flags); /* (its packets: under the lock) */
     else rc = WU_OK;
     if (rc != WU_OK) {
         x->cancel_sticky = 0; /* a cancel is consumed by the submit it refused */

@@ -12,6 +12,7 @@ cancelled and reaped before the exception propagates, so nothing is left in flig
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ _xfer_run, _xfer_wait, _xfer_reap, _xfer_submit = (
     lib.wu_xfer_submit,
 )
 _NULL = ffi.NULL
+_ISO_LOCK = threading.Lock()  # Transfer.set_iso's, across threads
 _U8_ARRAY = ffi.typeof("uint8_t[]")
 _from_buffer = ffi.from_buffer
 
@@ -129,11 +131,12 @@ class Transfer:
     def set_iso(self, packets: IsoPackets | None) -> int:
         """The packets of the next isochronous submit (None: none); kept alive with the transfer.
         Engine status (``WU_ERR_IN_FLIGHT`` while a transfer is out)."""
-        rc = int(
-            lib.wu_xfer_set_iso(self._x, _NULL if packets is None else packets.c, 0 if packets is None else packets.n)
-        )
-        if rc == WU_OK:
-            self._iso = packets
+        with _ISO_LOCK:  # C's packets and the ones kept alive here change together
+            rc = int(
+                lib.wu_xfer_set_iso(self._x, _NULL if packets is None else packets.c, 0 if packets is None else packets.n)
+            )
+            if rc == WU_OK:
+                self._iso = packets
         return rc
 
     @property
