@@ -131,10 +131,9 @@ class Transfer:
     def set_iso(self, packets: IsoPackets | None) -> int:
         """The packets of the next isochronous submit (None: none); kept alive with the transfer.
         Engine status (``WU_ERR_IN_FLIGHT`` while a transfer is out)."""
+        c, n = (_NULL, 0) if packets is None else (packets.c, packets.n)
         with _ISO_LOCK:  # C's packets and the ones kept alive here change together
-            rc = int(
-                lib.wu_xfer_set_iso(self._x, _NULL if packets is None else packets.c, 0 if packets is None else packets.n)
-            )
+            rc = int(lib.wu_xfer_set_iso(self._x, c, n))
             if rc == WU_OK:
                 self._iso = packets
         return rc
