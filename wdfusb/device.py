@@ -69,7 +69,7 @@ class Pipe:
         if self.is_in != want_in:
             raise ValueError(f"cannot {verb} pipe 0x{self.address:02X}: it is an {'IN' if self.is_in else 'OUT'} pipe")
         if self._core.type == _engine.EP_ISOCHRONOUS:
-            iso_verb = "write_iso" if verb.startswith("write") else "read_iso"
+            iso_verb = "read_iso" if want_in else "write_iso"  # (by direction: "stream to" is a write)
             raise ValueError(f"cannot {verb} pipe 0x{self.address:02X} by bytes: it is isochronous (use {iso_verb})")
         if self._core.type not in (_engine.EP_BULK, _engine.EP_INTERRUPT):
             raise ValueError(f"cannot {verb} pipe 0x{self.address:02X}: {self.type} pipes are not supported")
