@@ -3,7 +3,11 @@ and failed before its fix."""
 
 from __future__ import annotations
 
+import threading
+import zlib
+
 import pytest
+from background import joined, wait_until
 
 import wdfusb
 
@@ -26,3 +30,33 @@ def test_streaming_an_isochronous_pipe_names_the_call_of_its_direction() -> None
             dev.pipe(OUT).writer(depth=2, chunk=MAXP)
         with pytest.raises(ValueError, match=r"isochronous \(use read_iso\)"):
             dev.pipe(IN).reader(depth=2, chunk=MAXP)
+
+
+def test_cycle_port_comes_back_to_the_same_virtual_device_not_its_twin(counts: None) -> None:
+    """Two virtual devices of one profile share a serial number: cycle_port on the second one
+    reconnected to the first (already there, never gone), so the isochronous writes after it
+    went to the other device. It comes back to its own, in its alternate setting."""
+    twin = wdfusb.VirtualDevice(None, profile="pyusb-benchmark")
+    v, dev = opened("full")
+    with twin, v, dev:
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                dev.pipe(OUT).write_iso(bytes(MAXP * 500))
+            except BaseException as e:  # noqa: BLE001 - handed to the test
+                errors.append(e)
+
+        th = threading.Thread(target=write)
+        th.start()
+        wait_until(lambda: v.endpoint(OUT).received_bytes >= 3 * MAXP)
+        dev.cycle_port(timeout=5)
+        joined(th, 5)
+        (error,) = errors
+        assert isinstance(error, (wdfusb.UsbCancelledError, wdfusb.DeviceGoneError)), error
+        assert error.bytes_transferred > 0
+        data = bytes(range(40))
+        assert dev.pipe(OUT).write_iso(data).bytes_transferred == len(data)
+        assert v.endpoint(OUT).received_bytes == len(data) and v.endpoint(OUT).crc32 == zlib.crc32(data)
+        assert twin.endpoint(OUT).received_bytes == 0
+        assert dev.pipe(IN).read_iso(3).data == data

@@ -271,6 +271,12 @@ def reconnect_target(device: Any, settings: dict[int, int], timeout: float | Non
     """For :meth:`wdfusb.Device.reconnect`: wait until ``device``'s attachment has left and the
     same device (serial, else port path) is back; open it with ``settings`` selected."""
     serial, port, old = device._serial, device.port_path, device._attachment_key
+    from .virtual import VirtualDevice
+
+    source = device.source
+    mine = source.virtual if isinstance(source, UsbDeviceInfo) else source  # a virtual device: that one only
+    if not isinstance(mine, VirtualDevice):
+        mine = None
     if serial is None and port is None:
         raise DeviceNotFoundError(f"{device!r} has neither a serial number nor a port path to be found by", 0xC000000E)
     criteria = {"serial": serial} if serial else {"port": port}
@@ -282,6 +288,9 @@ def reconnect_target(device: Any, settings: dict[int, int], timeout: float | Non
         while True:
             if gone:
                 for info in list(waiting):
+                    if mine is not None and info.virtual is not mine:  # another one with its serial
+                        waiting.remove(info)
+                        continue
                     core = _open_with(info, settings)
                     if core is not None:
                         return (info.virtual or info), core
