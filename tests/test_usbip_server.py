@@ -569,3 +569,27 @@ def test_sigint_with_urbs_in_flight_stops_the_server() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_seqnum_in_flight_sent_again_closes_the_connection(served: tuple[VirtualDevice, Server]) -> None:
+    """A second URB with the seqnum of one still in flight (an isochronous one on a bulk URB stuck
+    behind NAKs) took its place: the first could no more be unlinked (its RET_UNLINK said 0 at
+    once, the URB went on) and the two answers' bookkeeping raised KeyError in the server. No
+    answer could say which URB it is for: the client is broken, its connection closes and C
+    cancels both."""
+    vdev, server = served
+    with _client(server) as c:
+        c.control(0x00, 0x09, 1)
+        vdev.endpoint(OUT).nak(float("inf"))
+        seq = c.submit(OUT, data=bytes(4096))
+        c.seqnum -= 1
+        assert c.submit(0x03, data=bytes(64), iso=[64]) == seq  # the isochronous sink, the same seqnum
+        with pytest.raises((EOFError, ConnectionError)):
+            c.reply()
+    _wait_until(lambda: server.exports[0].session is None)
+    assert vdev._native.live_transfers() == 0
+    assert vdev.endpoint(OUT).received_bytes == 0 and vdev.endpoint(0x03).received_bytes == 0
+    vdev.endpoint(OUT).nak(0)
+    with _client(server) as again:  # the server goes on
+        again.control(0x00, 0x09, 1)
+        assert again.transfer(OUT, data=b"x" * 8).actual == 8

@@ -178,6 +178,8 @@ class _Session:
                     cmd = p.parse_submit(header)
                     if not 0 <= cmd.length <= MAX_URB or cmd.iso_packets > p.MAX_ISO_PACKETS:
                         raise ProtocolError(f"URB {cmd.seqnum}: transfer_buffer_length {cmd.length}")
+                    if cmd.seqnum in self.urbs:  # (vhci-hcd never reuses one in flight: no answer could say which)
+                        raise ProtocolError(f"URB {cmd.seqnum}: its seqnum is in flight")
                     data = await read(cmd.length) if cmd.direction == p.DIR_OUT and cmd.length else b""
                     iso = p.parse_iso(await read(cmd.iso_packets * p.ISO_DESCRIPTOR_SIZE)) if cmd.iso_packets else None
                     self._start(cmd, data, iso)
