@@ -10,6 +10,7 @@ import pytest
 from background import joined, wait_until
 
 import wdfusb
+from wdfusb import _engine
 
 ISO_ALT, OUT, IN, MAXP = 2, 0x03, 0x83, 16  # the "pyusb-benchmark" device's isochronous pair
 
@@ -60,3 +61,39 @@ def test_cycle_port_comes_back_to_the_same_virtual_device_not_its_twin(counts: N
         assert v.endpoint(OUT).received_bytes == len(data) and v.endpoint(OUT).crc32 == zlib.crc32(data)
         assert twin.endpoint(OUT).received_bytes == 0
         assert dev.pipe(IN).read_iso(3).data == data
+
+
+def test_packets_swapped_by_another_thread_at_the_submit_cannot_overrun_the_buffer(counts: None) -> None:
+    """wu_xfer_submit checked the packets (their lengths add up to the buffer's) before it took
+    the lock: a wu_xfer_set_iso from another thread in between handed the backend 4096 packets
+    of 16 bytes for a 16-byte buffer (65536 bytes read past it; an IN transfer would write them).
+    The check is under the lock now (main's 0b22841): each submit moves the packets it checked,
+    or is refused."""
+    v, dev = opened(None)
+    with v, dev:
+        core = dev.pipe(OUT)._core
+        xfer = core.new_transfer()
+        backing = bytearray(1 << 20)  # the 16 bytes sit at its start: a read past them stays mapped
+        buf = _engine.pin(memoryview(backing)[:16])
+        small = _engine.IsoPackets([0] * 100_000 + [MAXP])  # a long check: a wide window before the lock
+        big = _engine.IsoPackets([MAXP] * 4096)
+        stop = threading.Event()
+
+        def swap() -> None:
+            while not stop.is_set():
+                xfer.set_iso(big)
+
+        th = threading.Thread(target=swap)
+        th.start()
+        moved = []
+        try:
+            for _ in range(300):
+                xfer.set_iso(small)
+                rc, actual = xfer.run(OUT, _engine.EP_ISOCHRONOUS, buf, MAXP)
+                assert (rc, actual) in ((0, MAXP), (_engine.WU_ERR_INVALID_PARAM, 0)), (rc, actual)
+                moved.append(actual)
+        finally:
+            stop.set()
+            joined(th, 5)
+        assert v.endpoint(OUT).received_bytes == sum(moved)
+        xfer.free()
