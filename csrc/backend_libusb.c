@@ -360,8 +360,8 @@ static int lu_submit(wu_xfer *x)
     if (!LD(x->dev)->h) return WU_ERR_NO_DEVICE;
     x->piece = x->len;
     x->piece_unit = 0; /* (the endpoint's, looked up once a transfer needs pieces) */
-    if (x->type == WU_EP_ISOCHRONOUS) {
-        int rc = iso_room(x, x->n_iso);
+    if (x->type == WU_EP_ISOCHRONOUS) { /* one libusb transfer: its length is an int */
+        int rc = x->len > INT_MAX ? WU_ERR_INVALID_PARAM : iso_room(x, x->n_iso);
         return rc == WU_OK ? submit_chunk(x) : rc;
     }
     if (x->type != WU_EP_CONTROL && x->len > WU_LIBUSB_PIECE)

@@ -106,6 +106,10 @@ def test_bad_input_is_refused_and_nothing_moves(counts: None) -> None:
             iso_out.write_iso(b"x" * 64, packet_size=MAXP + 1)
         with pytest.raises(ValueError, match="packets"):
             iso_in.read_iso(0)
+        with pytest.raises(ValueError, match="packets"):
+            iso_in.read_iso(True)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="nothing to send"):
+            iso_out.write_iso(b"")
         with pytest.raises(ValueError, match="IN pipe"):
             iso_in.write_iso(b"x")
         dev.set_alt_setting(0, 0)

@@ -166,11 +166,13 @@ class Pipe:
     def _iso_write(self, data: Any, packet_size: int | None) -> tuple[Any, IsoPackets]:
         self._refuse_iso(False, "write to")
         buf = _as_buffer(data, writable=False)
+        if not len(buf):
+            raise ValueError("nothing to send: an isochronous write takes at least one byte")
         return buf, IsoPackets(iso.packet_lengths(len(buf), self._packet_size(packet_size)))
 
     def _iso_read(self, packets: int, packet_size: int | None) -> tuple[Any, IsoPackets]:
         self._refuse_iso(True, "read from")
-        if not isinstance(packets, int) or packets <= 0:
+        if type(packets) is not int or packets <= 0:
             raise ValueError("packets must be an int > 0")
         size = self._packet_size(packet_size)
         return _pin(bytearray(packets * size), True), IsoPackets([size] * packets)
@@ -178,7 +180,7 @@ class Pipe:
     def _packet_size(self, packet_size: int | None) -> int:
         if packet_size is None:
             return self.max_packet
-        if not isinstance(packet_size, int) or not 0 < packet_size <= self.max_packet:
+        if type(packet_size) is not int or not 0 < packet_size <= self.max_packet:
             raise ValueError(f"packet_size must be 1..{self.max_packet} (the pipe's max packet size)")
         return packet_size
 

@@ -292,6 +292,7 @@ class WdfusbBackend(usb.backend.IBackend):
 
     def set_configuration(self, dev_handle: _Handle, config_value: int) -> None:
         _check(dev_handle.core.native.set_configuration(config_value))
+        dev_handle.alts.clear()  # every interface is back at setting 0
 
     def get_configuration(self, dev_handle: _Handle) -> int:
         rc, value = dev_handle.core.native.get_configuration()
