@@ -50,8 +50,8 @@ fakeusb: $(STAMP)
 # high and at super speed (tests/rig/qemu_rig.py installs QEMU and builds the image).
 RIG_PYTEST = $(abspath $(PY)) -m pytest -q -p no:cacheprovider tests/kernel
 rig: $(STAMP)
-	$(PY) tests/rig/qemu_rig.py run --speed high -- $(RIG_PYTEST)
-	$(PY) tests/rig/qemu_rig.py run --speed super -- $(RIG_PYTEST)
+	$(PY) tests/rig/qemu_rig.py run --speed high --timeout 1800 -- $(RIG_PYTEST)
+	$(PY) tests/rig/qemu_rig.py run --speed super --timeout 1800 -- $(RIG_PYTEST)
 
 test: UNIT_ARGS = --ignore=tests/fakeusb
 test: check docs unit fakeusb asan tsan cross wheel rig
