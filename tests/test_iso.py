@@ -11,7 +11,7 @@ import time
 import zlib
 
 import pytest
-from background import joined, wait_until
+from background import in_thread, joined, wait_until
 from sigint import interrupt_child
 
 import wdfusb
@@ -77,9 +77,7 @@ def test_cancel_mid_transfer_and_before_the_submit(counts: None) -> None:
         xfer = core.new_transfer()
         packets = _engine.IsoPackets(packet_lengths(MAXP * 100, MAXP))
         buf = _engine.pin(bytes(MAXP * 100))
-        got: list[tuple[int, int]] = []
-        th = threading.Thread(target=lambda: got.append(core.iso_transfer(buf, packets, 0, xfer)))
-        th.start()
+        th, got = in_thread(lambda: core.iso_transfer(buf, packets, 0, xfer))
         wait_until(lambda: v.endpoint(OUT).received_bytes >= 3 * MAXP)
         assert xfer.cancel()
         joined(th, 5)
@@ -166,16 +164,7 @@ def test_cycle_port_comes_back_to_the_same_virtual_device_not_its_twin(counts: N
     twin = wdfusb.VirtualDevice(None, profile="pyusb-benchmark")
     v, dev = opened("full")
     with twin, v, dev:
-        errors: list[BaseException] = []
-
-        def write() -> None:
-            try:
-                dev.pipe(OUT).write_iso(bytes(MAXP * 500))
-            except BaseException as e:  # noqa: BLE001 - handed to the test
-                errors.append(e)
-
-        th = threading.Thread(target=write)
-        th.start()
+        th, errors = in_thread(lambda: dev.pipe(OUT).write_iso(bytes(MAXP * 500)))
         wait_until(lambda: v.endpoint(OUT).received_bytes >= 3 * MAXP)
         dev.cycle_port(timeout=5)
         joined(th, 5)
@@ -249,16 +238,7 @@ def test_ctrl_c_cancels_an_isochronous_write_and_says_what_moved() -> None:
 def race_once(how: str, after_packets: int) -> None:
     v, dev = opened("full")
     with v:
-        errors: list[BaseException] = []
-
-        def write() -> None:
-            try:
-                dev.pipe(OUT).write_iso(bytes(MAXP * 500))
-            except BaseException as e:  # noqa: BLE001 - handed to the test
-                errors.append(e)
-
-        th = threading.Thread(target=write)
-        th.start()
+        th, errors = in_thread(lambda: dev.pipe(OUT).write_iso(bytes(MAXP * 500)))
         wait_until(lambda: v.endpoint(OUT).received_bytes >= after_packets * MAXP)
         pipe = dev.pipe(OUT)
         if how == "close":
