@@ -607,8 +607,12 @@ int wu_xfer_wait(wu_xfer *x, int64_t slice_us, size_t *actual)
         waiters_add(x, 1);
         rc = x->dev->be->wait(x, until);
         waiters_add(x, -1);
-        if (rc == WU_PENDING) {
-            if (actual) *actual = x->actual;
+        if (rc == WU_PENDING) { /* still in flight: its count moves under the lock */
+            if (actual) {
+                wu_mutex_lock(&x->dev->lock);
+                *actual = x->actual;
+                wu_mutex_unlock(&x->dev->lock);
+            }
             return WU_PENDING;
         }
         state = WU_LOAD(&x->state);
